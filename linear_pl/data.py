@@ -1,0 +1,107 @@
+"""Synthetic regression data, made in memory: y = x @ true_weights (+ true_bias) (+ noise)."""
+
+import math
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+# The seven weights of tutorial 1's full program.
+TUTORIAL_WEIGHTS = [2.0, 3.0, 4.0, 7.0, 11.0, 5.0, 13.0]
+
+# Validation only measures the loss, so it uses few large batches whatever the training batch size.
+EVAL_BATCH_SIZE = 4096
+
+
+class SlicedBatches(Dataset):
+    """Batch ``i`` is rows ``[i*b, (i+1)*b)`` of ``x`` and ``y``: views of the tensors, never copies.
+
+    A DataLoader over ``TensorDataset`` would gather and collate sample by sample (~70x slower at
+    batch 4096); here each step costs one slice, on whatever device the tensors live on.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        return self.x[rows], self.y[rows]
+
+
+class SyntheticDataModule(L.LightningDataModule):
+    """Tutorial 1's data by default: 10 samples of 7 integer features in [1, 100], y = x @ w exactly.
+
+    The training set depends only on (seed, num_samples, true_weights, true_bias, low, high,
+    noise_std): validation samples are drawn after it from the same generator, so asking for more
+    of them never changes the training data. Data is drawn on the CPU, where torch's generator gives
+    the same numbers on every machine, then moved once to the training device.
+    """
+
+    def __init__(
+        self,
+        true_weights: list[float] = TUTORIAL_WEIGHTS,
+        true_bias: float | None = None,
+        num_samples: int = 10,
+        num_val_samples: int = 10,
+        low: int = 1,
+        high: int = 100,
+        noise_std: float = 0.0,
+        batch_size: int = 1,
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.true_weights = list(true_weights)
+        self.true_bias = true_bias
+        self.num_samples, self.num_val_samples = num_samples, num_val_samples
+        self.low, self.high, self.noise_std = low, high, noise_std
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+
+    @property
+    def num_features(self) -> int:
+        return len(self.true_weights)
+
+    def _draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        # Integers in [low, high] inclusive, like random.randint; y in float64, then rounded once.
+        x = torch.randint(self.low, self.high + 1, (n, self.num_features), generator=generator)
+        x = x.to(torch.float64)
+        y = x @ torch.tensor(self.true_weights, dtype=torch.float64) + (self.true_bias or 0.0)
+        y = y + self.noise_std * torch.randn(n, generator=generator, dtype=torch.float64)
+        return x.float(), y.float()
+
+    def setup(self, stage: str | None = None) -> None:
+        if hasattr(self, "train_x"):
+            return
+        generator = torch.Generator().manual_seed(self.seed)
+        train_x, train_y = self._draw(self.num_samples, generator)
+        val_x, val_y = self._draw(self.num_val_samples, generator)
+        device = self.trainer.strategy.root_device if self.trainer else train_x.device
+        self.train_x, self.train_y = train_x.to(device), train_y.to(device)
+        self.val_x, self.val_y = val_x.to(device), val_y.to(device)
+
+    def _loader(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool) -> DataLoader:
+        batches = SlicedBatches(x, y, batch_size)
+        # We build the DistributedSampler ourselves, also for one process: Lightning would inject one
+        # with shuffle=True under DDP whatever --shuffle says, and its single-process RandomSampler
+        # draws from the global RNG, which checkpoints do not hold. This one's order depends only on
+        # (seed, epoch) -- Lightning calls set_epoch -- so a resumed run sees the same batches.
+        trainer = self.trainer
+        sampler = DistributedSampler(
+            batches,
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
+            shuffle=shuffle,
+            seed=self.seed,
+        )
+        return DataLoader(batches, batch_size=None, sampler=sampler)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_x, self.train_y, self.batch_size, self.shuffle)
+
+    def val_dataloader(self) -> DataLoader:
+        eval_batch_size = max(self.batch_size, EVAL_BATCH_SIZE)
+        return self._loader(self.val_x, self.val_y, eval_batch_size, shuffle=False)

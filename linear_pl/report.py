@@ -1,0 +1,167 @@
+"""What a run tells its user: progress lines, weight trajectories in TensorBoard, the final table."""
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from linear_pl.closed_form import least_squares
+
+RESULT_KEYS = (
+    "true_weights", "true_bias", "initial_weights", "initial_bias", "learned_weights", "learned_bias",
+    "least_squares_weights", "least_squares_bias", "max_abs_error", "final_train_loss", "final_val_loss",
+    "epochs", "global_step", "lr", "fit_seconds", "accelerator", "world_size", "converged",
+)  # fmt: skip
+
+
+def _fmt_vector(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.4f}" for v in values) + "]"
+
+
+def _scalar(value: torch.Tensor | None) -> float | None:
+    return None if value is None else value.item()
+
+
+class ProgressReport(L.Callback):
+    """Every ``log_every_n_epochs`` epochs: one line on stdout, and each weight's value in TensorBoard.
+
+    Plain lines, not a progress bar, so the output reads the same in a terminal and in a CI log.
+    The initial weights are part of the callback's state, so a resumed run still knows them.
+    """
+
+    def __init__(self, log_every_n_epochs: int = 10, true_weights: list[float] | None = None) -> None:
+        self.log_every_n_epochs = log_every_n_epochs
+        self.true_weights = true_weights
+        self.initial_weights: list[float] | None = None
+        self.initial_bias: float | None = None
+        self.last_reported_epoch = 0
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.initial_weights is None:
+            self.initial_weights = pl_module.weight.tolist()
+            self.initial_bias = _scalar(pl_module.bias)
+        if trainer.is_global_zero:
+            bias = "" if self.initial_bias is None else f"  bias {self.initial_bias:.4f}"
+            print(f"Initial weights: {_fmt_vector(self.initial_weights)}{bias}", flush=True)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if epoch % self.log_every_n_epochs == 0:
+            self.report(trainer, pl_module, epoch)
+
+    def report(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int, metrics: dict | None = None
+    ) -> None:
+        """Log each weight to TensorBoard and print one line, after ``epoch`` epochs (1-based).
+
+        ``metrics`` holds the losses to print; by default the trainer's latest ``callback_metrics``.
+        """
+        losses = trainer.callback_metrics if metrics is None else metrics
+        self.last_reported_epoch = epoch
+        if not trainer.is_global_zero:
+            return  # the weights are identical on every DDP rank, and one line is enough
+        weight = pl_module.weight.detach()
+        metrics = {"train/lr": trainer.optimizers[0].param_groups[0]["lr"]}
+        metrics.update({f"weights/w{i}": w for i, w in enumerate(weight.tolist())})
+        if pl_module.bias is not None:
+            metrics["weights/bias"] = pl_module.bias.item()
+        if self.true_weights is not None:
+            truth = torch.tensor(self.true_weights, device=weight.device)
+            metrics["weights/distance_to_true"] = torch.linalg.vector_norm(weight - truth).item()
+        # Straight to the logger: cheaper than self.log, and allowed after fit as well.
+        if trainer.logger is not None:
+            trainer.logger.log_metrics(metrics, step=trainer.global_step)
+
+        line = f"Epoch [{epoch}/{trainer.max_epochs}]"
+        for key in ("train/loss", "val/loss"):
+            if key in losses:
+                line += f"  {key.replace('/', '_')} {float(losses[key]):.4f}"
+        print(line, flush=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"initial_weights": self.initial_weights, "initial_bias": self.initial_bias}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.initial_weights = state_dict["initial_weights"]
+        self.initial_bias = state_dict["initial_bias"]
+
+
+def summarize(
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    progress: ProgressReport,
+    metrics: dict[str, Any],
+    fit_seconds: float,
+    converged: bool,
+) -> dict[str, Any]:
+    """Everything results.json holds, computed from the finished run and its final ``metrics``."""
+    bias = model.bias is not None
+    learned_weights = model.weight.tolist()
+    learned_bias = _scalar(model.bias)
+    errors = [abs(a - b) for a, b in zip(learned_weights, datamodule.true_weights)]
+    if bias:
+        errors.append(abs(learned_bias - (datamodule.true_bias or 0.0)))
+    ls_weights, ls_bias = least_squares(datamodule.train_x, datamodule.train_y, bias)
+    return {
+        "true_weights": datamodule.true_weights,
+        "true_bias": datamodule.true_bias,
+        "initial_weights": progress.initial_weights,
+        "initial_bias": progress.initial_bias,
+        "learned_weights": learned_weights,
+        "learned_bias": learned_bias,
+        "least_squares_weights": ls_weights,
+        "least_squares_bias": ls_bias,
+        "max_abs_error": max(errors),
+        "final_train_loss": _scalar(metrics.get("train/loss")),
+        "final_val_loss": _scalar(metrics.get("val/loss")),
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "lr": float(model.lr),
+        "fit_seconds": round(fit_seconds, 3),
+        "accelerator": type(trainer.accelerator).__name__.removesuffix("Accelerator").lower(),
+        "world_size": trainer.world_size,
+        "converged": converged,
+    }
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The final table (index, true, learned, least squares, |learned - true|) and a one-line verdict."""
+    rows = list(zip(results["true_weights"], results["learned_weights"], results["least_squares_weights"]))
+    names = [f"w{i}" for i in range(len(rows))]
+    if results["learned_bias"] is not None:
+        rows.append(((results["true_bias"] or 0.0), results["learned_bias"], results["least_squares_bias"]))
+        names.append("bias")
+    lines = [f"{'':>6} {'true':>12} {'learned':>12} {'least sq.':>12} {'|error|':>10}"]
+    for name, (true, learned, ls) in zip(names, rows):
+        lines.append(f"{name:>6} {true:12.4f} {learned:12.4f} {ls:12.4f} {abs(learned - true):10.2e}")
+    lines.append(verdict(results))
+    return "\n".join(lines)
+
+
+def verdict(results: dict[str, Any], tolerance: float = 0.01) -> str:
+    error, epochs = results["max_abs_error"], results["epochs"]
+    if not math.isfinite(error):
+        return f"Diverged: the weights are not finite after {epochs} epochs (lr {results['lr']:.3g})."
+    if error <= tolerance:
+        how = "converged" if results["converged"] else "stopped at --max_epochs"
+        return f"Recovered every weight to within {error:.2e} in {epochs} epochs ({how})."
+    return (
+        f"Not recovered: max |learned - true| is {error:.3g} after {epochs} epochs "
+        f"(lr {results['lr']:.3g}); try more epochs or --lr auto."
+    )
+
+
+def write_results(results: dict[str, Any], trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
+    """Write results.json to the run directory; give the TensorBoard hparams their real metrics."""
+    path = Path(trainer.log_dir) / "results.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    if trainer.logger is not None:
+        finals = ("max_abs_error", "final_train_loss", "final_val_loss")
+        metrics = {f"hp/{key}": results[key] for key in finals if results[key] is not None}
+        trainer.logger.log_hyperparams({**trainer.datamodule.hparams, **pl_module.hparams}, metrics)
+        trainer.logger.save()
+    return path

@@ -1,0 +1,58 @@
+"""Shared fixtures: run the training command in-process (fast) or as a real subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from linear_pl.cli import cli_main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Run:
+    status: int
+    stdout: str
+    stderr: str
+    root: Path
+
+    @property
+    def run_dir(self) -> Path:
+        versions = sorted((self.root / "lightning_logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+        return versions[-1]
+
+    @property
+    def results(self) -> dict:
+        return json.loads((self.run_dir / "results.json").read_text())
+
+
+@pytest.fixture
+def train(tmp_path, capsys):
+    """``train(*flags)`` runs ``scripts/train.py`` in this process with --default_root_dir tmp_path."""
+
+    def run(*flags: str) -> Run:
+        status = cli_main([*flags, "--default_root_dir", str(tmp_path)])
+        out, err = capsys.readouterr()
+        return Run(status, out, err, tmp_path)
+
+    return run
+
+
+@pytest.fixture
+def script(tmp_path):
+    """``script(name, *flags)`` runs ``scripts/<name>.py`` as a subprocess in tmp_path."""
+
+    def run(name: str, *flags: str, timeout: float = 300) -> Run:
+        env = {**os.environ, "PYTHONWARNINGS": "default"}  # show every warning a user would see
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / f"{name}.py"), *flags],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        return Run(proc.returncode, proc.stdout, proc.stderr, tmp_path)
+
+    return run
