@@ -1,9 +1,12 @@
-"""Training control: stop once the loss is negligible against the scale of y."""
+"""Training control: stop once converged; fail clearly once diverged."""
 
+import math
 import sys
 
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping
+
+from linear_pl.closed_form import SAFETY_FACTOR
 
 
 class StopWhenConverged(EarlyStopping):
@@ -34,3 +37,50 @@ class StopWhenConverged(EarlyStopping):
         """Whether the last epoch's training loss is below the threshold."""
         loss = trainer.callback_metrics.get(self.monitor)
         return loss is not None and loss.item() < self.stopping_threshold
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became non-finite or grew far beyond where it started."""
+
+    def __init__(self, epoch: int, loss: float, lr: float, limit: float) -> None:
+        self.epoch, self.loss, self.lr, self.limit = epoch, loss, lr, limit
+        super().__init__(
+            f"training diverged at epoch {epoch}: train_loss {loss:.4g} with lr {lr:.3g}; the stable limit "
+            f"for this data is {limit:.3g}, try --lr {SAFETY_FACTOR * limit:.3g} (or --lr auto)"
+        )
+
+
+class LearningRateGuard(L.Callback):
+    """The tutorials' "hardest hyperparameter", made safe.
+
+    Before training: one warning line if the lr is above the stability limit of the data. After each
+    epoch: raise :class:`TrainingDiverged` if the loss is not finite or has grown ``growth`` times
+    beyond the first epoch's. Raising (rather than stopping) lets the checkpoint callback keep the
+    last good checkpoint and the command exit with status 1.
+    """
+
+    def __init__(self, growth: float = 1e6) -> None:
+        self.growth = growth
+        self.first_loss: float | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if pl_module.lr > pl_module.stable_lr and trainer.is_global_zero:
+            print(
+                f"warning: --lr {pl_module.lr:.3g} is above the stable limit {pl_module.stable_lr:.3g} for this "
+                f"data and batch size; SGD may diverge. Suggested: --lr {SAFETY_FACTOR * pl_module.stable_lr:.3g}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loss = trainer.callback_metrics["train/loss"].item()
+        if self.first_loss is None:
+            self.first_loss = loss
+        if not math.isfinite(loss) or loss > self.growth * self.first_loss:
+            raise TrainingDiverged(trainer.current_epoch + 1, loss, pl_module.lr, pl_module.stable_lr)
+
+    def state_dict(self) -> dict:
+        return {"first_loss": self.first_loss}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.first_loss = state_dict["first_loss"]

@@ -11,6 +11,8 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from linear_pl.callbacks import TrainingDiverged
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes a checkpoint so that a kill at any moment leaves either the old file or the new one.
@@ -77,7 +79,8 @@ class LastCheckpoint(ModelCheckpoint):
             self.save_last_now(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if self._should_save_on_exception(trainer):
+        # After divergence the weights are worthless: keep the last good checkpoint instead.
+        if self._should_save_on_exception(trainer) and not isinstance(exception, TrainingDiverged):
             self.save_last_now(trainer)
 
     def save_last_now(self, trainer: L.Trainer) -> None:

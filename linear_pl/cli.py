@@ -8,11 +8,13 @@ from pathlib import Path
 
 from jsonargparse._deprecated import JsonargparseDeprecationWarning
 from lightning.pytorch import Trainer
-from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
+import torch
+from jsonargparse import Namespace
+from lightning.pytorch.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from linear_pl.callbacks import StopWhenConverged
+from linear_pl.callbacks import LearningRateGuard, StopWhenConverged, TrainingDiverged
 from linear_pl.checkpointing import AtomicCheckpointIO, LastCheckpoint
 from linear_pl.data import SyntheticDataModule
 from linear_pl.model import LinearModel
@@ -53,7 +55,8 @@ class OneLineErrorParser(LightningArgumentParser):
 
 
 def _not_a_tip(record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith("💡 Tip")
+    # "Seed set to N" too: the seed is in config.yaml, and the line would precede any error message.
+    return not record.getMessage().startswith(("💡 Tip", "Seed set to"))
 
 
 def silence_known_noise() -> None:
@@ -63,7 +66,8 @@ def silence_known_noise() -> None:
     warnings.filterwarnings("ignore", category=JsonargparseDeprecationWarning, module=r"lightning\.pytorch\.cli")
     # Data lives in tensors on the device: worker processes would only add copies.
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_a_tip)  # added once
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).addFilter(_not_a_tip)  # a set: added once however often this runs
 
 
 def expand_presets(args: list[str]) -> list[str]:
@@ -86,12 +90,69 @@ def expand_presets(args: list[str]) -> list[str]:
     return expanded
 
 
-def check_accelerator(name: object) -> None:
-    """Fail in one line, before anything starts, when the asked-for device does not exist here."""
+def check_trainer_flags(trainer: Namespace) -> None:
+    """Fail in one line, before anything starts, on Trainer flags that cannot work here."""
+    name = trainer.accelerator
+    known = ["auto", "cpu", "gpu", *sorted(set(AcceleratorRegistry.available_accelerators()) - {"cpu"})]
+    if isinstance(name, str) and name not in known:
+        raise UsageError(f"--accelerator {name}: unknown; choose one of {', '.join(known)}")
     available = {"cuda": CUDAAccelerator.is_available(), "mps": MPSAccelerator.is_available()}
     have = "cpu" + "".join(f", {k}" for k, ok in available.items() if ok)
     if name == "gpu" and not any(available.values()) or name in available and not available[name]:
         raise UsageError(f"--accelerator {name}: no GPU is available on this machine (available: {have})")
+    if trainer.max_epochs is not None and trainer.max_epochs < 1:
+        raise UsageError(f"--max_epochs {trainer.max_epochs}: must be >= 1")
+
+
+def resolve_checkpoint(ckpt_path: str | None, root: Path) -> Path | None:
+    """``last`` means the newest run under ``root`` that has a last.ckpt; anything else is a path.
+
+    Lightning's own ckpt_path="last" looks only in the new run's (empty) folder and silently trains
+    from scratch, which is why this exists.
+    """
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        runs = [p for p in (root / "lightning_logs").glob("version_*/checkpoints/last.ckpt")]
+        if not runs:
+            raise UsageError(f"--ckpt_path last: no earlier run with a checkpoint under {root / 'lightning_logs'}")
+        return max(runs, key=lambda p: int(p.parent.parent.name.removeprefix("version_")))
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise UsageError(f"--ckpt_path {ckpt_path}: no such file")
+    return path
+
+
+def load_checkpoint_safely(path: Path) -> dict:
+    """torch.load with weights_only=True: a checkpoint that would run code when unpickled is refused."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, not a checkpoint, or unsafe to unpickle: all unusable
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"--ckpt_path {path}: not a usable checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UsageError(f"--ckpt_path {path}: not a usable checkpoint (no state_dict)")
+    return checkpoint
+
+
+def check_checkpoint_fits(path: Path, checkpoint: dict, model: torch.nn.Module) -> None:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    if expected != found:
+        raise UsageError(
+            f"--ckpt_path {path}: holds parameters {found}, but this run's model has {expected} "
+            "(give the --true_weights and --bias it was trained with)"
+        )
+
+
+def version_of(checkpoint: Path | None, root: Path) -> int | None:
+    """The run version a checkpoint belongs to, if it lies in root/lightning_logs/version_N/checkpoints."""
+    if checkpoint is None:
+        return None
+    run_dir = checkpoint.resolve().parent.parent
+    if run_dir.parent == (root / "lightning_logs").resolve() and run_dir.name.startswith("version_"):
+        return int(run_dir.name.removeprefix("version_"))
+    return None
 
 
 class LinearCLI(LightningCLI):
@@ -112,7 +173,10 @@ class LinearCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: list[str] | None) -> None:
         self.config = parser.parse_args(expand_presets(sys.argv[1:] if args is None else list(args)))
-        check_accelerator(self.config.trainer.accelerator)
+        check_trainer_flags(self.config.trainer)
+        self.root = Path(self.config.trainer.default_root_dir or ".")
+        self.ckpt_path = resolve_checkpoint(self.config.ckpt_path, self.root)
+        self.checkpoint = None if self.ckpt_path is None else load_checkpoint_safely(self.ckpt_path)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for group, names in FLAT_FLAGS.items():
@@ -122,22 +186,35 @@ class LinearCLI(LightningCLI):
                 extra = {"nargs": "?", "const": True} if name in BOOLEAN_FLAGS else {}
                 parser.add_argument(f"--{name}", dest=dest, default=parser.get_default(dest), help=f"alias of --{dest}", **extra)
         parser.add_argument("--log_every_n_epochs", type=int, default=10, help="print, log weights and validate every N epochs")
-        parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint to resume training from")
+        parser.add_argument(
+            "--ckpt_path", type=str | None, default=None, help="resume from this checkpoint, or 'last': the newest run"
+        )
+        parser.add_argument(
+            "--checkpoint_every_seconds", type=float, default=5.0, help="refresh last.ckpt after an epoch at most this often"
+        )
         parser.add_argument("--preset", type=str | None, default=None, help="a shipped config: seed-4w, seed-7w, lntx, lntx-1w")
         # The model's size follows from the data; the data's seed also seeds the initial weights.
         parser.link_arguments("data.true_weights", "model.num_features", compute_fn=len)
         parser.link_arguments("data.seed", "seed_everything")
         parser.link_arguments("log_every_n_epochs", "trainer.check_val_every_n_epoch")
 
+    def after_instantiate_classes(self) -> None:
+        if self.checkpoint is not None:
+            check_checkpoint_fits(self.ckpt_path, self.checkpoint, self.model)
+            del self.checkpoint  # Lightning loads it again, through AtomicCheckpointIO
+
     def instantiate_trainer(self, **kwargs) -> Trainer:
         config = self.config.trainer
         if config.logger in (None, True):
             # Our own TensorBoard logger: default_hp_metric=False, because the hparams get a real
             # metric at the end of the run instead of Lightning's -1 placeholder.
-            kwargs["logger"] = TensorBoardLogger(config.default_root_dir or ".", default_hp_metric=False)
+            # Resuming continues the checkpoint's own run directory and TensorBoard curves.
+            version = version_of(self.ckpt_path, self.root)
+            kwargs["logger"] = TensorBoardLogger(self.root, version=version, default_hp_metric=False)
         self.progress = ProgressReport(self.config.log_every_n_epochs, self.config.data.true_weights)
         self.convergence = StopWhenConverged()
-        callbacks = [self.progress, self.convergence, LastCheckpoint()]
+        checkpoint = LastCheckpoint(self.config.checkpoint_every_seconds)
+        callbacks = [self.progress, self.convergence, LearningRateGuard(), checkpoint]
         kwargs["callbacks"] = (config.callbacks or []) + callbacks
         kwargs["plugins"] = [AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
@@ -148,19 +225,23 @@ def cli_main(args: list[str] | None = None) -> int:
     silence_known_noise()
     try:
         cli = LinearCLI(args)
-    except UsageError as error:
+    except (UsageError, ValueError) as error:  # the constructors' argument checks raise ValueError
         print(f"error: {error}", file=sys.stderr)
         return 2
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
 
     start = time.perf_counter()
-    trainer.fit(model, datamodule, ckpt_path=cli.config.ckpt_path)
+    try:
+        trainer.fit(model, datamodule, ckpt_path=cli.ckpt_path)
+        diverged = None
+    except TrainingDiverged as error:
+        diverged = error
     fit_seconds = time.perf_counter() - start
 
     # The final losses and verdict are read before validate() below, which resets the metrics.
     metrics = dict(trainer.callback_metrics)
     converged = cli.convergence.converged(trainer)
-    if cli.progress.last_reported_epoch != trainer.current_epoch:
+    if diverged is None and cli.progress.last_reported_epoch != trainer.current_epoch:
         # Stopped between report epochs (converged): validate the final weights, so the last line,
         # TensorBoard and results.json all describe them.
         trainer.validate(model, datamodule, verbose=False)
@@ -168,6 +249,13 @@ def cli_main(args: list[str] | None = None) -> int:
         cli.progress.report(trainer, model, trainer.current_epoch, metrics)
     if trainer.is_global_zero:
         results = summarize(trainer, model, datamodule, cli.progress, metrics, fit_seconds, converged)
-        print(format_table(results))
+        results["diverged"] = diverged is not None
+        if diverged is None:
+            print(format_table(results))
         write_results(results, trainer, model)
+    if diverged is not None:
+        last = Path(trainer.log_dir) / "checkpoints" / "last.ckpt"
+        kept = f"last good checkpoint kept: {last}" if last.exists() else "no checkpoint had been written yet"
+        print(f"error: {diverged}; {kept}", file=sys.stderr)
+        return 1
     return 0

@@ -13,6 +13,33 @@ TUTORIAL_WEIGHTS = [2.0, 3.0, 4.0, 7.0, 11.0, 5.0, 13.0]
 EVAL_BATCH_SIZE = 4096
 
 
+def _check_arguments(true_weights, num_samples, num_val_samples, low, high, noise_std, batch_size) -> None:
+    # Caught here, before any training or run directory: each message names the argument (and so
+    # the command-line flag of the same name), the value, and what is allowed.
+    def need(ok: bool, name: str, value: object, allowed: str) -> None:
+        if not ok:
+            raise ValueError(f"--{name} {value}: {allowed}")
+
+    numbers = all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in true_weights or [])
+    need(bool(true_weights) and numbers, "true_weights", true_weights, "must be a non-empty list of numbers")
+    need(all(math.isfinite(w) for w in true_weights), "true_weights", true_weights, "must be finite")
+    need(_is_int(batch_size) and batch_size >= 1, "batch_size", batch_size, "must be an integer >= 1")
+    need(_is_int(num_samples) and num_samples >= 1, "num_samples", num_samples, "must be an integer >= 1")
+    need(
+        num_samples >= len(true_weights),
+        "num_samples",
+        num_samples,
+        f"fewer samples than the {len(true_weights)} weights: the weights would not be identifiable",
+    )
+    need(_is_int(num_val_samples) and num_val_samples >= 0, "num_val_samples", num_val_samples, "must be >= 0")
+    need(low <= high, "low", low, f"must be <= --high ({high})")
+    need(math.isfinite(noise_std) and noise_std >= 0, "noise_std", noise_std, "must be >= 0")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class SlicedBatches(Dataset):
     """Batch ``i`` is rows ``[i*b, (i+1)*b)`` of ``x`` and ``y``: views of the tensors, never copies.
 
@@ -54,8 +81,9 @@ class SyntheticDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        _check_arguments(true_weights, num_samples, num_val_samples, low, high, noise_std, batch_size)
         self.save_hyperparameters()
-        self.true_weights = list(true_weights)
+        self.true_weights = [float(w) for w in true_weights]
         self.true_bias = true_bias
         self.num_samples, self.num_val_samples = num_samples, num_val_samples
         self.low, self.high, self.noise_std = low, high, noise_std

@@ -1,5 +1,6 @@
 """The tutorials' model, and the LightningModule that trains it with MSE and SGD."""
 
+import math
 from typing import Literal
 
 import lightning as L
@@ -43,9 +44,14 @@ class LinearModel(L.LightningModule):
         gamma: float = 0.5,
     ) -> None:
         super().__init__()
+        if lr != "auto" and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"--lr {lr}: must be a finite number > 0, or auto")
+        if not (math.isfinite(momentum) and 0 <= momentum < 1):
+            raise ValueError(f"--momentum {momentum}: must be in [0, 1)")
         self.save_hyperparameters()
         self.net = DotProduct(num_features, bias)
         self.lr = lr  # a float once setup() has resolved "auto"
+        self.stable_lr = math.inf  # known once setup() has seen the data
         self._epoch_loss_sum: torch.Tensor | None = None  # see training_step
         self._epoch_samples = 0
 
@@ -62,12 +68,14 @@ class LinearModel(L.LightningModule):
         return self.net(x)
 
     def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        if hasattr(datamodule, "train_x"):
+            # The largest lr at which SGD is stable on this data and batch size.
+            self.stable_lr = stable_lr(datamodule.train_x, self.bias is not None, datamodule.batch_size)
+        elif self.lr == "auto":
+            raise ValueError('lr="auto" needs a datamodule that exposes train_x after setup')
         if self.lr == "auto":
-            datamodule = self.trainer.datamodule
-            if datamodule is None or not hasattr(datamodule, "train_x"):
-                raise ValueError('lr="auto" needs a datamodule that exposes train_x after setup')
-            limit = stable_lr(datamodule.train_x, self.bias is not None, datamodule.batch_size)
-            self.lr = SAFETY_FACTOR * limit
+            self.lr = SAFETY_FACTOR * self.stable_lr
 
     def on_train_epoch_start(self) -> None:
         self._epoch_loss_sum = torch.zeros((), device=self.device)

@@ -13,7 +13,7 @@ from linear_pl.closed_form import least_squares
 RESULT_KEYS = (
     "true_weights", "true_bias", "initial_weights", "initial_bias", "learned_weights", "learned_bias",
     "least_squares_weights", "least_squares_bias", "max_abs_error", "final_train_loss", "final_val_loss",
-    "epochs", "global_step", "lr", "fit_seconds", "accelerator", "world_size", "converged",
+    "epochs", "global_step", "lr", "fit_seconds", "accelerator", "world_size", "converged", "diverged",
 )  # fmt: skip
 
 
@@ -158,10 +158,12 @@ def verdict(results: dict[str, Any], tolerance: float = 0.01) -> str:
 def write_results(results: dict[str, Any], trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
     """Write results.json to the run directory; give the TensorBoard hparams their real metrics."""
     path = Path(trainer.log_dir) / "results.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    # Strict JSON: a diverged run's NaN or inf becomes null.
+    clean = json.loads(json.dumps(results), parse_constant=lambda _: None)
+    path.write_text(json.dumps(clean, indent=2) + "\n")
     if trainer.logger is not None:
         finals = ("max_abs_error", "final_train_loss", "final_val_loss")
-        metrics = {f"hp/{key}": results[key] for key in finals if results[key] is not None}
+        metrics = {f"hp/{key}": results[key] for key in finals if results[key] is not None and math.isfinite(results[key])}
         trainer.logger.log_hyperparams({**trainer.datamodule.hparams, **pl_module.hparams}, metrics)
         trainer.logger.save()
     return path
