@@ -125,6 +125,9 @@ class SyntheticDataModule(L.LightningDataModule):
             shuffle=shuffle,
             seed=self.seed,
         )
+        # Lightning makes (and prefetches from) the first epoch's iterator before its own set_epoch
+        # call, so a resumed run would replay an earlier epoch's order. Set the epoch it will set.
+        sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed if trainer else 0)
         return DataLoader(batches, batch_size=None, sampler=sampler)
 
     def train_dataloader(self) -> DataLoader:

@@ -33,12 +33,14 @@ class Run:
 
 @pytest.fixture
 def train(tmp_path, capsys):
-    """``train(*flags)`` runs ``scripts/train.py`` in this process with --default_root_dir tmp_path."""
+    """``train(*flags)`` runs ``scripts/train.py`` in this process; --default_root_dir is tmp_path
+    unless the flags give one."""
 
     def run(*flags: str) -> Run:
-        status = cli_main([*flags, "--default_root_dir", str(tmp_path)])
+        root = Path(flags[flags.index("--default_root_dir") + 1]) if "--default_root_dir" in flags else tmp_path
+        status = cli_main([*flags, "--default_root_dir", str(root)])
         out, err = capsys.readouterr()
-        return Run(status, out, err, tmp_path)
+        return Run(status, out, err, root)
 
     return run
 
