@@ -90,9 +90,8 @@ def expand_presets(args: list[str]) -> list[str]:
     return expanded
 
 
-def check_trainer_flags(trainer: Namespace) -> None:
-    """Fail in one line, before anything starts, on Trainer flags that cannot work here."""
-    name = trainer.accelerator
+def check_accelerator(name: object) -> None:
+    """Fail in one line, before anything starts, when the accelerator is unknown or absent here."""
     known = ["auto", "cpu", "gpu", *sorted(set(AcceleratorRegistry.available_accelerators()) - {"cpu"})]
     if isinstance(name, str) and name not in known:
         raise UsageError(f"--accelerator {name}: unknown; choose one of {', '.join(known)}")
@@ -100,6 +99,11 @@ def check_trainer_flags(trainer: Namespace) -> None:
     have = "cpu" + "".join(f", {k}" for k, ok in available.items() if ok)
     if name == "gpu" and not any(available.values()) or name in available and not available[name]:
         raise UsageError(f"--accelerator {name}: no GPU is available on this machine (available: {have})")
+
+
+def check_trainer_flags(trainer: Namespace) -> None:
+    """Fail in one line, before anything starts, on Trainer flags that cannot work here."""
+    check_accelerator(trainer.accelerator)
     if trainer.max_epochs is not None and trainer.max_epochs < 1:
         raise UsageError(f"--max_epochs {trainer.max_epochs}: must be >= 1")
 

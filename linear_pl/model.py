@@ -68,6 +68,8 @@ class LinearModel(L.LightningModule):
         return self.net(x)
 
     def setup(self, stage: str) -> None:
+        if stage != "fit":
+            return  # validate/predict need no learning rate
         datamodule = self.trainer.datamodule
         if hasattr(datamodule, "train_x"):
             # The largest lr at which SGD is stable on this data and batch size.
@@ -99,6 +101,10 @@ class LinearModel(L.LightningModule):
         x, y = batch
         # batch_size weights the epoch mean correctly when the last batch is shorter.
         self.log("val/loss", F.mse_loss(self(x), y), batch_size=len(y), sync_dist=True)
+
+    def predict_step(self, batch: torch.Tensor | tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x)
 
     def configure_optimizers(self):
         optimizer = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.hparams.momentum)
