@@ -2,6 +2,7 @@
 
 import logging
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -13,9 +14,11 @@ from jsonargparse import Namespace
 from lightning.pytorch.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.tuner import Tuner
 
 from linear_pl.callbacks import LearningRateGuard, StopWhenConverged, TrainingDiverged
 from linear_pl.checkpointing import AtomicCheckpointIO, LastCheckpoint
+from linear_pl.closed_form import SAFETY_FACTOR
 from linear_pl.data import SyntheticDataModule
 from linear_pl.model import LinearModel
 from linear_pl.report import ProgressReport, format_table, summarize, write_results
@@ -194,6 +197,10 @@ class LinearCLI(LightningCLI):
             "--ckpt_path", type=str | None, default=None, help="resume from this checkpoint, or 'last': the newest run"
         )
         parser.add_argument(
+            "--lr_find", type=bool, default=False, nargs="?", const=True,
+            help="run Lightning's learning-rate finder first, print its suggestion beside the stable limit, train with it",
+        )  # fmt: skip
+        parser.add_argument(
             "--checkpoint_every_seconds", type=float, default=5.0, help="refresh last.ckpt after an epoch at most this often"
         )
         parser.add_argument("--preset", type=str | None, default=None, help="a shipped config: seed-4w, seed-7w, lntx, lntx-1w")
@@ -224,6 +231,26 @@ class LinearCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
+def find_learning_rate(trainer: Trainer, model: LinearModel, datamodule: SyntheticDataModule) -> None:
+    """Lightning's Tuner.lr_find, on a throwaway Trainer so the run's callbacks and logs stay clean."""
+    with tempfile.TemporaryDirectory() as scratch:
+        finder_trainer = Trainer(
+            accelerator=trainer.accelerator, devices=1, default_root_dir=scratch, logger=False, max_epochs=-1,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
+        finder = Tuner(finder_trainer).lr_find(model, datamodule=datamodule, min_lr=1e-9, update_attr=False)
+    suggestion, limit = finder.suggestion(), model.stable_lr
+    # The finder's pick comes from a noisy loss curve; never train above the stability limit.
+    chosen = min(suggestion, SAFETY_FACTOR * limit) if suggestion else SAFETY_FACTOR * limit
+    if trainer.is_global_zero:
+        print(
+            f"lr_find suggests {suggestion:.3g}; the stable limit from the data is {limit:.3g} "
+            f"(--lr auto: {SAFETY_FACTOR * limit:.3g}); training with lr {chosen:.3g}",
+            flush=True,
+        )
+    model.lr = chosen
+
+
 def cli_main(args: list[str] | None = None) -> int:
     """Train from the command line; returns the exit status."""
     silence_known_noise()
@@ -233,6 +260,9 @@ def cli_main(args: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+
+    if cli.config.lr_find:
+        find_learning_rate(trainer, model, datamodule)
 
     start = time.perf_counter()
     try:

@@ -172,3 +172,13 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
         steps.append(checkpoint["global_step"])
     assert steps == sorted(steps) and steps[-1] > steps[0]
     assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]
+
+
+def test_lr_find_prints_its_suggestion_beside_the_stable_limit_and_trains_with_it(train):
+    run = train("--lr_find", "--max_epochs", "5")
+    assert run.status == 0
+    line = next(line for line in run.stdout.splitlines() if line.startswith("lr_find suggests"))
+    chosen = float(line.rsplit("training with lr ", 1)[1])
+    assert "the stable limit from the data is" in line
+    assert run.results["lr"] == pytest.approx(chosen, rel=1e-2)
+    assert [p.name for p in run.root.iterdir()] == ["lightning_logs"]  # the finder left nothing behind
