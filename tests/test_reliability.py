@@ -182,3 +182,19 @@ def test_lr_find_prints_its_suggestion_beside_the_stable_limit_and_trains_with_i
     assert "the stable limit from the data is" in line
     assert run.results["lr"] == pytest.approx(chosen, rel=1e-2)
     assert [p.name for p in run.root.iterdir()] == ["lightning_logs"]  # the finder left nothing behind
+
+
+@pytest.mark.slow
+def test_sigterm_saves_last_checkpoint(tmp_path):
+    # No time-based save for 1000 s: a checkpoint can only come from the SIGTERM handling.
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--max_epochs", "100000",
+               "--checkpoint_every_seconds", "1000", "--lr", "1e-6"]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        if line.startswith("Epoch [20/"):
+            break
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert not last.exists()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert torch.load(last, weights_only=True)["global_step"] >= 200
