@@ -282,8 +282,9 @@ def cli_main(args: list[str] | None = None) -> int:
         metrics.update(trainer.callback_metrics)
         cli.progress.report(trainer, model, trainer.current_epoch, metrics)
     if trainer.is_global_zero:
-        results = summarize(trainer, model, datamodule, cli.progress, metrics, fit_seconds, converged)
-        results["diverged"] = diverged is not None
+        results = summarize(
+            trainer, model, datamodule, cli.progress, metrics, fit_seconds, converged, diverged is not None
+        )
         if diverged is None:
             print(format_table(results))
         write_results(results, trainer, model)

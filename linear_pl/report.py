@@ -97,6 +97,7 @@ def summarize(
     metrics: dict[str, Any],
     fit_seconds: float,
     converged: bool,
+    diverged: bool,
 ) -> dict[str, Any]:
     """Everything results.json holds, computed from the finished run and its final ``metrics``."""
     bias = model.bias is not None
@@ -125,6 +126,7 @@ def summarize(
         "accelerator": type(trainer.accelerator).__name__.removesuffix("Accelerator").lower(),
         "world_size": trainer.world_size,
         "converged": converged,
+        "diverged": diverged,
     }
 
 
