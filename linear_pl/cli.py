@@ -1,6 +1,7 @@
 """The command line: LightningCLI with flat everyday flags, presets, and a report at the end."""
 
 import logging
+import re
 import sys
 import tempfile
 import time
@@ -21,7 +22,7 @@ from linear_pl.checkpointing import AtomicCheckpointIO, LastCheckpoint
 from linear_pl.closed_form import SAFETY_FACTOR
 from linear_pl.data import SyntheticDataModule
 from linear_pl.model import LinearModel
-from linear_pl.report import ProgressReport, format_table, summarize, write_results
+from linear_pl.report import ProgressReport, format_table, rank_weight_spread, summarize, write_results
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -57,9 +58,13 @@ class OneLineErrorParser(LightningArgumentParser):
         raise UsageError(" ".join(message.split()))
 
 
+# "Seed set to N" too: the seed is in config.yaml, and the line would precede any error message.
+# Under DDP the other ranks prefix it with "[rank: N] ".
+_KNOWN_NOISE = re.compile(r"(\[rank: \d+\] )?(💡 Tip|Seed set to)")
+
+
 def _not_a_tip(record: logging.LogRecord) -> bool:
-    # "Seed set to N" too: the seed is in config.yaml, and the line would precede any error message.
-    return not record.getMessage().startswith(("💡 Tip", "Seed set to"))
+    return not _KNOWN_NOISE.match(record.getMessage())
 
 
 def silence_known_noise() -> None:
@@ -259,8 +264,17 @@ def cli_main(args: list[str] | None = None) -> int:
     except (UsageError, ValueError) as error:  # the constructors' argument checks raise ValueError
         print(f"error: {error}", file=sys.stderr)
         return 2
-    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    try:
+        return _fit_and_report(cli)
+    finally:
+        # Under DDP on CPU/gloo the process may abort at exit ("terminate called without an active
+        # exception") unless the process group is torn down first; Lightning leaves it up after fit.
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
+
+def _fit_and_report(cli: LinearCLI) -> int:
+    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     if cli.config.lr_find:
         find_learning_rate(trainer, model, datamodule)
 
@@ -271,6 +285,9 @@ def cli_main(args: list[str] | None = None) -> int:
     except TrainingDiverged as error:
         diverged = error
     fit_seconds = time.perf_counter() - start
+    # Both collectives under DDP: every rank must ask.
+    run_dir = Path(trainer.log_dir)
+    spread = rank_weight_spread(trainer, model)
 
     # The final losses and verdict are read before validate() below, which resets the metrics.
     metrics = dict(trainer.callback_metrics)
@@ -281,16 +298,17 @@ def cli_main(args: list[str] | None = None) -> int:
         trainer.validate(model, datamodule, verbose=False)
         metrics.update(trainer.callback_metrics)
         cli.progress.report(trainer, model, trainer.current_epoch, metrics)
-    if trainer.is_global_zero:
+    if trainer.is_global_zero:  # every rank holds the same weights; one report is enough
         results = summarize(
-            trainer, model, datamodule, cli.progress, metrics, fit_seconds, converged, diverged is not None
+            trainer, model, datamodule, cli.progress, metrics, fit_seconds, converged, diverged is not None, spread
         )
         if diverged is None:
             print(format_table(results))
-        write_results(results, trainer, model)
+        write_results(results, run_dir, trainer, model)
     if diverged is not None:
-        last = Path(trainer.log_dir) / "checkpoints" / "last.ckpt"
+        last = run_dir / "checkpoints" / "last.ckpt"
         kept = f"last good checkpoint kept: {last}" if last.exists() else "no checkpoint had been written yet"
-        print(f"error: {diverged}; {kept}", file=sys.stderr)
+        if trainer.is_global_zero:
+            print(f"error: {diverged}; {kept}", file=sys.stderr)
         return 1
     return 0

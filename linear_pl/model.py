@@ -72,8 +72,10 @@ class LinearModel(L.LightningModule):
             return  # validate/predict need no learning rate
         datamodule = self.trainer.datamodule
         if hasattr(datamodule, "train_x"):
-            # The largest lr at which SGD is stable on this data and batch size.
-            self.stable_lr = stable_lr(datamodule.train_x, self.bias is not None, datamodule.batch_size)
+            # The largest lr at which SGD is stable on this data and batch size. Under DDP one step
+            # averages the gradients of world_size consecutive batches: one batch of that many times.
+            batch_size = datamodule.batch_size * self.trainer.world_size
+            self.stable_lr = stable_lr(datamodule.train_x, self.bias is not None, batch_size)
         elif self.lr == "auto":
             raise ValueError('lr="auto" needs a datamodule that exposes train_x after setup')
         if self.lr == "auto":

@@ -13,7 +13,7 @@ from linear_pl.closed_form import least_squares
 RESULT_KEYS = (
     "true_weights", "true_bias", "initial_weights", "initial_bias", "learned_weights", "learned_bias",
     "least_squares_weights", "least_squares_bias", "max_abs_error", "final_train_loss", "final_val_loss",
-    "epochs", "global_step", "lr", "fit_seconds", "accelerator", "world_size", "converged", "diverged",
+    "epochs", "global_step", "lr", "fit_seconds", "accelerator", "world_size", "rank_weight_spread", "converged", "diverged",
 )  # fmt: skip
 
 
@@ -89,6 +89,19 @@ class ProgressReport(L.Callback):
         self.initial_bias = state_dict["initial_bias"]
 
 
+def rank_weight_spread(trainer: L.Trainer, model: L.LightningModule) -> float:
+    """The largest difference of any parameter between DDP ranks (0.0 for one process).
+
+    A collective: every rank must call it. DDP keeps the replicas identical by construction; this
+    checks it rather than trusting it, and results.json records the answer.
+    """
+    params = torch.cat([p.detach().flatten() for p in model.parameters()])
+    if trainer.world_size == 1:
+        return 0.0
+    gathered = trainer.strategy.all_gather(params)  # [world_size, num_params]
+    return (gathered.amax(dim=0) - gathered.amin(dim=0)).max().item()
+
+
 def summarize(
     trainer: L.Trainer,
     model: L.LightningModule,
@@ -98,6 +111,7 @@ def summarize(
     fit_seconds: float,
     converged: bool,
     diverged: bool,
+    spread: float = 0.0,
 ) -> dict[str, Any]:
     """Everything results.json holds, computed from the finished run and its final ``metrics``."""
     bias = model.bias is not None
@@ -125,6 +139,7 @@ def summarize(
         "fit_seconds": round(fit_seconds, 3),
         "accelerator": type(trainer.accelerator).__name__.removesuffix("Accelerator").lower(),
         "world_size": trainer.world_size,
+        "rank_weight_spread": spread,
         "converged": converged,
         "diverged": diverged,
     }
@@ -157,9 +172,11 @@ def verdict(results: dict[str, Any], tolerance: float = 0.01) -> str:
     )
 
 
-def write_results(results: dict[str, Any], trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
-    """Write results.json to the run directory; give the TensorBoard hparams their real metrics."""
-    path = Path(trainer.log_dir) / "results.json"
+def write_results(
+    results: dict[str, Any], run_dir: Path, trainer: L.Trainer, pl_module: L.LightningModule
+) -> Path:
+    """Write ``run_dir``/results.json; give the TensorBoard hparams their real metrics."""
+    path = run_dir / "results.json"
     # Strict JSON: a diverged run's NaN or inf becomes null.
     clean = json.loads(json.dumps(results), parse_constant=lambda _: None)
     path.write_text(json.dumps(clean, indent=2) + "\n")

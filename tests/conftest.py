@@ -47,7 +47,8 @@ def train(tmp_path, capsys):
 
 @pytest.fixture
 def script(tmp_path):
-    """``script(name, *flags)`` runs ``scripts/<name>.py`` as a subprocess in tmp_path."""
+    """``script(name, *flags)`` runs ``scripts/<name>.py`` as a subprocess in tmp_path (the run's root,
+    unless the flags give a --default_root_dir, taken relative to tmp_path)."""
 
     def run(name: str, *flags: str, timeout: float = 300) -> Run:
         env = {**os.environ, "PYTHONWARNINGS": "default"}  # show every warning a user would see
@@ -55,6 +56,7 @@ def script(tmp_path):
             [sys.executable, str(ROOT / "scripts" / f"{name}.py"), *flags],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
-        return Run(proc.returncode, proc.stdout, proc.stderr, tmp_path)
+        root = tmp_path / flags[flags.index("--default_root_dir") + 1] if "--default_root_dir" in flags else tmp_path
+        return Run(proc.returncode, proc.stdout, proc.stderr, root)
 
     return run
