@@ -28,6 +28,13 @@ class StopWhenConverged(EarlyStopping):
             check_on_train_epoch_end=True,
         )
         self.rtol = rtol
+        self._state_key = super().state_key
+
+    @property
+    def state_key(self) -> str:
+        # Lightning formats this key (a dict's repr) for every callback at every hook of every step;
+        # it never changes after __init__, so it is formatted once.
+        return self._state_key
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)

@@ -60,6 +60,11 @@ class LastCheckpoint(ModelCheckpoint):
         super().__init__(save_top_k=0, save_last=True, save_on_exception=True, enable_version_counter=False)
         self.min_interval = min_interval
         self._last_save_time = time.monotonic()
+        self._state_key = super().state_key
+
+    @property
+    def state_key(self) -> str:
+        return self._state_key  # formatted once: see StopWhenConverged.state_key
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
@@ -70,6 +75,9 @@ class LastCheckpoint(ModelCheckpoint):
         # Every rank must take part in a save, so rank 0's clock decides for all.
         if trainer.strategy.broadcast(due) and not self._should_skip_saving_checkpoint(trainer):
             self.save_last_now(trainer)
+
+    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        pass  # saves happen at epoch end only; ModelCheckpoint would check its step interval every step
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         pass  # saves happen at epoch end only

@@ -12,6 +12,9 @@ TUTORIAL_WEIGHTS = [2.0, 3.0, 4.0, 7.0, 11.0, 5.0, 13.0]
 # Validation only measures the loss, so it uses few large batches whatever the training batch size.
 EVAL_BATCH_SIZE = 4096
 
+# Data is generated this many numbers at a time (32 MB of int64).
+_CHUNK_ELEMENTS = 1 << 22
+
 
 def _check_arguments(true_weights, num_samples, num_val_samples, low, high, noise_std, batch_size) -> None:
     # Caught here, before any training or run directory: each message names the argument (and so
@@ -94,12 +97,21 @@ class SyntheticDataModule(L.LightningDataModule):
         return len(self.true_weights)
 
     def _draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        # Integers in [low, high] inclusive, like random.randint; y in float64, then rounded once.
-        x = torch.randint(self.low, self.high + 1, (n, self.num_features), generator=generator)
-        x = x.to(torch.float64)
-        y = x @ torch.tensor(self.true_weights, dtype=torch.float64) + (self.true_bias or 0.0)
-        y = y + self.noise_std * torch.randn(n, generator=generator, dtype=torch.float64)
-        return x.float(), y.float()
+        # Integers in [low, high] inclusive, like random.randint; y summed in float64, then rounded
+        # once. Drawn in chunks of rows -- the generator gives the same numbers as one big draw --
+        # so that the int64 and float64 temporaries stay small beside the float32 result.
+        weights = torch.tensor(self.true_weights, dtype=torch.float64)
+        x = torch.empty(n, self.num_features)
+        y = torch.empty(n, dtype=torch.float64)
+        chunk_rows = max(1, _CHUNK_ELEMENTS // self.num_features)
+        for start in range(0, n, chunk_rows):
+            rows = slice(start, min(start + chunk_rows, n))
+            chunk = torch.randint(self.low, self.high + 1, (rows.stop - start, self.num_features), generator=generator)
+            x[rows] = chunk
+            y[rows] = chunk.to(torch.float64) @ weights
+        y += self.true_bias or 0.0
+        y += self.noise_std * torch.randn(n, generator=generator, dtype=torch.float64)
+        return x, y.float()
 
     def setup(self, stage: str | None = None) -> None:
         if hasattr(self, "train_x"):

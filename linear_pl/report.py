@@ -26,7 +26,8 @@ def _scalar(value: torch.Tensor | None) -> float | None:
 
 
 class ProgressReport(L.Callback):
-    """Every ``log_every_n_epochs`` epochs: one line on stdout, and each weight's value in TensorBoard.
+    """Every ``log_every_n_epochs`` epochs: one line on stdout; the training loss, learning rate and
+    each weight's value in TensorBoard.
 
     Plain lines, not a progress bar, so the output reads the same in a terminal and in a CI log.
     The initial weights are part of the callback's state, so a resumed run still knows them.
@@ -55,7 +56,7 @@ class ProgressReport(L.Callback):
     def report(
         self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int, metrics: dict | None = None
     ) -> None:
-        """Log each weight to TensorBoard and print one line, after ``epoch`` epochs (1-based).
+        """Log the loss and weights to TensorBoard and print one line, after ``epoch`` epochs (1-based).
 
         ``metrics`` holds the losses to print; by default the trainer's latest ``callback_metrics``.
         """
@@ -65,6 +66,8 @@ class ProgressReport(L.Callback):
             return  # the weights are identical on every DDP rank, and one line is enough
         weight = pl_module.weight.detach()
         metrics = {"train/lr": trainer.optimizers[0].param_groups[0]["lr"]}
+        if "train/loss" in losses:
+            metrics["train/loss"] = float(losses["train/loss"])
         metrics.update({f"weights/w{i}": w for i, w in enumerate(weight.tolist())})
         if pl_module.bias is not None:
             metrics["weights/bias"] = pl_module.bias.item()
