@@ -51,10 +51,12 @@ class TrainingDiverged(RuntimeError):
 
     def __init__(self, epoch: int, loss: float, lr: float, limit: float) -> None:
         self.epoch, self.loss, self.lr, self.limit = epoch, loss, lr, limit
-        super().__init__(
-            f"training diverged at epoch {epoch}: train_loss {loss:.4g} with lr {lr:.3g}; the stable limit "
-            f"for this data is {limit:.3g}, try --lr {SAFETY_FACTOR * limit:.3g} (or --lr auto)"
+        advice = (
+            f"the stable limit for this data is {limit:.3g}, try --lr {SAFETY_FACTOR * limit:.3g} (or --lr auto)"
+            if math.isfinite(limit)
+            else "try a smaller --lr"
         )
+        super().__init__(f"training diverged at epoch {epoch}: train_loss {loss:.4g} with lr {lr:.3g}; {advice}")
 
 
 class LearningRateGuard(L.Callback):

@@ -1,5 +1,6 @@
 """The command line: LightningCLI with flat everyday flags, presets, and a report at the end."""
 
+import argparse
 import logging
 import re
 import sys
@@ -21,7 +22,7 @@ from linear_pl.callbacks import LearningRateGuard, StopWhenConverged, TrainingDi
 from linear_pl.checkpointing import AtomicCheckpointIO, LastCheckpoint
 from linear_pl.closed_form import SAFETY_FACTOR
 from linear_pl.data import SyntheticDataModule
-from linear_pl.model import LinearModel
+from linear_pl.model import RegressionModel
 from linear_pl.report import ProgressReport, format_table, rank_weight_spread, summarize, write_results
 
 PRESETS_DIR = Path(__file__).parent / "presets"
@@ -29,12 +30,16 @@ PRESETS_DIR = Path(__file__).parent / "presets"
 # Flat flags for everyday use, each an alias of the nested key of the same name: --lr is --model.lr.
 FLAT_FLAGS = {
     "trainer": ["accelerator", "devices", "strategy", "num_nodes", "precision", "max_epochs", "default_root_dir"],
-    "model": ["lr", "momentum", "lr_scheduler", "step_size", "gamma", "bias"],
+    "model": ["lr", "momentum", "lr_scheduler", "step_size", "gamma", "bias", "hidden_sizes"],
     "data": [
         "batch_size", "num_samples", "num_val_samples", "true_weights", "true_bias",
-        "low", "high", "noise_std", "shuffle", "seed",
+        "low", "high", "noise_std", "shuffle", "seed", "target",
     ],  # fmt: skip
 }
+# --model and --data take a class path (any subclass of RegressionModel, any LightningDataModule) or
+# one of these short names.
+MODEL_NAMES = {"linear": "linear_pl.model.LinearModel", "mlp": "linear_pl.model.MLPModel"}
+DATA_NAMES = {"synthetic": "linear_pl.data.SyntheticDataModule"}
 BOOLEAN_FLAGS = {"bias", "shuffle"}
 
 TRAINER_DEFAULTS = {
@@ -49,13 +54,38 @@ class UsageError(Exception):
     """Bad input: reported as one line on stderr, exit status 2."""
 
 
+def one_line(message: str) -> str:
+    """jsonargparse's message for a bad --model/--data value, cut to its reason, on one line.
+
+    For a class chosen by --model or --data (a Union with None), jsonargparse lists why the value
+    fits neither: the class's reason is the one that matters, with its key given in full.
+    """
+    raw = [line for line in message.splitlines() if line.strip()]
+    lines = [line.strip() for line in raw]
+    depth = min((len(r) - len(r.lstrip()) for r in raw if r.strip().startswith("- ")), default=0)
+    items: list[str] = []  # each top-level "- reason", with the (deeper) lines that continue it
+    for line, stripped in zip(raw[1:], lines[1:]):
+        if stripped.startswith("- ") and len(line) - len(line.lstrip()) == depth:
+            items.append(stripped[2:])
+        elif items and not stripped.startswith(("Given value type", "Subtypes", "Errors:", "Does not validate")):
+            items[-1] += " " + stripped
+    reasons = [item for item in items if "NoneType" not in item]
+    if not reasons:
+        return " ".join(message.split())
+    reason = re.sub(r"^Problem with given class_path '[^']*': ", "", reasons[0])
+    group = re.match(r'Parser key "(\w+)"', lines[0])
+    if group:
+        reason = re.sub(r'^Parser key "', f'Parser key "{group[1]}.', reason)
+    return " ".join(reason.split())
+
+
 class OneLineErrorParser(LightningArgumentParser):
     """jsonargparse prints the usage and a multi-line message; we print the message on one line."""
 
     def error(self, message: str, ex: Exception | None = None) -> None:
         if not self.exit_on_error:
             return super().error(message, ex)
-        raise UsageError(" ".join(message.split()))
+        raise UsageError(one_line(message))
 
 
 # "Seed set to N" too: the seed is in config.yaml, and the line would precede any error message.
@@ -76,6 +106,24 @@ def silence_known_noise() -> None:
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
         logging.getLogger(name).addFilter(_not_a_tip)  # a set: added once however often this runs
+
+
+def expand_names(args: list[str]) -> list[str]:
+    """``--model mlp`` becomes ``--model linear_pl.model.MLPModel``; likewise ``--data synthetic``."""
+    expanded = list(args)
+    for i, arg in enumerate(args):
+        for flag, names in (("--model", MODEL_NAMES), ("--data", DATA_NAMES)):
+            if arg == flag and i + 1 < len(args):
+                at, value = i + 1, args[i + 1]
+            elif arg.startswith(f"{flag}="):
+                at, value = i, arg.partition("=")[2]
+            else:
+                continue
+            if value in names:
+                expanded[at] = names[value] if at > i else f"{flag}={names[value]}"
+            elif "." not in value and not value[:1].isupper():  # not a class name or path either
+                raise UsageError(f"{flag} {value}: unknown; choose {' or '.join(names)}, or give a class path")
+    return expanded
 
 
 def expand_presets(args: list[str]) -> list[str]:
@@ -172,8 +220,10 @@ class LinearCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, **kwargs) -> None:
         super().__init__(
-            LinearModel,
+            RegressionModel,
             SyntheticDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
             run=False,
             args=args,
             parser_class=OneLineErrorParser,
@@ -184,19 +234,25 @@ class LinearCLI(LightningCLI):
         )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: list[str] | None) -> None:
-        self.config = parser.parse_args(expand_presets(sys.argv[1:] if args is None else list(args)))
+        args = sys.argv[1:] if args is None else list(args)
+        self.config = parser.parse_args(expand_names(expand_presets(args)))
         check_trainer_flags(self.config.trainer)
         self.root = Path(self.config.trainer.default_root_dir or ".")
         self.ckpt_path = resolve_checkpoint(self.config.ckpt_path, self.root)
         self.checkpoint = None if self.ckpt_path is None else load_checkpoint_safely(self.ckpt_path)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.set_defaults({"model": {"class_path": MODEL_NAMES["linear"]}, "data": {"class_path": DATA_NAMES["synthetic"]}})
         for group, names in FLAT_FLAGS.items():
             for name in names:
-                dest = f"{group}.{name}"
-                # The flat flag's default must equal the nested one, or it would overwrite it.
                 extra = {"nargs": "?", "const": True} if name in BOOLEAN_FLAGS else {}
-                parser.add_argument(f"--{name}", dest=dest, default=parser.get_default(dest), help=f"alias of --{dest}", **extra)
+                if group == "trainer":
+                    # The flat flag's default must equal the nested one, or it would overwrite it.
+                    dest, default = f"trainer.{name}", parser.get_default(f"trainer.{name}")
+                else:
+                    # The model's and data's defaults depend on the class chosen: set only if given.
+                    dest, default = f"{group}.init_args.{name}", argparse.SUPPRESS
+                parser.add_argument(f"--{name}", dest=dest, default=default, help=f"alias of --{group}.{name}", **extra)
         parser.add_argument("--log_every_n_epochs", type=int, default=10, help="print, log weights and validate every N epochs")
         parser.add_argument(
             "--ckpt_path", type=str | None, default=None, help="resume from this checkpoint, or 'last': the newest run"
@@ -210,8 +266,8 @@ class LinearCLI(LightningCLI):
         )
         parser.add_argument("--preset", type=str | None, default=None, help="a shipped config: seed-4w, seed-7w, lntx, lntx-1w")
         # The model's size follows from the data; the data's seed also seeds the initial weights.
-        parser.link_arguments("data.true_weights", "model.num_features", compute_fn=len)
-        parser.link_arguments("data.seed", "seed_everything")
+        parser.link_arguments("data.init_args.true_weights", "model.init_args.num_features", compute_fn=len)
+        parser.link_arguments("data.init_args.seed", "seed_everything")
         parser.link_arguments("log_every_n_epochs", "trainer.check_val_every_n_epoch")
 
     def after_instantiate_classes(self) -> None:
@@ -227,7 +283,7 @@ class LinearCLI(LightningCLI):
             # Resuming continues the checkpoint's own run directory and TensorBoard curves.
             version = version_of(self.ckpt_path, self.root)
             kwargs["logger"] = TensorBoardLogger(self.root, version=version, default_hp_metric=False)
-        self.progress = ProgressReport(self.config.log_every_n_epochs, self.config.data.true_weights)
+        self.progress = ProgressReport(self.config.log_every_n_epochs)
         self.convergence = StopWhenConverged()
         checkpoint = LastCheckpoint(self.config.checkpoint_every_seconds)
         callbacks = [self.progress, self.convergence, LearningRateGuard(), checkpoint]
@@ -236,7 +292,7 @@ class LinearCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def find_learning_rate(trainer: Trainer, model: LinearModel, datamodule: SyntheticDataModule) -> None:
+def find_learning_rate(trainer: Trainer, model: RegressionModel, datamodule: SyntheticDataModule) -> None:
     """Lightning's Tuner.lr_find, on a throwaway Trainer so the run's callbacks and logs stay clean."""
     with tempfile.TemporaryDirectory() as scratch:
         finder_trainer = Trainer(
@@ -262,7 +318,7 @@ def cli_main(args: list[str] | None = None) -> int:
     try:
         cli = LinearCLI(args)
     except (UsageError, ValueError) as error:  # the constructors' argument checks raise ValueError
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(str(error))}", file=sys.stderr)
         return 2
     try:
         return _fit_and_report(cli)

@@ -47,3 +47,15 @@ def least_squares(x: torch.Tensor, y: torch.Tensor, bias: bool = False) -> tuple
     solution = torch.linalg.lstsq(gram.cpu(), moment.cpu().unsqueeze(1), driver="gelsd").solution[:, 0]
     weights = solution.tolist()
     return (weights[:-1], weights[-1]) if bias else (weights, None)
+
+
+def linear_fit_loss(x: torch.Tensor, y: torch.Tensor, weights: list[float], bias: float | None) -> float | None:
+    """Mean squared error of the linear model (weights, bias) on (x, y); None without samples."""
+    if len(x) == 0:
+        return None
+    w = torch.tensor(weights, dtype=torch.float64, device=x.device)
+    squared_error = sum(
+        (xc.double() @ w + (bias or 0.0) - yc.double()).square().sum().item()
+        for xc, yc in zip(x.split(_CHUNK_ROWS), y.split(_CHUNK_ROWS))
+    )
+    return squared_error / len(x)

@@ -1,6 +1,12 @@
-"""Synthetic regression data, made in memory: y = x @ true_weights (+ true_bias) (+ noise)."""
+"""Synthetic regression data, made in memory: y = x @ true_weights (+ true_bias) (+ noise).
+
+``target`` picks the function: ``linear`` (the tutorials'), or, for models beyond a dot product,
+``quadratic`` (y = sum_i w_i z_i^2) and ``sine`` (y = sum_i w_i sin(pi z_i)), where z is x rescaled
+from [low, high] to [-1, 1].
+"""
 
 import math
+from typing import Literal
 
 import lightning as L
 import torch
@@ -82,6 +88,7 @@ class SyntheticDataModule(L.LightningDataModule):
         batch_size: int = 1,
         shuffle: bool = False,
         seed: int = 0,
+        target: Literal["linear", "quadratic", "sine"] = "linear",
     ) -> None:
         super().__init__()
         _check_arguments(true_weights, num_samples, num_val_samples, low, high, noise_std, batch_size)
@@ -91,6 +98,7 @@ class SyntheticDataModule(L.LightningDataModule):
         self.num_samples, self.num_val_samples = num_samples, num_val_samples
         self.low, self.high, self.noise_std = low, high, noise_std
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.target = target
 
     @property
     def num_features(self) -> int:
@@ -108,10 +116,17 @@ class SyntheticDataModule(L.LightningDataModule):
             rows = slice(start, min(start + chunk_rows, n))
             chunk = torch.randint(self.low, self.high + 1, (rows.stop - start, self.num_features), generator=generator)
             x[rows] = chunk
-            y[rows] = chunk.to(torch.float64) @ weights
+            y[rows] = self._features(chunk.to(torch.float64)) @ weights
         y += self.true_bias or 0.0
         y += self.noise_std * torch.randn(n, generator=generator, dtype=torch.float64)
         return x, y.float()
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.target == "linear":
+            return x
+        mid, half = (self.high + self.low) / 2, max((self.high - self.low) / 2, 1)
+        z = (x - mid) / half
+        return z.square() if self.target == "quadratic" else torch.sin(math.pi * z)
 
     def setup(self, stage: str | None = None) -> None:
         if hasattr(self, "train_x"):

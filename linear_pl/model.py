@@ -1,4 +1,8 @@
-"""The tutorials' model, and the LightningModule that trains it with MSE and SGD."""
+"""The networks (plain nn.Modules) and the LightningModules that train them with MSE and SGD.
+
+``DotProduct`` is the tutorials' model, trained by ``LinearModel``; ``MLP``, trained by ``MLPModel``,
+is the second example: the same training, logging and checkpoints for a network of your own.
+"""
 
 import math
 from typing import Literal
@@ -26,17 +30,51 @@ class DotProduct(nn.Module):
         return y if self.bias is None else y + self.bias
 
 
-class LinearModel(L.LightningModule):
-    """Trains :class:`DotProduct` with mean squared error and plain SGD.
+class MLP(nn.Module):
+    """A small multi-layer perceptron, y = f(x): Linear -> ReLU per hidden size, then Linear to one output.
 
-    ``lr="auto"`` takes the learning rate from the training data at ``setup``: SAFETY_FACTOR times
-    the largest rate at which SGD is stable for that data and batch size (see ``stable_lr``).
+    Inputs and targets are standardized inside the network with statistics of the training data
+    (buffers, saved in checkpoints), so raw features in [1, 100] and targets of any scale train at
+    the same learning rate, and ``forward`` takes and returns raw units.
     """
+
+    def __init__(self, num_features: int, hidden_sizes: list[int]) -> None:
+        super().__init__()
+        sizes = [num_features, *hidden_sizes]
+        layers: list[nn.Module] = []
+        for inputs, outputs in zip(sizes, sizes[1:]):
+            layers += [nn.Linear(inputs, outputs), nn.ReLU()]
+        self.layers = nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
+        self.register_buffer("x_mean", torch.zeros(num_features))
+        self.register_buffer("x_std", torch.ones(num_features))
+        self.register_buffer("y_mean", torch.zeros(()))
+        self.register_buffer("y_std", torch.ones(()))
+
+    def fit_scaling(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Take the standardization statistics from the training data."""
+        self.x_mean.copy_(x.mean(dim=0))
+        self.x_std.copy_(x.std(dim=0).clamp_min(1e-6))
+        self.y_mean.copy_(y.mean())
+        self.y_std.copy_(y.std().clamp_min(1e-6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` is one sample ``[d]`` or a batch ``[B, d]``; returns ``[]`` or ``[B]``."""
+        z = (x - self.x_mean) / self.x_std
+        return self.layers(z).squeeze(-1) * self.y_std + self.y_mean
+
+
+class RegressionModel(L.LightningModule):
+    """Trains a network ``self.net`` (set by the subclass) with mean squared error and SGD.
+
+    Everything a run needs besides the network lives here: the epoch loss, validation, prediction,
+    the optimizer and learning-rate schedules. ``lr="auto"`` is resolved at ``setup`` by
+    :meth:`auto_lr`, which each model defines.
+    """
+
+    net: nn.Module
 
     def __init__(
         self,
-        num_features: int = 7,
-        bias: bool = False,
         lr: float | Literal["auto"] = "auto",
         momentum: float = 0.0,
         lr_scheduler: Literal["none", "step", "exponential"] = "none",
@@ -48,38 +86,26 @@ class LinearModel(L.LightningModule):
             raise ValueError(f"--lr {lr}: must be a finite number > 0, or auto")
         if not (math.isfinite(momentum) and 0 <= momentum < 1):
             raise ValueError(f"--momentum {momentum}: must be in [0, 1)")
-        self.save_hyperparameters()
-        self.net = DotProduct(num_features, bias)
         self.lr = lr  # a float once setup() has resolved "auto"
-        self.stable_lr = math.inf  # known once setup() has seen the data
+        self.stable_lr = math.inf  # the largest stable lr, where the model knows it (see LinearModel)
         self._epoch_loss_sum: torch.Tensor | None = None  # see training_step
         self._epoch_samples = 0
 
-    @property
-    def weight(self) -> nn.Parameter:
-        return self.net.weight
+    # What a model without weights (the MLP) reports in their place.
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
 
-    @property
-    def bias(self) -> nn.Parameter | None:
-        return self.net.bias
+    def auto_lr(self, datamodule: L.LightningDataModule) -> float:
+        """The learning rate ``lr="auto"`` stands for, given the training data."""
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Inference: ``model(x)`` for ``x`` of shape ``[d]`` or ``[B, d]``."""
         return self.net(x)
 
     def setup(self, stage: str) -> None:
-        if stage != "fit":
-            return  # validate/predict need no learning rate
-        datamodule = self.trainer.datamodule
-        if hasattr(datamodule, "train_x"):
-            # The largest lr at which SGD is stable on this data and batch size. Under DDP one step
-            # averages the gradients of world_size consecutive batches: one batch of that many times.
-            batch_size = datamodule.batch_size * self.trainer.world_size
-            self.stable_lr = stable_lr(datamodule.train_x, self.bias is not None, batch_size)
-        elif self.lr == "auto":
-            raise ValueError('lr="auto" needs a datamodule that exposes train_x after setup')
-        if self.lr == "auto":
-            self.lr = SAFETY_FACTOR * self.stable_lr
+        if stage == "fit" and self.lr == "auto":
+            self.lr = self.auto_lr(self.trainer.datamodule)
 
     def on_train_epoch_start(self) -> None:
         self._epoch_loss_sum = torch.zeros((), device=self.device)
@@ -119,3 +145,81 @@ class LinearModel(L.LightningModule):
         else:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+class LinearModel(RegressionModel):
+    """Trains :class:`DotProduct`: the tutorials' model, whose learned weights should equal the true ones.
+
+    ``lr="auto"`` is SAFETY_FACTOR times the largest rate at which SGD is stable for the training
+    data and batch size (see ``stable_lr``).
+    """
+
+    def __init__(
+        self,
+        num_features: int = 7,
+        bias: bool = False,
+        lr: float | Literal["auto"] = "auto",
+        momentum: float = 0.0,
+        lr_scheduler: Literal["none", "step", "exponential"] = "none",
+        step_size: int = 100,
+        gamma: float = 0.5,
+    ) -> None:
+        super().__init__(lr, momentum, lr_scheduler, step_size, gamma)
+        self.save_hyperparameters()
+        self.net = DotProduct(num_features, bias)
+
+    @property
+    def weight(self) -> nn.Parameter:
+        return self.net.weight
+
+    @property
+    def bias(self) -> nn.Parameter | None:
+        return self.net.bias
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        if stage == "fit" and hasattr(datamodule, "train_x"):
+            # The largest lr at which SGD is stable on this data and batch size. Under DDP one step
+            # averages the gradients of world_size consecutive batches: one batch of that many times.
+            batch_size = datamodule.batch_size * self.trainer.world_size
+            self.stable_lr = stable_lr(datamodule.train_x, self.bias is not None, batch_size)
+        super().setup(stage)
+
+    def auto_lr(self, datamodule: L.LightningDataModule) -> float:
+        if not hasattr(datamodule, "train_x"):
+            raise ValueError('lr="auto" needs a datamodule that exposes train_x after setup')
+        return SAFETY_FACTOR * self.stable_lr
+
+
+class MLPModel(RegressionModel):
+    """Trains :class:`MLP` on targets a dot product cannot fit (``--target quadratic|sine``).
+
+    ``lr="auto"`` is 0.1 / var(y): inputs and targets are standardized, so one rate suits any scale.
+    """
+
+    def __init__(
+        self,
+        num_features: int = 7,
+        hidden_sizes: list[int] = [64, 64],  # noqa: B006 -- read-only; a list so the CLI and YAML take [a, b]
+        lr: float | Literal["auto"] = "auto",
+        momentum: float = 0.0,
+        lr_scheduler: Literal["none", "step", "exponential"] = "none",
+        step_size: int = 100,
+        gamma: float = 0.5,
+    ) -> None:
+        super().__init__(lr, momentum, lr_scheduler, step_size, gamma)
+        if not hidden_sizes or not all(isinstance(h, int) and h >= 1 for h in hidden_sizes):
+            raise ValueError(f"--model.hidden_sizes {hidden_sizes}: must be a non-empty list of integers >= 1")
+        self.save_hyperparameters()
+        self.net = MLP(num_features, hidden_sizes)
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        if stage == "fit" and hasattr(datamodule, "train_x"):
+            self.net.fit_scaling(datamodule.train_x, datamodule.train_y)  # a resumed run reloads them after
+        super().setup(stage)
+
+    def auto_lr(self, datamodule: L.LightningDataModule) -> float:
+        # 0.1 for the standardized network; the loss is in raw units, whose gradients are y_std^2
+        # times larger. (0.05-0.1 reached the lowest validation loss on the sine target.)
+        return 0.1 / self.net.y_std.item() ** 2

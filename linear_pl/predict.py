@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from linear_pl.cli import UsageError, check_accelerator, load_checkpoint_safely, resolve_checkpoint, silence_known_noise
 from linear_pl.data import EVAL_BATCH_SIZE
-from linear_pl.model import LinearModel
+from linear_pl.model import RegressionModel
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,6 +70,33 @@ def to_tensor(source: str, rows: list, num_features: int) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32)
 
 
+def _subclasses(cls: type) -> list[type]:
+    return [c for sub in cls.__subclasses__() for c in (sub, *_subclasses(sub))]
+
+
+def model_from_checkpoint(path: Path, checkpoint: dict) -> RegressionModel:
+    """The model a checkpoint holds, built from its hyperparameters and weights.
+
+    The class comes from the ``_class_path`` LightningCLI saves, and must be an already imported
+    subclass of RegressionModel: a checkpoint never makes us import code. (Lightning's own
+    ``RegressionModel.load_from_checkpoint`` drops that key when the base class is asked for, and
+    would read the file again.)
+    """
+    hparams = checkpoint.get("hyper_parameters", {})
+    class_path = hparams.get("_class_path", "linear_pl.model.LinearModel")
+    module, _, name = class_path.rpartition(".")
+    # jsonargparse saves the shortest import path: linear_pl.LinearModel for linear_pl.model.LinearModel.
+    known = [c for c in _subclasses(RegressionModel) if c.__qualname__ == name and c.__module__.startswith(module)]
+    if not known:
+        raise UsageError(f"--ckpt_path {path}: its model class {class_path} is not a known linear_pl model")
+    try:
+        model = known[0](**{k: v for k, v in hparams.items() if not k.startswith("_")})
+        model.load_state_dict(checkpoint["state_dict"])
+    except Exception as error:
+        raise UsageError(f"--ckpt_path {path}: not a usable {class_path} checkpoint ({error})") from None
+    return model.eval()
+
+
 def predict_main(argv: list[str] | None = None) -> int:
     """Print (and optionally write) one prediction per input row; returns the exit status."""
     silence_known_noise()
@@ -77,12 +104,9 @@ def predict_main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         check_accelerator(args.accelerator)
         path = resolve_checkpoint(args.ckpt_path, Path(args.default_root_dir))
-        load_checkpoint_safely(path)  # refuses unsafe or broken files with a clear line
-        try:
-            model = LinearModel.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise UsageError(f"--ckpt_path {path}: not a LinearModel checkpoint ({error})") from None
-        x = to_tensor(*read_rows(args), model.weight.numel())
+        checkpoint = load_checkpoint_safely(path)  # refuses unsafe or broken files with a clear line
+        model = model_from_checkpoint(path, checkpoint)
+        x = to_tensor(*read_rows(args), model.hparams.num_features)
     except UsageError as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2

@@ -8,11 +8,11 @@ from typing import Any
 import lightning as L
 import torch
 
-from linear_pl.closed_form import least_squares
+from linear_pl.closed_form import linear_fit_loss, least_squares
 
 RESULT_KEYS = (
-    "true_weights", "true_bias", "initial_weights", "initial_bias", "learned_weights", "learned_bias",
-    "least_squares_weights", "least_squares_bias", "max_abs_error", "final_train_loss", "final_val_loss",
+    "model", "target", "true_weights", "true_bias", "initial_weights", "initial_bias", "learned_weights", "learned_bias",
+    "least_squares_weights", "least_squares_bias", "least_squares_val_loss", "max_abs_error", "final_train_loss", "final_val_loss",
     "epochs", "global_step", "lr", "fit_seconds", "accelerator", "world_size", "rank_weight_spread", "converged", "diverged",
 )  # fmt: skip
 
@@ -33,14 +33,15 @@ class ProgressReport(L.Callback):
     The initial weights are part of the callback's state, so a resumed run still knows them.
     """
 
-    def __init__(self, log_every_n_epochs: int = 10, true_weights: list[float] | None = None) -> None:
+    def __init__(self, log_every_n_epochs: int = 10) -> None:
         self.log_every_n_epochs = log_every_n_epochs
-        self.true_weights = true_weights
         self.initial_weights: list[float] | None = None
         self.initial_bias: float | None = None
         self.last_reported_epoch = 0
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if pl_module.weight is None:
+            return  # a model without named weights (the MLP): the losses tell its progress
         if self.initial_weights is None:
             self.initial_weights = pl_module.weight.tolist()
             self.initial_bias = _scalar(pl_module.bias)
@@ -64,16 +65,18 @@ class ProgressReport(L.Callback):
         self.last_reported_epoch = epoch
         if not trainer.is_global_zero:
             return  # the weights are identical on every DDP rank, and one line is enough
-        weight = pl_module.weight.detach()
         metrics = {"train/lr": trainer.optimizers[0].param_groups[0]["lr"]}
         if "train/loss" in losses:
             metrics["train/loss"] = float(losses["train/loss"])
-        metrics.update({f"weights/w{i}": w for i, w in enumerate(weight.tolist())})
-        if pl_module.bias is not None:
-            metrics["weights/bias"] = pl_module.bias.item()
-        if self.true_weights is not None:
-            truth = torch.tensor(self.true_weights, device=weight.device)
-            metrics["weights/distance_to_true"] = torch.linalg.vector_norm(weight - truth).item()
+        if pl_module.weight is not None:
+            weight = pl_module.weight.detach()
+            metrics.update({f"weights/w{i}": w for i, w in enumerate(weight.tolist())})
+            if pl_module.bias is not None:
+                metrics["weights/bias"] = pl_module.bias.item()
+            true_weights = getattr(trainer.datamodule, "true_weights", None)
+            if true_weights is not None and len(true_weights) == len(weight):
+                truth = torch.tensor(true_weights, device=weight.device)
+                metrics["weights/distance_to_true"] = torch.linalg.vector_norm(weight - truth).item()
         # Straight to the logger: cheaper than self.log, and allowed after fit as well.
         if trainer.logger is not None:
             trainer.logger.log_metrics(metrics, step=trainer.global_step)
@@ -116,15 +119,27 @@ def summarize(
     diverged: bool,
     spread: float = 0.0,
 ) -> dict[str, Any]:
-    """Everything results.json holds, computed from the finished run and its final ``metrics``."""
-    bias = model.bias is not None
-    learned_weights = model.weight.tolist()
+    """Everything results.json holds, computed from the finished run and its final ``metrics``.
+
+    Weights (learned, initial, errors) only for models that have them; losses for every model. The
+    least-squares fit is the best any linear model can do on this data: the goal for LinearModel, the
+    baseline to beat for a nonlinear one.
+    """
+    has_weights = model.weight is not None
+    bias = model.bias is not None if has_weights else True
+    learned_weights = model.weight.tolist() if has_weights else None
     learned_bias = _scalar(model.bias)
-    errors = [abs(a - b) for a, b in zip(learned_weights, datamodule.true_weights)]
-    if bias:
-        errors.append(abs(learned_bias - (datamodule.true_bias or 0.0)))
+    max_abs_error = None
+    if has_weights:
+        errors = [abs(a - b) for a, b in zip(learned_weights, datamodule.true_weights)]
+        if bias:
+            errors.append(abs(learned_bias - (datamodule.true_bias or 0.0)))
+        max_abs_error = max(errors)
     ls_weights, ls_bias = least_squares(datamodule.train_x, datamodule.train_y, bias)
+    ls_val_loss = linear_fit_loss(datamodule.val_x, datamodule.val_y, ls_weights, ls_bias)
     return {
+        "model": type(model).__name__,
+        "target": getattr(datamodule, "target", None),
         "true_weights": datamodule.true_weights,
         "true_bias": datamodule.true_bias,
         "initial_weights": progress.initial_weights,
@@ -133,7 +148,8 @@ def summarize(
         "learned_bias": learned_bias,
         "least_squares_weights": ls_weights,
         "least_squares_bias": ls_bias,
-        "max_abs_error": max(errors),
+        "least_squares_val_loss": ls_val_loss,
+        "max_abs_error": max_abs_error,
         "final_train_loss": _scalar(metrics.get("train/loss")),
         "final_val_loss": _scalar(metrics.get("val/loss")),
         "epochs": trainer.current_epoch,
@@ -150,6 +166,8 @@ def summarize(
 
 def format_table(results: dict[str, Any]) -> str:
     """The final table (index, true, learned, least squares, |learned - true|) and a one-line verdict."""
+    if results["learned_weights"] is None:
+        return verdict(results)
     rows = list(zip(results["true_weights"], results["learned_weights"], results["least_squares_weights"]))
     names = [f"w{i}" for i in range(len(rows))]
     if results["learned_bias"] is not None:
@@ -163,7 +181,12 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def verdict(results: dict[str, Any], tolerance: float = 0.01) -> str:
+    """One line: were the weights recovered (or, for a model without weights, how low is the loss)."""
     error, epochs = results["max_abs_error"], results["epochs"]
+    if error is None:
+        val, linear = results["final_val_loss"], results["least_squares_val_loss"]
+        line = f"After {epochs} epochs: val_loss {val:.4g}; the best linear fit reaches {linear:.4g}"
+        return line + (f" ({linear / val:.3g}x higher)." if 0 < val < linear else ".")
     if not math.isfinite(error):
         return f"Diverged: the weights are not finite after {epochs} epochs (lr {results['lr']:.3g})."
     if error <= tolerance:

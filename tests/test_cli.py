@@ -27,33 +27,33 @@ def test_flat_flags_set_the_nested_keys():
     )  # fmt: skip
     c = cli.config
     assert (c.trainer.accelerator, c.trainer.max_epochs, c.trainer.check_val_every_n_epoch) == ("cpu", 7, 2)
-    assert dict(c.model) == {
+    assert dict(c.model.init_args) == {
         "num_features": 4, "bias": True, "lr": 0.003, "momentum": 0.5,
         "lr_scheduler": "step", "step_size": 3, "gamma": 0.1,
     }  # fmt: skip
-    assert dict(c.data) == {
+    assert dict(c.data.init_args) == {
         "true_weights": [2.0, 3.0, 4.0, 7.0], "true_bias": 1.5, "num_samples": 20, "num_val_samples": 4,
-        "low": 2, "high": 9, "noise_std": 0.1, "batch_size": 2, "shuffle": True, "seed": 5,
+        "low": 2, "high": 9, "noise_std": 0.1, "batch_size": 2, "shuffle": True, "seed": 5, "target": "linear",
     }  # fmt: skip
     assert cli.model.weight.shape == (4,)  # num_features follows --true_weights
 
 
 def test_boolean_flags_accept_bare_and_explicit_values():
-    assert parse("--bias").config.model.bias is True
-    assert parse("--bias", "false").config.model.bias is False
-    assert parse("--shuffle", "--bias", "--seed", "1").config.data.shuffle is True
+    assert parse("--bias").config.model.init_args.bias is True
+    assert parse("--bias", "false").config.model.init_args.bias is False
+    assert parse("--shuffle", "--bias", "--seed", "1").config.data.init_args.shuffle is True
 
 
 def test_nested_flags_and_last_value_wins():
-    assert parse("--model.lr", "0.1", "--lr", "0.2").config.model.lr == 0.2
-    assert parse("--lr", "0.2", "--model.lr", "0.1").config.model.lr == 0.1
+    assert parse("--model.lr", "0.1", "--lr", "0.2").config.model.init_args.lr == 0.2
+    assert parse("--lr", "0.2", "--model.lr", "0.1").config.model.init_args.lr == 0.1
     assert parse("--trainer.max_epochs", "5").config.trainer.max_epochs == 5
 
 
 def test_preset_then_flags_override_it_and_a_later_preset_overrides_flags():
     cli = parse("--preset", "seed-4w", "--max_epochs", "5")
     assert cli.config.trainer.max_epochs == 5
-    assert cli.config.model.lr == 1e-5 and cli.config.data.true_weights == [2, 3, 4, 7]
+    assert cli.config.model.init_args.lr == 1e-5 and cli.config.data.init_args.true_weights == [2, 3, 4, 7]
     assert parse("--max_epochs", "5", "--preset", "seed-4w").config.trainer.max_epochs == 100
 
 
@@ -68,10 +68,10 @@ def test_preset_then_flags_override_it_and_a_later_preset_overrides_flags():
 )
 def test_presets_hold_the_tutorials_settings(preset, expected):
     c = parse("--preset", preset).config
-    got = {"true_weights": c.data.true_weights, "lr": c.model.lr, "max_epochs": c.trainer.max_epochs}
-    got["bias"] = c.model.bias
+    model, data = c.model.init_args, c.data.init_args
+    got = {"true_weights": data.true_weights, "lr": model.lr, "max_epochs": c.trainer.max_epochs, "bias": model.bias}
     assert got == expected
-    assert c.data.batch_size == 1 and c.data.shuffle is False
+    assert data.batch_size == 1 and data.shuffle is False
 
 
 def test_print_config_round_trips(tmp_path, capsys):
@@ -79,7 +79,7 @@ def test_print_config_round_trips(tmp_path, capsys):
         parse("--preset", "lntx", "--lr", "0.0001", "--print_config")
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
-    assert yaml.safe_load(printed)["model"]["lr"] == 0.0001
+    assert yaml.safe_load(printed)["model"]["init_args"]["lr"] == 0.0001
     config_file = tmp_path / "run.yaml"
     config_file.write_text(printed)
     again = parse("--config", str(config_file)).config

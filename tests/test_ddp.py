@@ -52,3 +52,13 @@ def test_default_run_converges_under_ddp(script):
     assert results["converged"] and results["max_abs_error"] < 0.01
     assert results["world_size"] == 2 and results["rank_weight_spread"] == 0.0
     assert (run.run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_mlp_trains_under_ddp(script):
+    run = script("train", *DDP, "--model", "mlp", "--num_samples", "200", "--batch_size", "10",
+                 "--max_epochs", "4", "--default_root_dir", "mlp")  # fmt: skip
+    assert run.status == 0, run.stderr
+    results = run.results
+    assert results["model"] == "MLPModel" and results["world_size"] == 2
+    assert results["rank_weight_spread"] == 0.0  # every parameter, on both ranks
+    assert results["global_step"] == 4 * 10  # each rank took half of the 20 batches per epoch
