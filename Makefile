@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install train test clean
+.PHONY: install train test lint benchmark clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,13 @@ train: install
 
 test: install
 	$(PY) -m pytest $(ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+benchmark: install
+	$(PY) scripts/benchmark.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) lightning_logs .pytest_cache

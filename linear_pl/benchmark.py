@@ -6,8 +6,9 @@
 - linear_pl: ``Trainer.fit`` as ``scripts/train.py`` configures it for a real run (TensorBoard
   logging, checkpoints, progress report, convergence and divergence checks, validation).
 
-All three time ``fit`` alone (best of ``--repeats`` rounds), on data made once by ``SyntheticDataModule`` (noise keeps every run
-from stopping early as converged), at the same learning rate. Peak RSS is the process's high-water
+All three time ``fit`` alone (best of ``--repeats`` rounds), on data made once by
+``SyntheticDataModule`` (noise keeps every run from stopping early as converged), at the same
+learning rate. Peak RSS is the process's high-water
 mark, reset before each way (Linux); it includes the data.
 """
 
@@ -62,6 +63,7 @@ def peak_rss_reset() -> None:
 
 
 def peak_rss_bytes() -> int:
+    """The process's peak resident memory since the last reset, in bytes."""
     status = Path("/proc/self/status")
     if status.exists():
         return int(re.search(r"VmHWM:\s+(\d+) kB", status.read_text()).group(1)) * 1024
@@ -72,6 +74,7 @@ def peak_rss_bytes() -> int:
 
 
 def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it is honest."""
     # Kernels run asynchronously on accelerators: stop the clock only when they are done.
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -125,7 +128,10 @@ class BareModule(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=self.lr)
 
 
-def bare_lightning(x: torch.Tensor, y: torch.Tensor, lr: float, batch_size: int, epochs: int, accelerator: str) -> float:
+def bare_lightning(
+    x: torch.Tensor, y: torch.Tensor, lr: float, batch_size: int, epochs: int, accelerator: str
+) -> float:
+    """A minimal LightningModule's ``Trainer.fit`` over the same pre-sliced batches; returns seconds."""
     torch.manual_seed(0)
     trainer = L.Trainer(
         accelerator=accelerator, devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
@@ -161,6 +167,7 @@ def linear_pl_fit(data: SyntheticDataModule, workload: Workload, accelerator: st
 
 
 def run_workload(workload: Workload, accelerator: str, device: torch.device, repeats: int = 3) -> dict:
+    """Train one workload the three ways on one set of data; speeds, ratios, memory, bandwidth."""
     weights = [TUTORIAL_WEIGHTS[i % len(TUTORIAL_WEIGHTS)] for i in range(workload.num_features)]
     data = SyntheticDataModule(weights, num_samples=workload.num_samples, noise_std=1.0)
     data.setup()
@@ -211,12 +218,14 @@ def wall_time(command: list[str], repeats: int = 3) -> float:
 
 
 def tutorial_wall_times() -> dict:
+    """Whole-command wall time: tutorial 1's plain script beside ``train.py --preset seed-7w``."""
     tutorial = wall_time([sys.executable, str(REPO / "examples" / "tutorial1.py")])
     ours = wall_time([sys.executable, str(REPO / "scripts" / "train.py"), "--preset", "seed-7w"])
     return {"tutorial1_seconds": tutorial, "train_seed_7w_seconds": ours, "ratio": ours / tutorial}
 
 
 def format_report(rows: list[dict], walls: dict | None, copy_bw: float, machine: str) -> str:
+    """The printed table."""
     lines = [
         f"machine: {machine}",
         "",
@@ -250,6 +259,7 @@ def format_report(rows: list[dict], walls: dict | None, copy_bw: float, machine:
 
 
 def machine_description() -> str:
+    """CPU, cores and library versions: what a figure was measured on."""
     import os  # noqa: PLC0415
     import platform  # noqa: PLC0415
 
@@ -260,6 +270,7 @@ def machine_description() -> str:
 
 
 def parse_size(text: str) -> Workload:
+    """``--size N,d,batch,epochs`` as a custom workload."""
     try:
         n, d, b, e = (int(v) for v in text.split(","))
     except ValueError:

@@ -9,10 +9,10 @@ import time
 import warnings
 from pathlib import Path
 
-from jsonargparse._deprecated import JsonargparseDeprecationWarning
-from lightning.pytorch import Trainer
 import torch
 from jsonargparse import Namespace
+from jsonargparse._deprecated import JsonargparseDeprecationWarning
+from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -32,8 +32,17 @@ FLAT_FLAGS = {
     "trainer": ["accelerator", "devices", "strategy", "num_nodes", "precision", "max_epochs", "default_root_dir"],
     "model": ["lr", "momentum", "lr_scheduler", "step_size", "gamma", "bias", "hidden_sizes"],
     "data": [
-        "batch_size", "num_samples", "num_val_samples", "true_weights", "true_bias",
-        "low", "high", "noise_std", "shuffle", "seed", "target",
+        "batch_size",
+        "num_samples",
+        "num_val_samples",
+        "true_weights",
+        "true_bias",
+        "low",
+        "high",
+        "noise_std",
+        "shuffle",
+        "seed",
+        "target",
     ],  # fmt: skip
 }
 # --model and --data take a class path (any subclass of RegressionModel, any LightningDataModule) or
@@ -196,6 +205,7 @@ def load_checkpoint_safely(path: Path) -> dict:
 
 
 def check_checkpoint_fits(path: Path, checkpoint: dict, model: torch.nn.Module) -> None:
+    """Fail in one line when the checkpoint's parameters do not fit this run's model."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
     if expected != found:
@@ -242,7 +252,9 @@ class LinearCLI(LightningCLI):
         self.checkpoint = None if self.ckpt_path is None else load_checkpoint_safely(self.ckpt_path)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.set_defaults({"model": {"class_path": MODEL_NAMES["linear"]}, "data": {"class_path": DATA_NAMES["synthetic"]}})
+        parser.set_defaults(
+            {"model": {"class_path": MODEL_NAMES["linear"]}, "data": {"class_path": DATA_NAMES["synthetic"]}}
+        )
         for group, names in FLAT_FLAGS.items():
             for name in names:
                 extra = {"nargs": "?", "const": True} if name in BOOLEAN_FLAGS else {}
@@ -253,18 +265,24 @@ class LinearCLI(LightningCLI):
                     # The model's and data's defaults depend on the class chosen: set only if given.
                     dest, default = f"{group}.init_args.{name}", argparse.SUPPRESS
                 parser.add_argument(f"--{name}", dest=dest, default=default, help=f"alias of --{group}.{name}", **extra)
-        parser.add_argument("--log_every_n_epochs", type=int, default=10, help="print, log weights and validate every N epochs")
+        parser.add_argument(
+            "--log_every_n_epochs", type=int, default=10, help="print, log to TensorBoard, validate every N epochs"
+        )
         parser.add_argument(
             "--ckpt_path", type=str | None, default=None, help="resume from this checkpoint, or 'last': the newest run"
         )
         parser.add_argument(
             "--lr_find", type=bool, default=False, nargs="?", const=True,
-            help="run Lightning's learning-rate finder first, print its suggestion beside the stable limit, train with it",
+            help="run Lightning's learning-rate finder first, print its suggestion and the stable limit, train with it",
         )  # fmt: skip
         parser.add_argument(
-            "--checkpoint_every_seconds", type=float, default=5.0, help="refresh last.ckpt after an epoch at most this often"
+            "--checkpoint_every_seconds",
+            type=float,
+            default=5.0,
+            help="refresh last.ckpt after an epoch at most this often",
         )
-        parser.add_argument("--preset", type=str | None, default=None, help="a shipped config: seed-4w, seed-7w, lntx, lntx-1w")
+        presets = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+        parser.add_argument("--preset", type=str | None, default=None, help=f"a shipped config: {presets}")
         # The model's size follows from the data; the data's seed also seeds the initial weights.
         parser.link_arguments("data.init_args.true_weights", "model.init_args.num_features", compute_fn=len)
         parser.link_arguments("data.init_args.seed", "seed_everything")

@@ -102,6 +102,7 @@ class SyntheticDataModule(L.LightningDataModule):
 
     @property
     def num_features(self) -> int:
+        """How many features each sample has: one per true weight."""
         return len(self.true_weights)
 
     def _draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

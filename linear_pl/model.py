@@ -136,7 +136,7 @@ class RegressionModel(L.LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(x)
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
         optimizer = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.hparams.momentum)
         if self.hparams.lr_scheduler == "step":
             scheduler = torch.optim.lr_scheduler.StepLR(optimizer, self.hparams.step_size, self.hparams.gamma)
@@ -170,10 +170,12 @@ class LinearModel(RegressionModel):
 
     @property
     def weight(self) -> nn.Parameter:
+        """The learned weights, one per feature: what the run should recover."""
         return self.net.weight
 
     @property
     def bias(self) -> nn.Parameter | None:
+        """The learned bias, or None when the model has none."""
         return self.net.bias
 
     def setup(self, stage: str) -> None:

@@ -21,6 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The predict command's flags."""
     parser = _Parser(prog="predict.py", description=__doc__)
     parser.add_argument("--ckpt_path", required=True, help="a checkpoint, or 'last': the newest run's")
     parser.add_argument("--default_root_dir", default=".", help="where to look for 'last' (default: .)")

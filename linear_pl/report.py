@@ -8,12 +8,13 @@ from typing import Any
 import lightning as L
 import torch
 
-from linear_pl.closed_form import linear_fit_loss, least_squares
+from linear_pl.closed_form import least_squares, linear_fit_loss
 
 RESULT_KEYS = (
-    "model", "target", "true_weights", "true_bias", "initial_weights", "initial_bias", "learned_weights", "learned_bias",
-    "least_squares_weights", "least_squares_bias", "least_squares_val_loss", "max_abs_error", "final_train_loss", "final_val_loss",
-    "epochs", "global_step", "lr", "fit_seconds", "accelerator", "world_size", "rank_weight_spread", "converged", "diverged",
+    "model", "target", "true_weights", "true_bias", "initial_weights", "initial_bias",
+    "learned_weights", "learned_bias", "least_squares_weights", "least_squares_bias", "least_squares_val_loss",
+    "max_abs_error", "final_train_loss", "final_val_loss", "epochs", "global_step", "lr", "fit_seconds",
+    "accelerator", "world_size", "rank_weight_spread", "converged", "diverged",
 )  # fmt: skip
 
 
@@ -54,9 +55,7 @@ class ProgressReport(L.Callback):
         if epoch % self.log_every_n_epochs == 0:
             self.report(trainer, pl_module, epoch)
 
-    def report(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int, metrics: dict | None = None
-    ) -> None:
+    def report(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int, metrics: dict | None = None) -> None:
         """Log the loss and weights to TensorBoard and print one line, after ``epoch`` epochs (1-based).
 
         ``metrics`` holds the losses to print; by default the trainer's latest ``callback_metrics``.
@@ -198,9 +197,7 @@ def verdict(results: dict[str, Any], tolerance: float = 0.01) -> str:
     )
 
 
-def write_results(
-    results: dict[str, Any], run_dir: Path, trainer: L.Trainer, pl_module: L.LightningModule
-) -> Path:
+def write_results(results: dict[str, Any], run_dir: Path, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
     """Write ``run_dir``/results.json; give the TensorBoard hparams their real metrics."""
     path = run_dir / "results.json"
     # Strict JSON: a diverged run's NaN or inf becomes null.
@@ -208,7 +205,8 @@ def write_results(
     path.write_text(json.dumps(clean, indent=2) + "\n")
     if trainer.logger is not None:
         finals = ("max_abs_error", "final_train_loss", "final_val_loss")
-        metrics = {f"hp/{key}": results[key] for key in finals if results[key] is not None and math.isfinite(results[key])}
+        finite = [key for key in finals if results[key] is not None and math.isfinite(results[key])]
+        metrics = {f"hp/{key}": results[key] for key in finite}
         trainer.logger.log_hyperparams({**trainer.datamodule.hparams, **pl_module.hparams}, metrics)
         trainer.logger.save()
     return path

@@ -7,6 +7,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from linear_pl import SyntheticDataModule
 from linear_pl.cli import LinearCLI
 from linear_pl.closed_form import SAFETY_FACTOR, stable_lr
 from linear_pl.report import RESULT_KEYS
@@ -140,8 +141,6 @@ def test_results_json(train):
     assert (results["epochs"], results["global_step"]) == (30, 300)
     x = torch.load(run.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["net.weight"]
     assert x.tolist() == results["learned_weights"]
-    from linear_pl import SyntheticDataModule
-
     dm = SyntheticDataModule(seed=4)
     dm.setup()
     assert results["lr"] == pytest.approx(SAFETY_FACTOR * stable_lr(dm.train_x))

@@ -10,9 +10,8 @@ import time
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from conftest import ROOT
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 @pytest.mark.parametrize(
@@ -23,7 +22,7 @@ from conftest import ROOT
         (["--lr", "abc"], 'Parser key "model.lr"'),
         (["--max_epochs", "0"], "--max_epochs 0: must be >= 1"),
         (["--batch_size", "0"], "--batch_size 0: must be an integer >= 1"),
-        (["--batch_size", "1.5"], 'Parser key "data.batch_size": Expected a <class \'int\'>'),
+        (["--batch_size", "1.5"], "Parser key \"data.batch_size\": Expected a <class 'int'>"),
         (["--num_samples", "0"], "--num_samples 0: must be an integer >= 1"),
         (["--num_samples", "3"], "fewer samples than the 7 weights: the weights would not be identifiable"),
         (["--true_weights", "[]"], "--true_weights []: must be a non-empty list of numbers"),
@@ -155,7 +154,7 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
     last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     rng = random.Random(0)
     steps = []
-    for cycle in range(6):
+    for _ in range(6):
         resume = ["--ckpt_path", "last"] if last.exists() else []
         proc = subprocess.Popen(command + resume, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
