@@ -211,7 +211,7 @@ def check_checkpoint_fits(path: Path, checkpoint: dict, model: torch.nn.Module) 
     if expected != found:
         raise UsageError(
             f"--ckpt_path {path}: holds parameters {found}, but this run's model has {expected} "
-            "(give the --true_weights and --bias it was trained with)"
+            "(give the --model, --true_weights, --bias or --hidden_sizes it was trained with)"
         )
 
 
