@@ -1,7 +1,7 @@
 """Tutorial 1's full program ("MyLinear"), as published, in plain PyTorch: the baseline linear_pl
 is measured against (scripts/benchmark.py times it beside `scripts/train.py --preset seed-7w`).
 
-Only the comments are translated; the code is the tutorial's (see ../shared/CONTEXT.md).
+Only the comments and the printed text are translated; the code is the tutorial's.
 """
 
 import random

