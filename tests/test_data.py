@@ -1,9 +1,10 @@
 """The synthetic data: what it holds, that it is reproducible, and how it is batched."""
 
+import lightning as L
 import pytest
 import torch
 
-from linear_pl import SyntheticDataModule
+from linear_pl import LinearModel, SyntheticDataModule
 from linear_pl.closed_form import least_squares, stable_lr
 from linear_pl.data import TUTORIAL_WEIGHTS
 
@@ -96,3 +97,33 @@ def test_least_squares_recovers_exact_weights_and_bias():
     weights, bias = least_squares(dm.train_x, dm.train_y, bias=True)
     torch.testing.assert_close(torch.tensor(weights), torch.tensor([1.3, 2.9, 3.7]), atol=1e-4, rtol=0)
     assert abs(bias - 0.7) < 1e-3
+
+
+def test_drawing_in_chunks_gives_the_same_data(monkeypatch):
+    whole = SyntheticDataModule(num_samples=50, noise_std=1.0, target="sine")
+    whole.setup()
+    monkeypatch.setattr("linear_pl.data._CHUNK_ELEMENTS", 8)  # one row of 7 features per chunk
+    chunked = SyntheticDataModule(num_samples=50, noise_std=1.0, target="sine")
+    chunked.setup()
+    for name in ("train_x", "train_y", "val_x", "val_y"):
+        assert torch.equal(getattr(whole, name), getattr(chunked, name))
+
+
+def test_data_lives_on_the_training_device_and_batches_are_views_of_it():
+    class SeeBatches(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            x, y = batch
+            assert x.device == trainer.strategy.root_device
+            # A view into the data module's tensor: no copy, no host-to-device transfer per step.
+            assert x.untyped_storage().data_ptr() == trainer.datamodule.train_x.untyped_storage().data_ptr()
+            self.seen = getattr(self, "seen", 0) + 1
+
+    see = SeeBatches()
+    dm = SyntheticDataModule(batch_size=3)
+    trainer = L.Trainer(
+        max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[see],
+    )  # fmt: skip
+    trainer.fit(LinearModel(lr=1e-6), dm)
+    assert dm.train_x.device == trainer.strategy.root_device
+    assert see.seen == 4  # 10 samples at batch 3: 3 + 3 + 3 + 1
