@@ -5,7 +5,7 @@ is the second example: the same training, logging and checkpoints for a network 
 """
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -87,6 +87,7 @@ class RegressionModel(L.LightningModule):
         if not (math.isfinite(momentum) and 0 <= momentum < 1):
             raise ValueError(f"--momentum {momentum}: must be in [0, 1)")
         self.lr = lr  # a float once setup() has resolved "auto"
+        self.momentum, self.lr_scheduler, self.step_size, self.gamma = momentum, lr_scheduler, step_size, gamma
         self.stable_lr = math.inf  # the largest stable lr, where the model knows it (see LinearModel)
         self._epoch_loss_sum: torch.Tensor | None = None  # see training_step
         self._epoch_samples = 0
@@ -137,11 +138,11 @@ class RegressionModel(L.LightningModule):
         return self(x)
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict:
-        optimizer = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.hparams.momentum)
-        if self.hparams.lr_scheduler == "step":
-            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, self.hparams.step_size, self.hparams.gamma)
-        elif self.hparams.lr_scheduler == "exponential":
-            scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, self.hparams.gamma)
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.momentum)
+        if self.lr_scheduler == "step":
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, self.step_size, self.gamma)
+        elif self.lr_scheduler == "exponential":
+            scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, self.gamma)
         else:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
@@ -154,17 +155,10 @@ class LinearModel(RegressionModel):
     data and batch size (see ``stable_lr``).
     """
 
-    def __init__(
-        self,
-        num_features: int = 7,
-        bias: bool = False,
-        lr: float | Literal["auto"] = "auto",
-        momentum: float = 0.0,
-        lr_scheduler: Literal["none", "step", "exponential"] = "none",
-        step_size: int = 100,
-        gamma: float = 0.5,
-    ) -> None:
-        super().__init__(lr, momentum, lr_scheduler, step_size, gamma)
+    def __init__(self, num_features: int = 7, bias: bool = False, **optimizer_args: Any) -> None:
+        """``optimizer_args``: ``lr``, ``momentum``, ``lr_scheduler``, ``step_size``, ``gamma``, as in
+        :class:`RegressionModel` (LightningCLI and ``--help`` list them as this class's own)."""
+        super().__init__(**optimizer_args)
         self.save_hyperparameters()
         self.net = DotProduct(num_features, bias)
 
@@ -204,13 +198,10 @@ class MLPModel(RegressionModel):
         self,
         num_features: int = 7,
         hidden_sizes: list[int] = [64, 64],  # noqa: B006 -- read-only; a list so the CLI and YAML take [a, b]
-        lr: float | Literal["auto"] = "auto",
-        momentum: float = 0.0,
-        lr_scheduler: Literal["none", "step", "exponential"] = "none",
-        step_size: int = 100,
-        gamma: float = 0.5,
+        **optimizer_args: Any,
     ) -> None:
-        super().__init__(lr, momentum, lr_scheduler, step_size, gamma)
+        """``optimizer_args`` as in :class:`LinearModel`."""
+        super().__init__(**optimizer_args)
         if not hidden_sizes or not all(isinstance(h, int) and h >= 1 for h in hidden_sizes):
             raise ValueError(f"--model.hidden_sizes {hidden_sizes}: must be a non-empty list of integers >= 1")
         self.save_hyperparameters()
