@@ -289,6 +289,9 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (one device)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds per workload; the best time counts")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        print(f"error: --repeats {args.repeats}: must be >= 1", file=sys.stderr)
+        return 2
     silence_known_noise()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # "GPU available: ..." per Trainer
     try:

@@ -184,6 +184,8 @@ def verdict(results: dict[str, Any], tolerance: float = 0.01) -> str:
     error, epochs = results["max_abs_error"], results["epochs"]
     if error is None:
         val, linear = results["final_val_loss"], results["least_squares_val_loss"]
+        if val is None:  # --num_val_samples 0: nothing to compare with the best linear fit
+            return f"After {epochs} epochs: train_loss {results['final_train_loss']:.4g} (no validation set)."
         line = f"After {epochs} epochs: val_loss {val:.4g}; the best linear fit reaches {linear:.4g}"
         return line + (f" ({linear / val:.3g}x higher)." if 0 < val < linear else ".")
     if not math.isfinite(error):

@@ -20,6 +20,11 @@ def test_benchmark_reports_three_ways_on_a_custom_workload(script, tmp_path):
     assert "custom" in run.stdout and "pl/bare" in run.stdout
 
 
+def test_repeats_below_one_is_one_line_and_exit_2(script):
+    run = script("benchmark", "--size", "20,2,2,1", "--repeats", "0")
+    assert (run.status, run.stderr) == (2, "error: --repeats 0: must be >= 1\n")
+
+
 @pytest.mark.parametrize("size", ["1,2,3", "10,0,1,1", "2,5,1,1", "a,b,c,d"])
 def test_bad_size_is_one_line_and_exit_2(script, size):
     run = script("benchmark", "--size", size)
