@@ -17,6 +17,8 @@ import contextlib
 import io
 import json
 import logging
+import os
+import platform
 import re
 import statistics
 import subprocess
@@ -260,9 +262,6 @@ def format_report(rows: list[dict], walls: dict | None, copy_bw: float, machine:
 
 def machine_description() -> str:
     """CPU, cores and library versions: what a figure was measured on."""
-    import os  # noqa: PLC0415
-    import platform  # noqa: PLC0415
-
     return (
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"torch {torch.__version__}, lightning {L.__version__}"

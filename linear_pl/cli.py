@@ -43,7 +43,7 @@ FLAT_FLAGS = {
         "shuffle",
         "seed",
         "target",
-    ],  # fmt: skip
+    ],
 }
 # --model and --data take a class path (any subclass of RegressionModel, any LightningDataModule) or
 # one of these short names.
@@ -380,9 +380,9 @@ def _fit_and_report(cli: LinearCLI) -> int:
             print(format_table(results))
         write_results(results, run_dir, trainer, model)
     if diverged is not None:
-        last = run_dir / "checkpoints" / "last.ckpt"
-        kept = f"last good checkpoint kept: {last}" if last.exists() else "no checkpoint had been written yet"
         if trainer.is_global_zero:
+            last = run_dir / "checkpoints" / "last.ckpt"
+            kept = f"last good checkpoint kept: {last}" if last.exists() else "no checkpoint had been written yet"
             print(f"error: {diverged}; {kept}", file=sys.stderr)
         return 1
     return 0

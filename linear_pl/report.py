@@ -64,21 +64,21 @@ class ProgressReport(L.Callback):
         self.last_reported_epoch = epoch
         if not trainer.is_global_zero:
             return  # the weights are identical on every DDP rank, and one line is enough
-        metrics = {"train/lr": trainer.optimizers[0].param_groups[0]["lr"]}
+        scalars = {"train/lr": trainer.optimizers[0].param_groups[0]["lr"]}
         if "train/loss" in losses:
-            metrics["train/loss"] = float(losses["train/loss"])
+            scalars["train/loss"] = float(losses["train/loss"])
         if pl_module.weight is not None:
             weight = pl_module.weight.detach()
-            metrics.update({f"weights/w{i}": w for i, w in enumerate(weight.tolist())})
+            scalars.update({f"weights/w{i}": w for i, w in enumerate(weight.tolist())})
             if pl_module.bias is not None:
-                metrics["weights/bias"] = pl_module.bias.item()
+                scalars["weights/bias"] = pl_module.bias.item()
             true_weights = getattr(trainer.datamodule, "true_weights", None)
             if true_weights is not None and len(true_weights) == len(weight):
                 truth = torch.tensor(true_weights, device=weight.device)
-                metrics["weights/distance_to_true"] = torch.linalg.vector_norm(weight - truth).item()
+                scalars["weights/distance_to_true"] = torch.linalg.vector_norm(weight - truth).item()
         # Straight to the logger: cheaper than self.log, and allowed after fit as well.
         if trainer.logger is not None:
-            trainer.logger.log_metrics(metrics, step=trainer.global_step)
+            trainer.logger.log_metrics(scalars, step=trainer.global_step)
 
         line = f"Epoch [{epoch}/{trainer.max_epochs}]"
         for key in ("train/loss", "val/loss"):
@@ -100,9 +100,9 @@ def rank_weight_spread(trainer: L.Trainer, model: L.LightningModule) -> float:
     A collective: every rank must call it. DDP keeps the replicas identical by construction; this
     checks it rather than trusting it, and results.json records the answer.
     """
-    params = torch.cat([p.detach().flatten() for p in model.parameters()])
     if trainer.world_size == 1:
         return 0.0
+    params = torch.cat([p.detach().flatten() for p in model.parameters()])
     gathered = trainer.strategy.all_gather(params)  # [world_size, num_params]
     return (gathered.amax(dim=0) - gathered.amin(dim=0)).max().item()
 
