@@ -67,6 +67,31 @@ class SlicedBatches(Dataset):
         return self.x[rows], self.y[rows]
 
 
+def sliced_loader(
+    trainer: L.Trainer | None, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int
+) -> DataLoader:
+    """A DataLoader of :class:`SlicedBatches`, whose order (shuffled or not) depends only on (seed, epoch).
+
+    For any data module that holds its data in tensors on the device (the synthetic and CSV data).
+    """
+    batches = SlicedBatches(x, y, batch_size)
+    # We build the DistributedSampler ourselves, also for one process: Lightning would inject one
+    # with shuffle=True under DDP whatever --shuffle says, and its single-process RandomSampler
+    # draws from the global RNG, which checkpoints do not hold. This one's order depends only on
+    # (seed, epoch) -- Lightning calls set_epoch -- so a resumed run sees the same batches.
+    sampler = DistributedSampler(
+        batches,
+        num_replicas=trainer.world_size if trainer else 1,
+        rank=trainer.global_rank if trainer else 0,
+        shuffle=shuffle,
+        seed=seed,
+    )
+    # Lightning makes (and prefetches from) the first epoch's iterator before its own set_epoch
+    # call, so a resumed run would replay an earlier epoch's order. Set the epoch it will set.
+    sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed if trainer else 0)
+    return DataLoader(batches, batch_size=None, sampler=sampler)
+
+
 class SyntheticDataModule(L.LightningDataModule):
     """Tutorial 1's data by default: 10 samples of 7 integer features in [1, 100], y = x @ w exactly.
 
@@ -139,28 +164,9 @@ class SyntheticDataModule(L.LightningDataModule):
         self.train_x, self.train_y = train_x.to(device), train_y.to(device)
         self.val_x, self.val_y = val_x.to(device), val_y.to(device)
 
-    def _loader(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool) -> DataLoader:
-        batches = SlicedBatches(x, y, batch_size)
-        # We build the DistributedSampler ourselves, also for one process: Lightning would inject one
-        # with shuffle=True under DDP whatever --shuffle says, and its single-process RandomSampler
-        # draws from the global RNG, which checkpoints do not hold. This one's order depends only on
-        # (seed, epoch) -- Lightning calls set_epoch -- so a resumed run sees the same batches.
-        trainer = self.trainer
-        sampler = DistributedSampler(
-            batches,
-            num_replicas=trainer.world_size if trainer else 1,
-            rank=trainer.global_rank if trainer else 0,
-            shuffle=shuffle,
-            seed=self.seed,
-        )
-        # Lightning makes (and prefetches from) the first epoch's iterator before its own set_epoch
-        # call, so a resumed run would replay an earlier epoch's order. Set the epoch it will set.
-        sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed if trainer else 0)
-        return DataLoader(batches, batch_size=None, sampler=sampler)
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_x, self.train_y, self.batch_size, self.shuffle)
+        return sliced_loader(self.trainer, self.train_x, self.train_y, self.batch_size, self.shuffle, self.seed)
 
     def val_dataloader(self) -> DataLoader:
         eval_batch_size = max(self.batch_size, EVAL_BATCH_SIZE)
-        return self._loader(self.val_x, self.val_y, eval_batch_size, shuffle=False)
+        return sliced_loader(self.trainer, self.val_x, self.val_y, eval_batch_size, False, self.seed)
