@@ -1,5 +1,6 @@
-"""Checkpoints that survive a kill: one last.ckpt, refreshed on a time budget, written atomically."""
+"""Checkpoints: last.ckpt and best.ckpt written so that a kill loses nothing, and found and loaded safely."""
 
+import math
 import os
 import time
 from pathlib import Path
@@ -8,10 +9,10 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from linear_pl.callbacks import TrainingDiverged
+from linear_pl.errors import UsageError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -47,50 +48,122 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return super().load_checkpoint(path, map_location=map_location, weights_only=True)
 
 
-class LastCheckpoint(ModelCheckpoint):
-    """Keeps exactly one file, ``last.ckpt``.
+class RunCheckpoints(L.Callback):
+    """Two files in the run's ``checkpoints/``: ``last.ckpt`` and ``best.ckpt`` (lowest ``val/loss``).
 
-    Saved after an epoch once ``min_interval`` seconds have passed since the last save (tiny epochs
-    would otherwise spend more time writing checkpoints than training), at the end of training, and
-    when training stops on an exception or SIGTERM. (Lightning 2.6 with save_top_k=0 saves only at
-    the end; with save_top_k>=1 it also keeps an epoch=N file and saves every epoch.)
+    ``last.ckpt`` is refreshed after an epoch once ``min_interval`` seconds have passed since the last
+    save (tiny epochs would otherwise spend more time writing checkpoints than training), at the end
+    of training, and when training stops on an exception or a signal. ``best.ckpt`` is written each
+    time the validation loss improves. Both go through ``trainer.save_checkpoint``, and so through
+    :class:`AtomicCheckpointIO`. (Lightning's ModelCheckpoint would keep extra ``epoch=N`` files, or,
+    with ``save_top_k=0``, save last.ckpt only at the end.)
     """
 
-    def __init__(self, min_interval: float = 5.0) -> None:
-        super().__init__(save_top_k=0, save_last=True, save_on_exception=True, enable_version_counter=False)
-        self.min_interval = min_interval
+    def __init__(self, min_interval: float = 5.0, monitor: str = "val/loss") -> None:
+        self.min_interval, self.monitor = min_interval, monitor
+        self.dirpath: Path | None = None
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
         self._last_save_time = time.monotonic()
-        self._state_key = super().state_key
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.dirpath is None:
+            self.dirpath = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
 
     @property
-    def state_key(self) -> str:
-        return self._state_key  # formatted once: see StopWhenConverged.state_key
+    def best_path(self) -> Path | None:
+        """best.ckpt, once it has been written."""
+        return None if self.best_epoch is None else self.dirpath / "best.ckpt"
+
+    def save(self, trainer: L.Trainer, name: str) -> None:
+        """Write ``name``.ckpt now (every DDP rank must call it; rank 0 writes)."""
+        trainer.save_checkpoint(self.dirpath / f"{name}.ckpt", weights_only=False)  # the full state, said so
+        if name == "last":
+            self._last_save_time = time.monotonic()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_start(trainer, pl_module)
         self._last_save_time = time.monotonic()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         due = time.monotonic() - self._last_save_time >= self.min_interval
         # Every rank must take part in a save, so rank 0's clock decides for all.
-        if trainer.strategy.broadcast(due) and not self._should_skip_saving_checkpoint(trainer):
-            self.save_last_now(trainer)
-
-    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
-        pass  # saves happen at epoch end only; ModelCheckpoint would check its step interval every step
+        if trainer.strategy.broadcast(due):
+            self.save(trainer, "last")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pass  # saves happen at epoch end only
+        score = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or score is None or not math.isfinite(score.item()):
+            return
+        if self.best_score is None or score.item() < self.best_score:  # the same on every rank: synced
+            # current_epoch counts finished epochs: during fit, validation ends the one under way.
+            fitting = trainer.state.fn == "fit"
+            self.best_score, self.best_epoch = score.item(), trainer.current_epoch + (1 if fitting else 0)
+            self.save(trainer, "best")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self._should_skip_saving_checkpoint(trainer):
-            self.save_last_now(trainer)
+        self.save(trainer, "last")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         # After divergence the weights are worthless: keep the last good checkpoint instead.
-        if self._should_save_on_exception(trainer) and not isinstance(exception, TrainingDiverged):
-            self.save_last_now(trainer)
+        if not isinstance(exception, TrainingDiverged):
+            self.save(trainer, "last")
 
-    def save_last_now(self, trainer: L.Trainer) -> None:
-        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-        self._last_save_time = time.monotonic()
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_score, self.best_epoch = state_dict["best_score"], state_dict["best_epoch"]
+
+
+def resolve_checkpoint(ckpt_path: str | None, root: Path) -> Path | None:
+    """``last`` or ``best``: that file of the newest run under ``root`` that has one; anything else is a path.
+
+    Lightning's own ckpt_path="last" looks only in the new run's (empty) folder and silently trains
+    from scratch, which is why this exists.
+    """
+    if ckpt_path is None:
+        return None
+    if ckpt_path in ("last", "best"):
+        runs = list((root / "lightning_logs").glob(f"version_*/checkpoints/{ckpt_path}.ckpt"))
+        if not runs:
+            raise UsageError(
+                f"--ckpt_path {ckpt_path}: no earlier run with a checkpoint under {root / 'lightning_logs'}"
+            )
+        return max(runs, key=lambda p: int(p.parent.parent.name.removeprefix("version_")))
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise UsageError(f"--ckpt_path {ckpt_path}: no such file")
+    return path
+
+
+def load_checkpoint_safely(path: Path) -> dict:
+    """torch.load with weights_only=True: a checkpoint that would run code when unpickled is refused."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, not a checkpoint, or unsafe to unpickle: all unusable
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"--ckpt_path {path}: not a usable checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UsageError(f"--ckpt_path {path}: not a usable checkpoint (no state_dict)")
+    return checkpoint
+
+
+def check_checkpoint_fits(path: Path, checkpoint: dict, model: torch.nn.Module) -> None:
+    """Fail in one line when the checkpoint's parameters do not fit this run's model."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    if expected != found:
+        raise UsageError(
+            f"--ckpt_path {path}: holds parameters {found}, but this run's model has {expected} "
+            "(give the --model, --data, --bias, --precondition or --hidden_sizes it was trained with)"
+        )
+
+
+def version_of(checkpoint: Path | None, root: Path) -> int | None:
+    """The run version a checkpoint belongs to, if it lies in root/lightning_logs/version_N/checkpoints."""
+    if checkpoint is None:
+        return None
+    run_dir = checkpoint.resolve().parent.parent
+    if run_dir.parent == (root / "lightning_logs").resolve() and run_dir.name.startswith("version_"):
+        return int(run_dir.name.removeprefix("version_"))
+    return None

@@ -12,7 +12,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from linear_pl.closed_form import SAFETY_FACTOR, stable_lr
+from linear_pl.closed_form import SAFETY_FACTOR, Moments, stable_lr_of
+from linear_pl.conditioning import Precondition, Preconditioner, resolve
+from linear_pl.data_protocol import batch_size_of, moments_of, training_batches
 
 
 class DotProduct(nn.Module):
@@ -50,12 +52,15 @@ class MLP(nn.Module):
         self.register_buffer("y_mean", torch.zeros(()))
         self.register_buffer("y_std", torch.ones(()))
 
-    def fit_scaling(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Take the standardization statistics from the training data."""
-        self.x_mean.copy_(x.mean(dim=0))
-        self.x_std.copy_(x.std(dim=0).clamp_min(1e-6))
-        self.y_mean.copy_(y.mean())
-        self.y_std.copy_(y.std().clamp_min(1e-6))
+    @torch.no_grad()
+    def fit_scaling(self, moments: Moments) -> None:
+        """Take the standardization statistics from the training data's moments."""
+        unbiased = moments.count / max(moments.count - 1, 1)  # as torch.std
+        self.x_mean.copy_(moments.mean)
+        self.x_std.copy_((moments.second_moment(centred=True) * unbiased).sqrt().clamp_min(1e-6))
+        self.y_mean.fill_(moments.y_mean)
+        y_var = (moments.y_mean_square - moments.y_mean**2) * unbiased
+        self.y_std.fill_(max(y_var, 1e-12) ** 0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` is one sample ``[d]`` or a batch ``[B, d]``; returns ``[]`` or ``[B]``."""
@@ -67,8 +72,8 @@ class RegressionModel(L.LightningModule):
     """Trains a network ``self.net`` (set by the subclass) with mean squared error and SGD.
 
     Everything a run needs besides the network lives here: the epoch loss, validation, prediction,
-    the optimizer and learning-rate schedules. ``lr="auto"`` is resolved at ``setup`` by
-    :meth:`auto_lr`, which each model defines.
+    the optimizer and learning-rate schedules. At ``fit`` the model reads what it needs from the
+    training data (:meth:`fit_to_data`), and ``lr="auto"`` is resolved by :meth:`auto_lr`.
     """
 
     net: nn.Module
@@ -77,7 +82,7 @@ class RegressionModel(L.LightningModule):
         self,
         lr: float | Literal["auto"] = "auto",
         momentum: float = 0.0,
-        lr_scheduler: Literal["none", "step", "exponential"] = "none",
+        lr_scheduler: Literal["none", "step", "exponential", "cosine", "plateau"] = "none",
         step_size: int = 100,
         gamma: float = 0.5,
     ) -> None:
@@ -96,6 +101,9 @@ class RegressionModel(L.LightningModule):
     weight: torch.Tensor | None = None
     bias: torch.Tensor | None = None
 
+    def fit_to_data(self, datamodule: L.LightningDataModule) -> None:
+        """Take from the training data whatever the model needs before its first step (nothing here)."""
+
     def auto_lr(self, datamodule: L.LightningDataModule) -> float:
         """The learning rate ``lr="auto"`` stands for, given the training data."""
         raise NotImplementedError
@@ -105,20 +113,29 @@ class RegressionModel(L.LightningModule):
         return self.net(x)
 
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self.lr == "auto":
-            self.lr = self.auto_lr(self.trainer.datamodule)
+        if stage != "fit":
+            return
+        datamodule = self.trainer.datamodule
+        if datamodule is not None:
+            # A resumed run computes the same values, then loads the checkpoint's over them.
+            self.fit_to_data(datamodule)
+        if self.lr == "auto":
+            if datamodule is None:
+                raise ValueError('lr="auto" needs the data as a LightningDataModule')
+            self.lr = self.auto_lr(datamodule)
 
     def on_train_epoch_start(self) -> None:
         self._epoch_loss_sum = torch.zeros((), device=self.device)
         self._epoch_samples = 0
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        loss = F.mse_loss(self(x), y)
+        x, y = batch[0], batch[1]
+        prediction = self(x)
+        loss = F.mse_loss(prediction, y.reshape(prediction.shape))  # y may come as [B, 1]
         # The epoch's loss is summed on the device and logged once: reading it back to the host
         # every step would stall the device, and self.log every step costs ~0.2 ms.
-        self._epoch_loss_sum.add_(loss.detach(), alpha=len(y))
-        self._epoch_samples += len(y)
+        self._epoch_loss_sum.add_(loss.detach(), alpha=len(x))
+        self._epoch_samples += len(x)
         if batch_idx + 1 == self.trainer.num_training_batches:
             # Logged at the epoch's last step, not in on_train_epoch_end: callbacks run their
             # on_train_epoch_end before the module's, and the progress report needs this value.
@@ -129,9 +146,11 @@ class RegressionModel(L.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
+        x, y = batch[0], batch[1]
+        prediction = self(x)
         # batch_size weights the epoch mean correctly when the last batch is shorter.
-        self.log("val/loss", F.mse_loss(self(x), y), batch_size=len(y), sync_dist=True)
+        loss = F.mse_loss(prediction, y.reshape(prediction.shape))
+        self.log("val/loss", loss, batch_size=len(x), sync_dist=True)
 
     def predict_step(self, batch: torch.Tensor | tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -139,10 +158,19 @@ class RegressionModel(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict:
         optimizer = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.momentum)
+        schedulers = torch.optim.lr_scheduler
         if self.lr_scheduler == "step":
-            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, self.step_size, self.gamma)
+            scheduler = schedulers.StepLR(optimizer, self.step_size, self.gamma)
         elif self.lr_scheduler == "exponential":
-            scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, self.gamma)
+            scheduler = schedulers.ExponentialLR(optimizer, self.gamma)
+        elif self.lr_scheduler == "cosine":  # from lr down to 0 at --max_epochs
+            scheduler = schedulers.CosineAnnealingLR(optimizer, max(self.trainer.max_epochs or 1, 1))
+        elif self.lr_scheduler == "plateau":
+            # x gamma after 2 validations without improvement; stepped only where validation ran.
+            plateau = schedulers.ReduceLROnPlateau(optimizer, factor=self.gamma, patience=2)
+            every = self.trainer.check_val_every_n_epoch or 1
+            config = {"scheduler": plateau, "monitor": "val/loss", "frequency": every}
+            return {"optimizer": optimizer, "lr_scheduler": config}
         else:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
@@ -151,44 +179,62 @@ class RegressionModel(L.LightningModule):
 class LinearModel(RegressionModel):
     """Trains :class:`DotProduct`: the tutorials' model, whose learned weights should equal the true ones.
 
-    ``lr="auto"`` is SAFETY_FACTOR times the largest rate at which SGD is stable for the training
-    data and batch size (see ``stable_lr``).
+    ``precondition`` (see ``conditioning.py``): ``none`` is tutorial 1's plain SGD on raw inputs;
+    ``whiten`` and ``standardize`` train on conditioned inputs and report the weights in raw units;
+    ``auto`` whitens up to WHITEN_MAX_FEATURES features and standardizes beyond. ``lr="auto"`` is
+    SAFETY_FACTOR times the largest rate at which SGD is stable for the inputs it sees and the batch
+    size (see ``stable_lr_of``).
     """
 
-    def __init__(self, num_features: int = 7, bias: bool = False, **optimizer_args: Any) -> None:
+    def __init__(
+        self, num_features: int = 7, bias: bool = False, precondition: Precondition = "none", **optimizer_args: Any
+    ) -> None:
         """``optimizer_args``: ``lr``, ``momentum``, ``lr_scheduler``, ``step_size``, ``gamma``, as in
         :class:`RegressionModel` (LightningCLI and ``--help`` list them as this class's own)."""
         super().__init__(**optimizer_args)
         self.save_hyperparameters()
         self.net = DotProduct(num_features, bias)
+        kind = resolve(precondition, num_features)
+        self.preconditioner = None if kind == "none" else Preconditioner(num_features, kind, centre=bias)
 
     @property
-    def weight(self) -> nn.Parameter:
-        """The learned weights, one per feature: what the run should recover."""
-        return self.net.weight
+    def weight(self) -> torch.Tensor:
+        """The learned weights on raw inputs, one per feature: what the run should recover."""
+        if self.preconditioner is None:
+            return self.net.weight
+        return self.preconditioner.raw_weight(self.net.weight)
 
     @property
-    def bias(self) -> nn.Parameter | None:
-        """The learned bias, or None when the model has none."""
-        return self.net.bias
+    def bias(self) -> torch.Tensor | None:
+        """The learned bias on raw inputs, or None when the model has none."""
+        if self.preconditioner is None or self.net.bias is None:
+            return self.net.bias
+        return self.preconditioner.raw_bias(self.net.bias, self.weight)
 
-    def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule
-        if stage == "fit" and hasattr(datamodule, "train_x"):
-            # The largest lr at which SGD is stable on this data and batch size. Under DDP one step
-            # averages the gradients of world_size consecutive batches: one batch of that many times.
-            batch_size = datamodule.batch_size * self.trainer.world_size
-            self.stable_lr = stable_lr(datamodule.train_x, self.bias is not None, batch_size)
-        super().setup(stage)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference on raw inputs: ``x`` is one sample ``[d]`` or a batch ``[B, d]``."""
+        if self.preconditioner is None:
+            return self.net(x)
+        # net(P (x - shift)) with P folded into the weights: one dot product, as without it.
+        bias = self.bias
+        return x @ self.weight if bias is None else x @ self.weight + bias
+
+    def fit_to_data(self, datamodule: L.LightningDataModule) -> None:
+        conditioner = self.preconditioner
+        if conditioner is not None:
+            conditioner.fit(moments_of(datamodule, full=conditioner.kind == "whiten"))
+        # The largest lr at which SGD is stable on the inputs it sees. Under DDP one step averages
+        # the gradients of world_size batches: one batch of that many times the size.
+        batch_size = batch_size_of(datamodule) * self.trainer.world_size
+        transform = None if conditioner is None else (lambda x: conditioner.to(x.device)(x))
+        self.stable_lr = stable_lr_of(training_batches(datamodule), self.net.bias is not None, batch_size, transform)
 
     def auto_lr(self, datamodule: L.LightningDataModule) -> float:
-        if not hasattr(datamodule, "train_x"):
-            raise ValueError('lr="auto" needs a datamodule that exposes train_x after setup')
         return SAFETY_FACTOR * self.stable_lr
 
 
 class MLPModel(RegressionModel):
-    """Trains :class:`MLP` on targets a dot product cannot fit (``--target quadratic|sine``).
+    """Trains :class:`MLP` on targets a dot product cannot fit (``--target quadratic|sine``, real data).
 
     ``lr="auto"`` is 0.1 / var(y) at batch 32 or more (inputs and targets are standardized, so one
     rate suits any scale), scaled by sqrt(batch / 32) below.
@@ -207,16 +253,13 @@ class MLPModel(RegressionModel):
         self.save_hyperparameters()
         self.net = MLP(num_features, hidden_sizes)
 
-    def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule
-        if stage == "fit" and hasattr(datamodule, "train_x"):
-            self.net.fit_scaling(datamodule.train_x, datamodule.train_y)  # a resumed run reloads them after
-        super().setup(stage)
+    def fit_to_data(self, datamodule: L.LightningDataModule) -> None:
+        self.net.fit_scaling(moments_of(datamodule, full=False))
 
     def auto_lr(self, datamodule: L.LightningDataModule) -> float:
         # 0.1 for the standardized network at a (global) batch of 32 or more -- 0.05-0.1 reached the
         # lowest validation loss on the sine target -- and less for smaller, noisier batches
         # (square-root scaling; 0.1 diverged at batch 1). The loss is in raw units, whose
         # gradients are y_std^2 times larger.
-        batch_size = getattr(datamodule, "batch_size", 32) * self.trainer.world_size
+        batch_size = batch_size_of(datamodule) * self.trainer.world_size
         return 0.1 * min(1.0, batch_size / 32) ** 0.5 / self.net.y_std.item() ** 2

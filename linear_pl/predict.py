@@ -10,8 +10,9 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from linear_pl.cli import UsageError, check_accelerator, load_checkpoint_safely, resolve_checkpoint, silence_known_noise
+from linear_pl.checkpointing import load_checkpoint_safely, resolve_checkpoint
 from linear_pl.data import EVAL_BATCH_SIZE
+from linear_pl.errors import UsageError, check_accelerator, silence_known_noise
 from linear_pl.model import RegressionModel
 
 

@@ -8,13 +8,16 @@ from typing import Any
 import lightning as L
 import torch
 
-from linear_pl.closed_form import least_squares, linear_fit_loss
+from linear_pl.checkpointing import RunCheckpoints
+from linear_pl.closed_form import linear_fit_loss
+from linear_pl.data_protocol import moments_of, true_weights_of, validation_batches
 
 RESULT_KEYS = (
     "model", "target", "true_weights", "true_bias", "initial_weights", "initial_bias",
     "learned_weights", "learned_bias", "least_squares_weights", "least_squares_bias", "least_squares_val_loss",
-    "max_abs_error", "final_train_loss", "final_val_loss", "epochs", "global_step", "lr", "fit_seconds",
-    "accelerator", "world_size", "rank_weight_spread", "converged", "diverged",
+    "max_abs_error", "final_train_loss", "final_val_loss", "best_val_loss", "best_epoch", "best_checkpoint",
+    "epochs", "global_step", "lr", "fit_seconds", "accelerator", "world_size", "rank_weight_spread",
+    "converged", "diverged", "stopped_because",
 )  # fmt: skip
 
 
@@ -72,8 +75,8 @@ class ProgressReport(L.Callback):
             scalars.update({f"weights/w{i}": w for i, w in enumerate(weight.tolist())})
             if pl_module.bias is not None:
                 scalars["weights/bias"] = pl_module.bias.item()
-            true_weights = getattr(trainer.datamodule, "true_weights", None)
-            if true_weights is not None and len(true_weights) == len(weight):
+            true_weights = true_weights_of(trainer.datamodule)
+            if true_weights is not None and len(true_weights) == len(weight):  # a tutorial extra
                 truth = torch.tensor(true_weights, device=weight.device)
                 scalars["weights/distance_to_true"] = torch.linalg.vector_norm(weight - truth).item()
         # Straight to the logger: cheaper than self.log, and allowed after fit as well.
@@ -112,35 +115,38 @@ def summarize(
     model: L.LightningModule,
     datamodule: L.LightningDataModule,
     progress: ProgressReport,
+    checkpoints: RunCheckpoints,
     metrics: dict[str, Any],
     fit_seconds: float,
-    converged: bool,
-    diverged: bool,
+    stopped_because: str,
     spread: float = 0.0,
 ) -> dict[str, Any]:
     """Everything results.json holds, computed from the finished run and its final ``metrics``.
 
-    Weights (learned, initial, errors) only for models that have them; losses for every model. The
-    least-squares fit is the best any linear model can do on this data: the goal for LinearModel, the
-    baseline to beat for a nonlinear one.
+    Weights (learned, initial) only for models that have them, and errors against the truth only
+    when the data knows it; losses for every model. The least-squares fit is the best any linear
+    model can do on this data: the goal for LinearModel, the baseline to beat for a nonlinear one.
     """
     has_weights = model.weight is not None
     bias = model.bias is not None if has_weights else True
     learned_weights = model.weight.tolist() if has_weights else None
     learned_bias = _scalar(model.bias)
+    true_weights = true_weights_of(datamodule)
+    true_bias = getattr(datamodule, "true_bias", None)
     max_abs_error = None
-    if has_weights:
-        errors = [abs(a - b) for a, b in zip(learned_weights, datamodule.true_weights)]
+    if has_weights and true_weights is not None:
+        errors = [abs(a - b) for a, b in zip(learned_weights, true_weights)]
         if bias:
-            errors.append(abs(learned_bias - (datamodule.true_bias or 0.0)))
+            errors.append(abs(learned_bias - (true_bias or 0.0)))
         max_abs_error = max(errors)
-    ls_weights, ls_bias = least_squares(datamodule.train_x, datamodule.train_y, bias)
-    ls_val_loss = linear_fit_loss(datamodule.val_x, datamodule.val_y, ls_weights, ls_bias)
+    ls_weights, ls_bias = moments_of(datamodule).least_squares(bias)
+    ls_val_loss = linear_fit_loss(validation_batches(datamodule), ls_weights, ls_bias)
+    best = checkpoints.best_path
     return {
         "model": type(model).__name__,
         "target": getattr(datamodule, "target", None),
-        "true_weights": datamodule.true_weights,
-        "true_bias": datamodule.true_bias,
+        "true_weights": true_weights,
+        "true_bias": true_bias,
         "initial_weights": progress.initial_weights,
         "initial_bias": progress.initial_bias,
         "learned_weights": learned_weights,
@@ -151,6 +157,9 @@ def summarize(
         "max_abs_error": max_abs_error,
         "final_train_loss": _scalar(metrics.get("train/loss")),
         "final_val_loss": _scalar(metrics.get("val/loss")),
+        "best_val_loss": checkpoints.best_score,
+        "best_epoch": checkpoints.best_epoch,
+        "best_checkpoint": None if best is None else str(best),
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "lr": float(model.lr),
@@ -158,44 +167,63 @@ def summarize(
         "accelerator": type(trainer.accelerator).__name__.removesuffix("Accelerator").lower(),
         "world_size": trainer.world_size,
         "rank_weight_spread": spread,
-        "converged": converged,
-        "diverged": diverged,
+        "converged": stopped_because == "converged",
+        "diverged": stopped_because == "diverged",
+        "stopped_because": stopped_because,
     }
 
 
-def format_table(results: dict[str, Any]) -> str:
-    """The final table (index, true, learned, least squares, |learned - true|) and a one-line verdict."""
+def format_table(results: dict[str, Any], names: list[str] | None = None, lr_was_auto: bool = False) -> str:
+    """The final table and a one-line verdict.
+
+    With true weights: index, true, learned, least squares, |learned - true|. Without: learned,
+    least squares and their difference, rows named by ``names`` (the data's feature names) if given.
+    """
     if results["learned_weights"] is None:
-        return verdict(results)
-    rows = list(zip(results["true_weights"], results["learned_weights"], results["least_squares_weights"]))
-    names = [f"w{i}" for i in range(len(rows))]
+        return verdict(results, lr_was_auto=lr_was_auto)
+    truth = results["true_weights"]
+    learned, ls = results["learned_weights"], results["least_squares_weights"]
+    names = list(names) if names and len(names) == len(learned) else [f"w{i}" for i in range(len(learned))]
+    rows = list(zip(truth or learned, learned, ls))
     if results["learned_bias"] is not None:
         rows.append(((results["true_bias"] or 0.0), results["learned_bias"], results["least_squares_bias"]))
         names.append("bias")
-    lines = [f"{'':>6} {'true':>12} {'learned':>12} {'least sq.':>12} {'|error|':>10}"]
-    for name, (true, learned, ls) in zip(names, rows):
-        lines.append(f"{name:>6} {true:12.4f} {learned:12.4f} {ls:12.4f} {abs(learned - true):10.2e}")
-    lines.append(verdict(results))
+    width = max(6, *(len(n) for n in names))
+    if truth is not None:
+        lines = [f"{'':>{width}} {'true':>12} {'learned':>12} {'least sq.':>12} {'|error|':>10}"]
+        for name, (true, w, fit) in zip(names, rows):
+            lines.append(f"{name:>{width}} {true:12.4f} {w:12.4f} {fit:12.4f} {abs(w - true):10.2e}")
+    else:
+        lines = [f"{'':>{width}} {'learned':>12} {'least sq.':>12} {'|difference|':>12}"]
+        for name, (_, w, fit) in zip(names, rows):
+            lines.append(f"{name:>{width}} {w:12.4f} {fit:12.4f} {abs(w - fit):12.2e}")
+    lines.append(verdict(results, lr_was_auto=lr_was_auto))
     return "\n".join(lines)
 
 
-def verdict(results: dict[str, Any], tolerance: float = 0.01) -> str:
-    """One line: were the weights recovered (or, for a model without weights, how low is the loss)."""
+def verdict(results: dict[str, Any], tolerance: float = 0.01, lr_was_auto: bool = False) -> str:
+    """One line: were the weights recovered, or, without true weights, how the validation loss compares
+    with the best linear fit's."""
     error, epochs = results["max_abs_error"], results["epochs"]
     if error is None:
-        val, linear = results["final_val_loss"], results["least_squares_val_loss"]
-        if val is None:  # --num_val_samples 0: nothing to compare with the best linear fit
+        val = results["best_val_loss"] if results["best_val_loss"] is not None else results["final_val_loss"]
+        linear = results["least_squares_val_loss"]
+        if val is None or linear is None:  # no validation set: nothing to compare with the best linear fit
             return f"After {epochs} epochs: train_loss {results['final_train_loss']:.4g} (no validation set)."
-        line = f"After {epochs} epochs: val_loss {val:.4g}; the best linear fit reaches {linear:.4g}"
-        return line + (f" ({linear / val:.3g}x higher)." if 0 < val < linear else ".")
+        best = f" (epoch {results['best_epoch']})" if results["best_val_loss"] is not None else ""
+        ratio = f"{val / linear:.3f}x" if linear > 0 else "vs"
+        return (
+            f"After {epochs} epochs ({results['stopped_because']}): best val_loss {val:.4g}{best}, "
+            f"{ratio} the least-squares fit's {linear:.4g}."
+        )
     if not math.isfinite(error):
         return f"Diverged: the weights are not finite after {epochs} epochs (lr {results['lr']:.3g})."
     if error <= tolerance:
-        how = "converged" if results["converged"] else "stopped at --max_epochs"
+        how = "converged" if results["converged"] else f"stopped: {results['stopped_because']}"
         return f"Recovered every weight to within {error:.2e} in {epochs} epochs ({how})."
+    advice = "try more epochs" if lr_was_auto else "try more epochs or --lr auto"
     return (
-        f"Not recovered: max |learned - true| is {error:.3g} after {epochs} epochs "
-        f"(lr {results['lr']:.3g}); try more epochs or --lr auto."
+        f"Not recovered: max |learned - true| is {error:.3g} after {epochs} epochs (lr {results['lr']:.3g}); {advice}."
     )
 
 
