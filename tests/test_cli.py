@@ -13,6 +13,11 @@ from linear_pl.closed_form import SAFETY_FACTOR, stable_lr
 from linear_pl.report import RESULT_KEYS
 
 
+# Twenty raw epochs (no preconditioning: it would converge, and stop, in fewer).
+TENSORBOARD_RUN = ["--max_epochs", "20", "--true_weights", "[2, 3]", "--true_bias", "1", "--bias", "--seed", "2",
+                   "--precondition", "none"]  # fmt: skip
+
+
 def parse(*flags: str) -> LinearCLI:
     """Parse and instantiate as the script does, without training."""
     return LinearCLI(list(flags))
@@ -28,8 +33,8 @@ def test_flat_flags_set_the_nested_keys():
     )  # fmt: skip
     c = cli.config
     assert (c.trainer.accelerator, c.trainer.max_epochs, c.trainer.check_val_every_n_epoch) == ("cpu", 7, 2)
-    assert dict(c.model.init_args) == {
-        "num_features": 4, "bias": True, "lr": 0.003, "momentum": 0.5,
+    assert {k: v for k, v in cli.model.hparams.items() if not k.startswith("_")} == {
+        "num_features": 4, "bias": True, "precondition": "auto", "lr": 0.003, "momentum": 0.5,
         "lr_scheduler": "step", "step_size": 3, "gamma": 0.1,
     }  # fmt: skip
     assert dict(c.data.init_args) == {
@@ -107,7 +112,7 @@ def test_gpu_without_gpu_fails_in_one_clear_line(script):
 
 
 def test_a_run_prints_cleanly_and_leaves_a_complete_run_directory(script):
-    run = script("train", "--max_epochs", "20", "--seed", "1")
+    run = script("train", "--max_epochs", "20", "--seed", "1", "--precondition", "none")
     assert run.status == 0, run.stderr
     # No library warnings or advertising, even with every warning switched on.
     assert "Warning" not in run.stderr and "Tip" not in run.stdout + run.stderr, run.stderr
@@ -128,7 +133,7 @@ def test_a_run_prints_cleanly_and_leaves_a_complete_run_directory(script):
 
 
 def test_results_json(train):
-    run = train("--max_epochs", "30", "--seed", "4")
+    run = train("--max_epochs", "30", "--seed", "4", "--precondition", "none")
     results = run.results
     assert tuple(results) == RESULT_KEYS
     assert results["true_weights"] == [2, 3, 4, 7, 11, 5, 13]
@@ -151,7 +156,7 @@ def test_results_json(train):
 
 
 def test_tensorboard_holds_losses_lr_weights_and_hparams(train):
-    run = train("--max_epochs", "20", "--true_weights", "[2, 3]", "--true_bias", "1", "--bias", "--seed", "2")
+    run = train(*TENSORBOARD_RUN)
     events = EventAccumulator(str(run.run_dir))
     events.Reload()
     tags = set(events.Tags()["scalars"])

@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from test_cli import TENSORBOARD_RUN
 
 
 def free_port() -> int:
@@ -54,7 +55,7 @@ def tensorboard():
 
 
 def test_tensorboard_serves_the_final_loss_and_weights(train, tensorboard):
-    run = train("--max_epochs", "20", "--true_weights", "[2, 3]", "--true_bias", "1", "--bias", "--seed", "2")
+    run = train(*TENSORBOARD_RUN)
     results = run.results
     get = tensorboard(run.run_dir)
 
