@@ -23,8 +23,9 @@ Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 class Moments:
     """Sums over the training samples: enough for means, (co)variances and least squares.
 
-    Sums are of ``x - shift``, where ``shift`` is the first batch's mean: features far from zero (a
-    year, a price) would otherwise lose their variance to cancellation. ``sum_xx`` is the full
+    Sums are of ``x - shift``, where ``shift`` is the first batch's mean (up to FLOAT64_MAX_FEATURES
+    features): features far from zero (a year, a price) would otherwise lose their variance to
+    cancellation. ``sum_xx`` is the full
     ``[d, d]`` matrix when ``full``, its diagonal ``[d]`` otherwise. All float64, on the CPU.
     """
 
@@ -46,12 +47,12 @@ class Moments:
                 continue
             precise = x.shape[1] <= FLOAT64_MAX_FEATURES
             if moments is None:
-                shift = x.double().mean(dim=0).to(x.dtype)
+                # Centring costs a copy of each chunk: worth it where the products are exact (float64).
+                shift = x.double().mean(dim=0).to(x.dtype) if precise else torch.zeros_like(x[0])
                 zeros = torch.zeros(x.shape[1], dtype=torch.float64)
                 square = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64) if full else zeros.clone()
                 moments = cls(0, shift, zeros.clone(), square, zeros.clone(), 0.0, 0.0, full)
-            centred = x - moments.shift
-            centred = centred.double() if precise else centred
+            centred = (x.double() - moments.shift.double()) if precise else x
             y = y.reshape(len(x)).to(centred.dtype)
             moments.count += len(x)
             moments.sum_x += centred.sum(dim=0).double().cpu()

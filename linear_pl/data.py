@@ -12,13 +12,15 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from linear_pl.internals import epoch_about_to_run
+
 # The seven weights of tutorial 1's full program.
 TUTORIAL_WEIGHTS = [2.0, 3.0, 4.0, 7.0, 11.0, 5.0, 13.0]
 
 # Validation only measures the loss, so it uses few large batches whatever the training batch size.
 EVAL_BATCH_SIZE = 4096
 
-# Data is generated this many numbers at a time (32 MB of int64).
+# Data is generated this many numbers at a time (16 MB of float32).
 _CHUNK_ELEMENTS = 1 << 22
 
 
@@ -86,9 +88,8 @@ def sliced_loader(
         shuffle=shuffle,
         seed=seed,
     )
-    # Lightning makes (and prefetches from) the first epoch's iterator before its own set_epoch
-    # call, so a resumed run would replay an earlier epoch's order. Set the epoch it will set.
-    sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed if trainer else 0)
+    # Set now the epoch Lightning will set, or a resumed run would replay an earlier epoch's order.
+    sampler.set_epoch(epoch_about_to_run(trainer) if trainer else 0)
     return DataLoader(batches, batch_size=None, sampler=sampler)
 
 
@@ -131,21 +132,32 @@ class SyntheticDataModule(L.LightningDataModule):
         return len(self.true_weights)
 
     def _draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        # Integers in [low, high] inclusive, like random.randint; y summed in float64, then rounded
-        # once. Drawn in chunks of rows -- the generator gives the same numbers as one big draw --
-        # so that the int64 and float64 temporaries stay small beside the float32 result.
-        weights = torch.tensor(self.true_weights, dtype=torch.float64)
+        # Integers in [low, high] inclusive, like random.randint, drawn straight into float32 (the
+        # same numbers as an int64 draw, four times faster). Drawn in chunks of rows -- the generator
+        # gives the same numbers as one big draw -- so that temporaries stay small beside the result.
+        exact = self._exact_in_float32()
+        dtype = torch.float32 if exact else torch.float64
+        weights = torch.tensor(self.true_weights, dtype=dtype)
         x = torch.empty(n, self.num_features)
-        y = torch.empty(n, dtype=torch.float64)
+        y = torch.empty(n, dtype=dtype)
         chunk_rows = max(1, _CHUNK_ELEMENTS // self.num_features)
         for start in range(0, n, chunk_rows):
             rows = slice(start, min(start + chunk_rows, n))
-            chunk = torch.randint(self.low, self.high + 1, (rows.stop - start, self.num_features), generator=generator)
+            shape = (rows.stop - start, self.num_features)
+            chunk = torch.randint(self.low, self.high + 1, shape, generator=generator, dtype=torch.float32)
             x[rows] = chunk
-            y[rows] = self._features(chunk.to(torch.float64)) @ weights
+            y[rows] = self._features(chunk.to(dtype)) @ weights
         y += self.true_bias or 0.0
-        y += self.noise_std * torch.randn(n, generator=generator, dtype=torch.float64)
+        y += self.noise_std * torch.randn(n, generator=generator, dtype=torch.float64).to(dtype)
         return x, y.float()
+
+    def _exact_in_float32(self) -> bool:
+        # y = x @ w summed in float32 is exact when every term and partial sum is an integer below
+        # 2^24 -- tutorial 1's data, the benchmark's -- and then ten times cheaper than float64.
+        # Otherwise y is summed in float64 and rounded once.
+        integers = all(float(w).is_integer() for w in [*self.true_weights, self.true_bias or 0.0])
+        largest = max(abs(self.low), abs(self.high)) * sum(abs(w) for w in self.true_weights) + abs(self.true_bias or 0)
+        return self.target == "linear" and integers and largest < 2**24
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         if self.target == "linear":

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from linear_pl.checkpointing import load_checkpoint_safely, resolve_checkpoint
 from linear_pl.data import EVAL_BATCH_SIZE
 from linear_pl.errors import UsageError, check_accelerator, silence_known_noise
+from linear_pl.internals import CLASS_PATH_KEY
 from linear_pl.model import RegressionModel
 
 
@@ -79,13 +80,13 @@ def _subclasses(cls: type) -> list[type]:
 def model_from_checkpoint(path: Path, checkpoint: dict) -> RegressionModel:
     """The model a checkpoint holds, built from its hyperparameters and weights.
 
-    The class comes from the ``_class_path`` LightningCLI saves, and must be an already imported
+    The class comes from the class path LightningCLI saves (``CLASS_PATH_KEY``), and must be an already imported
     subclass of RegressionModel: a checkpoint never makes us import code. (Lightning's own
     ``RegressionModel.load_from_checkpoint`` drops that key when the base class is asked for, and
     would read the file again.)
     """
     hparams = checkpoint.get("hyper_parameters", {})
-    class_path = hparams.get("_class_path", "linear_pl.model.LinearModel")
+    class_path = hparams.get(CLASS_PATH_KEY, "linear_pl.model.LinearModel")
     module, _, name = class_path.rpartition(".")
     # jsonargparse saves the shortest import path: linear_pl.LinearModel for linear_pl.model.LinearModel.
     known = [c for c in _subclasses(RegressionModel) if c.__qualname__ == name and c.__module__.startswith(module)]

@@ -1,0 +1,40 @@
+"""Each Lightning or jsonargparse internal in linear_pl/internals.py still behaves as relied on.
+
+A failure here after an upgrade names the internal that changed; the fix belongs in internals.py.
+"""
+
+import lightning as L
+import torch
+
+from linear_pl import LinearModel, SyntheticDataModule
+from linear_pl.internals import CLASS_PATH_KEY, epoch_about_to_run, one_line
+
+UPGRADE = "Lightning or jsonargparse changed an internal linear_pl relies on: see linear_pl/internals.py"
+
+
+def test_epoch_about_to_run_counts_the_epoch_whose_end_is_being_saved():
+    seen = []
+
+    class Record(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):  # where last.ckpt is saved
+            seen.append(epoch_about_to_run(trainer))
+
+    trainer = L.Trainer(
+        max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[Record()],
+    )  # fmt: skip
+    trainer.fit(LinearModel(lr=1e-6), SyntheticDataModule())
+    assert seen == [1, 2, 3], f"{UPGRADE}: fit_loop.epoch_progress.current.processed gave {seen}"
+
+
+def test_lightning_cli_saves_the_class_path_in_the_hyperparameters(train):
+    run = train("--max_epochs", "1", "--model", "mlp", "--num_samples", "20")
+    hparams = torch.load(run.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    assert hparams.get(CLASS_PATH_KEY, "").endswith("MLPModel"), f"{UPGRADE}: hparams[{CLASS_PATH_KEY!r}]"
+
+
+def test_jsonargparse_errors_still_reduce_to_one_reason(train):
+    run = train("--lr", "abc")
+    assert run.status == 2 and run.stderr.count("\n") == 1, f"{UPGRADE}: one_line on {run.stderr!r}"
+    assert 'Parser key "model.lr"' in run.stderr, f"{UPGRADE}: one_line on {run.stderr!r}"
+    assert one_line("plain message") == "plain message"
