@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from linear_pl.callbacks import TrainingDiverged
@@ -48,7 +49,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return super().load_checkpoint(path, map_location=map_location, weights_only=True)
 
 
-class RunCheckpoints(L.Callback):
+class RunCheckpoints(Checkpoint):
     """Two files in the run's ``checkpoints/``: ``last.ckpt`` and ``best.ckpt`` (lowest ``val/loss``).
 
     ``last.ckpt`` is refreshed after an epoch once ``min_interval`` seconds have passed since the last
@@ -56,7 +57,8 @@ class RunCheckpoints(L.Callback):
     of training, and when training stops on an exception or a signal. ``best.ckpt`` is written each
     time the validation loss improves. Both go through ``trainer.save_checkpoint``, and so through
     :class:`AtomicCheckpointIO`. (Lightning's ModelCheckpoint would keep extra ``epoch=N`` files, or,
-    with ``save_top_k=0``, save last.ckpt only at the end.)
+    with ``save_top_k=0``, save last.ckpt only at the end.) A ``Checkpoint``, Lightning's public base
+    class, so that Lightning adds no checkpoint callback of its own and runs this one last.
     """
 
     def __init__(self, min_interval: float = 5.0, monitor: str = "val/loss") -> None:

@@ -1,0 +1,85 @@
+"""The CSV route: a file you made, trained through the command; every kind of bad file is one line, exit 2."""
+
+import pytest
+import torch
+from conftest import ROOT
+
+from linear_pl.csv_data import CSVDataModule
+
+
+def write(tmp_path, text: str, name: str = "data.csv") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_reads_the_columns_it_is_told_and_splits_by_seed(tmp_path):
+    rows = "\n".join(f"{i},{2 * i},{i % 3},{5 * i + 1}" for i in range(20))
+    path = write(tmp_path, "a,b,c,y\n" + rows + "\n")
+    data = CSVDataModule(path, "y", feature_columns=["c", "a"], val_fraction=0.25, seed=1)
+    data.setup()
+    assert data.num_features == 2 and data.feature_names == ["c", "a"]
+    assert (len(data.train_x), len(data.val_x)) == (15, 5)
+    x = torch.cat([data.train_x, data.val_x])
+    y = torch.cat([data.train_y, data.val_y])
+    assert sorted(x[:, 1].tolist()) == [float(i) for i in range(20)]  # every row once
+    assert torch.equal(y, 5 * x[:, 1] + 1) and torch.equal(x[:, 0], x[:, 1] % 3)  # rows kept whole
+    again = CSVDataModule(path, "y", feature_columns=["c", "a"], val_fraction=0.25, seed=1)
+    again.setup()
+    other = CSVDataModule(path, "y", feature_columns=["c", "a"], val_fraction=0.25, seed=2)
+    other.setup()
+    assert torch.equal(again.val_x, data.val_x) and not torch.equal(other.val_x, data.val_x)
+
+
+def test_a_csv_you_made_trains_to_the_least_squares_answer(train, tmp_path):
+    # y = 3 a - 2 b + 7 exactly, on features far from zero (a is a year): conditioning's job.
+    g = torch.Generator().manual_seed(0)
+    a, b = 2000 + torch.randint(0, 25, (200,), generator=g), torch.randint(0, 10, (200,), generator=g)
+    rows = "\n".join(f"{x1},{x2},{3 * x1 - 2 * x2 + 7}" for x1, x2 in zip(a.tolist(), b.tolist()))
+    path = write(tmp_path, "year,count,price\n" + rows + "\n")
+    run = train("--data", "csv", "--data.path", path, "--data.target_column", "price", "--bias")
+    assert run.status == 0, run.stderr
+    results = run.results
+    assert results["learned_weights"] == pytest.approx([3.0, -2.0], abs=1e-3)
+    assert results["learned_bias"] == pytest.approx(7.0, abs=0.5)  # a year-sized intercept: float32 limits it
+    assert results["true_weights"] is None and "year" in run.stdout and "count" in run.stdout
+
+
+def test_the_shipped_diabetes_csv_is_the_real_data():
+    data = CSVDataModule(str(ROOT / "examples" / "diabetes.csv"), "target")
+    assert data.num_features == 10 and data.feature_names[:3] == ["age", "sex", "bmi"]
+    data.setup()
+    assert len(data.train_x) + len(data.val_x) == 442
+
+
+@pytest.mark.parametrize(
+    ("text", "flags", "expected"),
+    [
+        (None, [], "cannot read it (No such file or directory)"),
+        ("", [], "empty; expected a header line of column names"),
+        ("a,y\n", [], "a header but no data rows"),
+        ("a,y\n1,2\n", ["--data.target_column", "z"], "no column 'z'; the columns are a, y"),
+        ("a,y\n1,2\n", ["--data.feature_columns", "[b]"], "no column 'b'"),
+        ("a,a,y\n1,2,3\n", [], "column 'a' appears more than once"),
+        ("a,y\n1,2\n3\n", [], "data.csv line 3: 1 cells, but the header has 2"),
+        ("a,y\n1,2\n3,abc\n", [], "data.csv line 3, column 'y': 'abc' is not a number"),
+        ("a,y\n1,2\n,4\n", [], "data.csv line 3, column 'a': empty cell"),
+        ("a,y\n1,2\nnan,4\n", [], "data.csv line 3, column 'a': 'nan' is not a finite number"),
+        ("a,y\n1,2\n3,inf\n", [], "data.csv line 3, column 'y': 'inf' is not a finite number"),
+        ("a,b,y\n1,2,3\n", [], "1 training rows for 2 features: too few"),
+    ],
+)
+def test_a_bad_file_is_one_line_naming_where_and_exit_2(train, tmp_path, text, flags, expected):
+    path = str(tmp_path / "data.csv") if text is None else write(tmp_path, text)
+    run = train("--data", "csv", "--data.path", path, "--data.target_column", "y", *flags)
+    assert run.status == 2, run.stderr
+    assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1, run.stderr
+    assert expected in run.stderr and "data.csv" in run.stderr
+    assert "Traceback" not in run.stderr and run.stdout == ""
+    assert not (run.root / "lightning_logs").exists()
+
+
+def test_bad_arguments_name_the_argument(train, tmp_path):
+    path = write(tmp_path, "a,y\n1,2\n")
+    run = train("--data", "csv", "--data.path", path, "--data.target_column", "y", "--data.val_fraction", "1")
+    assert run.status == 2 and "val_fraction 1" in run.stderr and "must be in [0, 1)" in run.stderr
