@@ -33,9 +33,10 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from linear_pl.cli import LinearCLI, UsageError, silence_known_noise
+from linear_pl.cli import LinearCLI
 from linear_pl.closed_form import SAFETY_FACTOR, stable_lr
 from linear_pl.data import TUTORIAL_WEIGHTS, SlicedBatches, SyntheticDataModule
+from linear_pl.errors import UsageError, silence_known_noise
 from linear_pl.model import DotProduct
 
 GIB = 1 << 30

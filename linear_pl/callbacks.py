@@ -1,48 +1,12 @@
-"""Training control: stop once converged; fail clearly once diverged."""
+"""Training control from the training loss: stop once converged; fail clearly once diverged."""
 
 import math
 import sys
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping
 
 from linear_pl.closed_form import SAFETY_FACTOR
 from linear_pl.data_protocol import moments_of, true_weights_of
-
-
-class StopWhenConverged(EarlyStopping):
-    """EarlyStopping on ``train/loss`` with a threshold taken from the data: ``rtol * mean(y^2)``.
-
-    A tutorial extra: on only when the data knows its true weights (noise-free synthetic data can be
-    fitted exactly; real data never reaches such a loss, and stops on a validation plateau instead).
-
-    At rtol 1e-10 the residual is 1e-5 of y's RMS: on tutorial 1's data (10 seeds) the weights were
-    then within 0.004 of the truth, and float32 rounding alone leaves a relative loss near 1e-14.
-    """
-
-    def __init__(self, rtol: float = 1e-10) -> None:
-        # Never stop for lack of improvement (patience), only on reaching the threshold; a
-        # non-finite loss is the divergence check's business, not this callback's.
-        super().__init__(
-            monitor="train/loss",
-            mode="min",
-            stopping_threshold=0.0,
-            patience=sys.maxsize,
-            check_finite=False,
-            check_on_train_epoch_end=True,
-        )
-        self.rtol = rtol
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        datamodule = trainer.datamodule
-        known = true_weights_of(datamodule) is not None
-        self.stopping_threshold = self.rtol * moments_of(datamodule, full=False).y_mean_square if known else None
-
-    def converged(self, trainer: L.Trainer) -> bool:
-        """Whether the last epoch's training loss is below the threshold."""
-        loss = trainer.callback_metrics.get(self.monitor)
-        return self.stopping_threshold is not None and loss is not None and loss.item() < self.stopping_threshold
 
 
 class TrainingDiverged(RuntimeError):
@@ -58,18 +22,33 @@ class TrainingDiverged(RuntimeError):
         super().__init__(f"training diverged at epoch {epoch}: train_loss {loss:.4g} with lr {lr:.3g}; {advice}")
 
 
-class LearningRateGuard(L.Callback):
-    """The tutorials' "hardest hyperparameter", made safe.
+class TrainingLossWatch(L.Callback):
+    """After each epoch the training loss decides: diverged (raise), converged (stop), or go on.
 
-    Before training: one warning line if the lr is above the stability limit of the data. After each
-    epoch: raise :class:`TrainingDiverged` if the loss is not finite or has grown ``growth`` times
-    beyond the first epoch's. Raising (rather than stopping) lets the checkpoint callback keep the
-    last good checkpoint and the command exit with status 1.
+    The tutorials' "hardest hyperparameter", made safe: before training, one warning line if the lr
+    is above the data's stability limit; after each epoch, :class:`TrainingDiverged` if the loss is
+    not finite or has grown ``growth`` times beyond the first epoch's. Raising (rather than
+    stopping) lets the checkpoints keep the last good one and the command exit with status 1.
+
+    Converged, a tutorial extra, only when the data knows its true weights: the loss is below
+    ``rtol * mean(y^2)``. At rtol 1e-10 the residual is 1e-5 of y's RMS: on tutorial 1's data (10
+    seeds) the weights were then within 0.004 of the truth, and float32 rounding alone leaves a
+    relative loss near 1e-14. Real data never fits exactly; it stops on a validation plateau.
+
+    One callback for both, as both read the same value at the same moment: Lightning calls every
+    hook of every callback at every step, a cost per callback even where the hook does nothing.
     """
 
-    def __init__(self, growth: float = 1e6) -> None:
-        self.growth = growth
+    def __init__(self, rtol: float = 1e-10, growth: float = 1e6) -> None:
+        self.rtol, self.growth = rtol, growth
+        self.threshold: float | None = None
         self.first_loss: float | None = None
+        self.converged_epoch: int | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        datamodule = trainer.datamodule
+        if stage == "fit" and true_weights_of(datamodule) is not None:
+            self.threshold = self.rtol * moments_of(datamodule, full=False).y_mean_square
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if pl_module.lr > pl_module.stable_lr and trainer.is_global_zero:
@@ -81,11 +60,14 @@ class LearningRateGuard(L.Callback):
             )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        loss = trainer.callback_metrics["train/loss"].item()
+        loss = trainer.callback_metrics["train/loss"].item()  # synced: the same on every rank
         if self.first_loss is None:
             self.first_loss = loss
         if not math.isfinite(loss) or loss > self.growth * self.first_loss:
             raise TrainingDiverged(trainer.current_epoch + 1, loss, pl_module.lr, pl_module.stable_lr)
+        if self.threshold is not None and loss < self.threshold:
+            self.converged_epoch = trainer.current_epoch + 1
+            trainer.should_stop = True
 
     def state_dict(self) -> dict:
         return {"first_loss": self.first_loss}

@@ -2,6 +2,7 @@
 
 import math
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -61,15 +62,17 @@ class RunCheckpoints(Checkpoint):
     class, so that Lightning adds no checkpoint callback of its own and runs this one last.
     """
 
-    def __init__(self, min_interval: float = 5.0, monitor: str = "val/loss") -> None:
+    def __init__(self, min_interval: float = 5.0, monitor: str = "val/loss", dirpath: Path | None = None) -> None:
         self.min_interval, self.monitor = min_interval, monitor
-        self.dirpath: Path | None = None
+        self.dirpath = dirpath
+        self.signal: int | None = None  # SIGINT or SIGTERM, once one has asked training to stop
+        self._handlers: dict[int, object] = {}
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self._last_save_time = time.monotonic()
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.dirpath is None:
+        if self.dirpath is None:  # a run directory of the user's logger
             self.dirpath = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
 
     @property
@@ -85,12 +88,30 @@ class RunCheckpoints(Checkpoint):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_save_time = time.monotonic()
+        # Ctrl-C or SIGTERM: finish the epoch, save, stop. A checkpoint at an epoch's end resumes
+        # bit-identically; Lightning's own handling stops mid-epoch, which a plain DataLoader cannot
+        # resume exactly. A second signal gets Lightning's handling: stop now, save on the exception.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._handlers[signum] = signal.signal(signum, self._stop_at_epoch_end)
+
+    def _stop_at_epoch_end(self, signum: int, frame: object) -> None:
+        self.signal = signum
+        self._restore_handlers()
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._handlers.items():
+            signal.signal(signum, handler)
+        self._handlers = {}
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Every rank must take part in a save: stop if a signal reached any rank; rank 0's clock decides.
+        stop = trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)
         due = time.monotonic() - self._last_save_time >= self.min_interval
-        # Every rank must take part in a save, so rank 0's clock decides for all.
-        if trainer.strategy.broadcast(due):
+        if stop or trainer.strategy.broadcast(due):
             self.save(trainer, "last")
+        if stop:
+            self.signal = self.signal or signal.SIGTERM  # a rank that did not receive it stops as well
+            trainer.should_stop = True
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         score = trainer.callback_metrics.get(self.monitor)
@@ -103,9 +124,11 @@ class RunCheckpoints(Checkpoint):
             self.save(trainer, "best")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handlers()
         self.save(trainer, "last")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_handlers()
         # After divergence the weights are worthless: keep the last good checkpoint instead.
         if not isinstance(exception, TrainingDiverged):
             self.save(trainer, "last")

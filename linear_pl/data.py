@@ -25,11 +25,11 @@ _CHUNK_ELEMENTS = 1 << 22
 
 
 def _check_arguments(true_weights, num_samples, num_val_samples, low, high, noise_std, batch_size) -> None:
-    # Caught here, before any training or run directory: each message names the argument (and so
-    # the command-line flag of the same name), the value, and what is allowed.
+    # Caught here, before any training or run directory: each message names the argument, the value
+    # and what is allowed (the command line spells the argument as its flag).
     def need(ok: bool, name: str, value: object, allowed: str) -> None:
         if not ok:
-            raise ValueError(f"--{name} {value}: {allowed}")
+            raise ValueError(f"{name} {value}: {allowed}")
 
     numbers = all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in true_weights or [])
     need(bool(true_weights) and numbers, "true_weights", true_weights, "must be a non-empty list of numbers")
@@ -43,7 +43,7 @@ def _check_arguments(true_weights, num_samples, num_val_samples, low, high, nois
         f"fewer samples than the {len(true_weights)} weights: the weights would not be identifiable",
     )
     need(_is_int(num_val_samples) and num_val_samples >= 0, "num_val_samples", num_val_samples, "must be >= 0")
-    need(low <= high, "low", low, f"must be <= --high ({high})")
+    need(low <= high, "low", low, f"must be <= high ({high})")
     need(math.isfinite(noise_std) and noise_std >= 0, "noise_std", noise_std, "must be >= 0")
 
 

@@ -88,9 +88,9 @@ class RegressionModel(L.LightningModule):
     ) -> None:
         super().__init__()
         if lr != "auto" and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"--lr {lr}: must be a finite number > 0, or auto")
+            raise ValueError(f"lr {lr}: must be a finite number > 0, or auto")
         if not (math.isfinite(momentum) and 0 <= momentum < 1):
-            raise ValueError(f"--momentum {momentum}: must be in [0, 1)")
+            raise ValueError(f"momentum {momentum}: must be in [0, 1)")
         self.lr = lr  # a float once setup() has resolved "auto"
         self.momentum, self.lr_scheduler, self.step_size, self.gamma = momentum, lr_scheduler, step_size, gamma
         self.stable_lr = math.inf  # the largest stable lr, where the model knows it (see LinearModel)
@@ -249,7 +249,7 @@ class MLPModel(RegressionModel):
         """``optimizer_args`` as in :class:`LinearModel`."""
         super().__init__(**optimizer_args)
         if not hidden_sizes or not all(isinstance(h, int) and h >= 1 for h in hidden_sizes):
-            raise ValueError(f"--model.hidden_sizes {hidden_sizes}: must be a non-empty list of integers >= 1")
+            raise ValueError(f"hidden_sizes {hidden_sizes}: must be a non-empty list of integers >= 1")
         self.save_hyperparameters()
         self.net = MLP(num_features, hidden_sizes)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from linear_pl.checkpointing import RunCheckpoints
 from linear_pl.closed_form import linear_fit_loss
@@ -79,9 +80,9 @@ class ProgressReport(L.Callback):
             if true_weights is not None and len(true_weights) == len(weight):  # a tutorial extra
                 truth = torch.tensor(true_weights, device=weight.device)
                 scalars["weights/distance_to_true"] = torch.linalg.vector_norm(weight - truth).item()
-        # Straight to the logger: cheaper than self.log, and allowed after fit as well.
-        if trainer.logger is not None:
-            trainer.logger.log_metrics(scalars, step=trainer.global_step)
+        # Straight to every logger: cheaper than self.log, and allowed after fit as well.
+        for logger in trainer.loggers:
+            logger.log_metrics(scalars, step=trainer.global_step)
 
         line = f"Epoch [{epoch}/{trainer.max_epochs}]"
         for key in ("train/loss", "val/loss"):
@@ -228,15 +229,55 @@ def verdict(results: dict[str, Any], tolerance: float = 0.01, lr_was_auto: bool 
 
 
 def write_results(results: dict[str, Any], run_dir: Path, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
-    """Write ``run_dir``/results.json; give the TensorBoard hparams their real metrics."""
+    """Write ``run_dir``/results.json; give every logger the hyperparameters and the final metrics."""
     path = run_dir / "results.json"
     # Strict JSON: a diverged run's NaN or inf becomes null.
     clean = json.loads(json.dumps(results), parse_constant=lambda _: None)
     path.write_text(json.dumps(clean, indent=2) + "\n")
-    if trainer.logger is not None:
-        finals = ("max_abs_error", "final_train_loss", "final_val_loss")
-        finite = [key for key in finals if results[key] is not None and math.isfinite(results[key])]
-        metrics = {f"hp/{key}": results[key] for key in finite}
-        trainer.logger.log_hyperparams({**trainer.datamodule.hparams, **pl_module.hparams}, metrics)
-        trainer.logger.save()
+    finals = ("max_abs_error", "final_train_loss", "final_val_loss", "best_val_loss")
+    metrics = {f"hp/{k}": results[k] for k in finals if results[k] is not None and math.isfinite(results[k])}
+    params = {**trainer.datamodule.hparams, **pl_module.hparams}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):  # its hparams view pairs them with the metrics
+            logger.log_hyperparams(params, metrics)
+        else:
+            logger.log_hyperparams(params)
+            logger.log_metrics(metrics, step=trainer.global_step)
+        logger.save()
     return path
+
+
+def report_run(
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    progress: ProgressReport,
+    checkpoints: RunCheckpoints,
+    run_dir: Path | None,
+    fit_seconds: float,
+    stopped_because: str,
+) -> dict[str, Any] | None:
+    """After fit: the last progress line, the table and verdict, results.json; the results (on rank 0).
+
+    Every DDP rank must call it (the weight spread and a final validation are collectives).
+    """
+    datamodule = trainer.datamodule
+    spread = rank_weight_spread(trainer, model)
+    # The final losses are read before validate() below, which resets the metrics.
+    metrics = dict(trainer.callback_metrics)
+    if stopped_because != "diverged" and progress.last_reported_epoch != trainer.current_epoch:
+        # Stopped between report epochs: validate the final weights, so that the last line,
+        # the loggers and results.json all describe them.
+        trainer.validate(model, datamodule, verbose=False)
+        metrics.update(trainer.callback_metrics)
+        progress.report(trainer, model, trainer.current_epoch, metrics)
+    if not trainer.is_global_zero:  # every rank holds the same weights; one report is enough
+        return None
+    results = summarize(
+        trainer, model, datamodule, progress, checkpoints, metrics, fit_seconds, stopped_because, spread
+    )
+    if stopped_because != "diverged":
+        names = getattr(datamodule, "feature_names", None)
+        print(format_table(results, names, lr_was_auto=model.hparams.get("lr") == "auto"))
+    if run_dir is not None:
+        write_results(results, run_dir, trainer, model)
+    return results

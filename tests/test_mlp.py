@@ -65,7 +65,7 @@ def test_mlp_without_a_validation_set_reports_its_training_loss(train):
 def test_hidden_sizes_are_checked(train):
     run = train("--model", "mlp", "--hidden_sizes", "[]")
     assert run.status == 2
-    assert run.stderr.strip() == "error: --model.hidden_sizes []: must be a non-empty list of integers >= 1"
+    assert run.stderr.strip() == "error: --hidden_sizes []: must be a non-empty list of integers >= 1"
     assert not (run.root / "lightning_logs").exists()
 
 

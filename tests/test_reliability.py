@@ -27,7 +27,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
         (["--num_samples", "3"], "fewer samples than the 7 weights: the weights would not be identifiable"),
         (["--true_weights", "[]"], "--true_weights []: must be a non-empty list of numbers"),
         (["--true_weights", "[a, b]"], 'Parser key "data.true_weights"'),
-        (["--low", "5", "--high", "2"], "--low 5: must be <= --high (2)"),
+        (["--low", "5", "--high", "2"], "--low 5: must be <= high (2)"),
         (["--noise_std", "-1"], "--noise_std -1.0: must be >= 0"),
         (["--preset", "nope"], "--preset 'nope': unknown preset"),
         (["--accelerator", "abacus"], "--accelerator abacus: unknown; choose one of auto, cpu, gpu"),
