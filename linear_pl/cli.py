@@ -185,13 +185,10 @@ class LinearCLI(LightningCLI):
             if (config.fast_dev_run or self.validating)
             else RunCheckpoints(self.config.checkpoint_every_seconds, dirpath=dirpath)
         )
-        self.early_stopping = None
-        if self.config.patience is not None:
-            self.early_stopping = EarlyStopping(
-                "val/loss", min_delta=self.config.min_delta, patience=self.config.patience, check_finite=False
-            )
-        warn_about_clashes(theirs, self.config.patience)
-        ours = [self.progress, self.loss_watch, self.early_stopping, self.checkpoints]
+        self.early_stopping = early_stopping_on_val_loss(theirs, self.config.patience, self.config.min_delta)
+        warn_about_clashes(theirs)
+        ours = [self.progress, self.loss_watch, self.checkpoints]
+        ours += [self.early_stopping] if self.early_stopping not in theirs else []
         kwargs["callbacks"] = theirs + [c for c in ours if c is not None]
         kwargs["plugins"] = [AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
@@ -211,15 +208,25 @@ class LinearCLI(LightningCLI):
         return "max_epochs"
 
 
-def warn_about_clashes(theirs: list, patience: int | None) -> None:
+def early_stopping_on_val_loss(theirs: list, patience: int | None, min_delta: float) -> EarlyStopping | None:
+    """Lightning's EarlyStopping on val/loss: the user's if they gave one (two would clash), else --patience's."""
+    for callback in theirs:
+        if isinstance(callback, EarlyStopping) and callback.monitor == "val/loss":
+            print(
+                f"warning: your EarlyStopping on val/loss replaces linear_pl's (--patience {patience})", file=sys.stderr
+            )
+            return callback
+    if patience is None:
+        return None
+    return EarlyStopping("val/loss", min_delta=min_delta, patience=patience, check_finite=False)
+
+
+def warn_about_clashes(theirs: list) -> None:
     """One line for each of the user's callbacks that does a job one of ours does too."""
     for callback in theirs:
         name = type(callback).__name__
         if isinstance(callback, ModelCheckpoint):
             print(f"warning: your {name} saves beside linear_pl's last.ckpt and best.ckpt", file=sys.stderr)
-        elif isinstance(callback, EarlyStopping) and callback.monitor == "val/loss" and patience is not None:
-            print(f"warning: your {name} on val/loss runs beside linear_pl's (--patience {patience}); "
-                  "give --patience null to use yours alone", file=sys.stderr)  # fmt: skip
         elif isinstance(callback, EarlyStopping) and callback.monitor == "train/loss":
             print(f"warning: your {name} on train/loss runs beside linear_pl's convergence stop", file=sys.stderr)
 
@@ -271,7 +278,8 @@ def _fit(cli: LinearCLI, args: list[str]) -> int:
         return 0
     run_dir = cli.run_dir or Path(trainer.log_dir)  # a collective under DDP: every rank asks
     stopped_because = "interrupted" if interrupted else cli.stopped_because(trainer, diverged is not None)
-    report_run(trainer, model, cli.progress, cli.checkpoints, run_dir, fit_seconds, stopped_because)
+    seed = cli.config.seed_everything
+    report_run(trainer, model, cli.progress, cli.checkpoints, run_dir, fit_seconds, stopped_because, seed)
     if not trainer.is_global_zero:
         return 0
     if diverged is not None:

@@ -14,7 +14,7 @@ from linear_pl.closed_form import linear_fit_loss
 from linear_pl.data_protocol import moments_of, true_weights_of, validation_batches
 
 RESULT_KEYS = (
-    "model", "target", "true_weights", "true_bias", "initial_weights", "initial_bias",
+    "model", "target", "seed", "true_weights", "true_bias", "initial_weights", "initial_bias",
     "learned_weights", "learned_bias", "least_squares_weights", "least_squares_bias", "least_squares_val_loss",
     "max_abs_error", "final_train_loss", "final_val_loss", "best_val_loss", "best_epoch", "best_checkpoint",
     "epochs", "global_step", "lr", "fit_seconds", "accelerator", "world_size", "rank_weight_spread",
@@ -121,6 +121,7 @@ def summarize(
     fit_seconds: float,
     stopped_because: str,
     spread: float = 0.0,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Everything results.json holds, computed from the finished run and its final ``metrics``.
 
@@ -146,6 +147,7 @@ def summarize(
     return {
         "model": type(model).__name__,
         "target": getattr(datamodule, "target", None),
+        "seed": seed,
         "true_weights": true_weights,
         "true_bias": true_bias,
         "initial_weights": progress.initial_weights,
@@ -255,6 +257,7 @@ def report_run(
     run_dir: Path | None,
     fit_seconds: float,
     stopped_because: str,
+    seed: int | None = None,
 ) -> dict[str, Any] | None:
     """After fit: the last progress line, the table and verdict, results.json; the results (on rank 0).
 
@@ -273,7 +276,7 @@ def report_run(
     if not trainer.is_global_zero:  # every rank holds the same weights; one report is enough
         return None
     results = summarize(
-        trainer, model, datamodule, progress, checkpoints, metrics, fit_seconds, stopped_because, spread
+        trainer, model, datamodule, progress, checkpoints, metrics, fit_seconds, stopped_because, spread, seed
     )
     if stopped_because != "diverged":
         names = getattr(datamodule, "feature_names", None)

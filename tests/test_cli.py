@@ -12,7 +12,6 @@ from linear_pl.cli import LinearCLI
 from linear_pl.closed_form import SAFETY_FACTOR, stable_lr
 from linear_pl.report import RESULT_KEYS
 
-
 # Twenty raw epochs (no preconditioning: it would converge, and stop, in fewer).
 TENSORBOARD_RUN = ["--max_epochs", "20", "--true_weights", "[2, 3]", "--true_bias", "1", "--bias", "--seed", "2",
                    "--precondition", "none"]  # fmt: skip

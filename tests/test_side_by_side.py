@@ -1,0 +1,94 @@
+"""Runs side by side, interrupted, or sent to a bad place lose nothing."""
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from conftest import ROOT
+
+TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
+
+
+@pytest.mark.slow
+def test_six_runs_started_at_once_each_get_their_own_directory(tmp_path):
+    procs = {
+        seed: subprocess.Popen([*TRAIN, "--seed", str(seed), "--max_epochs", "30", "--precondition", "none",
+                                "--default_root_dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for seed in range(1, 7)
+    }  # fmt: skip
+    for proc in procs.values():
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    run_dirs = sorted((tmp_path / "lightning_logs").iterdir())
+    assert len(run_dirs) == 6
+    seen_seeds = set()
+    for run_dir in run_dirs:
+        seed = yaml.safe_load((run_dir / "config.yaml").read_text())["seed_everything"]
+        results = json.loads((run_dir / "results.json").read_text())
+        assert results["seed"] == seed and results["epochs"] == 30  # config and results of one run
+        events = [p.name for p in run_dir.glob("events.out.tfevents.*")]
+        assert events and all(f".{procs[seed].pid}." in name for name in events), events  # its own process only
+        seen_seeds.add(seed)
+    assert seen_seeds == set(range(1, 7))  # nothing overwritten
+
+
+def start_and_interrupt(tmp_path, signum, flags):
+    proc = subprocess.Popen([*TRAIN, *flags], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:  # training is under way
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err, checkpoint
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_saves_says_how_to_continue_and_resumes_bit_identically(tmp_path, signum, status):
+    flags = ["--max_epochs", "600", "--precondition", "none", "--shuffle", "--seed", "3",
+             "--checkpoint_every_seconds", "0", "--default_root_dir", str(tmp_path)]  # fmt: skip
+    code, out, err, checkpoint = start_and_interrupt(tmp_path, signum, flags)
+    assert code == status, err
+    lines = [line for line in err.splitlines() if line.startswith("Interrupted")]
+    assert len(lines) == 1 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    results = json.loads((checkpoint.parent.parent / "results.json").read_text())
+    assert results["stopped_because"] == "interrupted" and 0 < results["epochs"] < 600
+    assert f"Interrupted ({signal.Signals(signum).name}) after epoch {results['epochs']}:" in lines[0]
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == results["epochs"]  # saved at the end of fit
+
+    command = shlex.split(lines[0].split("continue with: ", 1)[1])
+    assert command[:2] == ["python", "scripts/train.py"] and command[-2:] == ["--ckpt_path", "last"]
+    resumed = subprocess.run([sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    straight_root = tmp_path / "straight"
+    straight = subprocess.run([*TRAIN, *flags[:-1], str(straight_root)], capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    final = json.loads((checkpoint.parent.parent / "results.json").read_text())
+    expected = json.loads((straight_root / "lightning_logs" / "version_0" / "results.json").read_text())
+    assert final["epochs"] == expected["epochs"] == 600
+    assert final["learned_weights"] == expected["learned_weights"]  # bit-identical
+
+
+def test_a_run_directory_under_a_file_fails_before_training(train, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    run = train("--default_root_dir", str(blocker / "runs"))
+    assert run.status == 2 and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+    assert run.stderr.startswith(f"error: {blocker / 'runs' / 'lightning_logs'}: cannot create the run directory (")
+    assert run.stdout == ""
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file permissions")
+def test_a_run_directory_without_permission_fails_before_training(train, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    run = train("--default_root_dir", str(locked))
+    assert run.status == 2 and "cannot create the run directory (Permission denied)" in run.stderr
