@@ -1,15 +1,14 @@
-"""How fast is linear_pl? Each workload trained three ways on the same data, in one process.
+"""How fast is linear_pl? Time to the answer, Lightning's floor per step, and a plain script's pace at scale.
 
-- plain: the tutorial's loop (forward, MSE, zero_grad, backward, step), batched by slicing tensors;
-- bare: a minimal LightningModule and ``Trainer.fit`` over pre-sliced batches, with logger,
-  checkpointing and progress bar off -- the framework's own floor;
-- linear_pl: ``Trainer.fit`` as ``scripts/train.py`` configures it for a real run (TensorBoard
-  logging, checkpoints, progress report, convergence and divergence checks, validation).
-
-All three time ``fit`` alone (best of ``--repeats`` rounds), on data made once by
-``SyntheticDataModule`` (noise keeps every run from stopping early as converged), at the same
-learning rate. Peak RSS is the process's high-water
-mark, reset before each way (Linux); it includes the data.
+- ``answer``: the default run over data seeds 0..N-1, with preconditioning and without: epochs and
+  time to recover the weights; the whole command against ``examples/tutorial1.py``.
+- ``floor``: each workload trained three ways on the same tensors, in one process: the tutorial's
+  plain loop batched by slicing, a bare LightningModule (logger, checkpoints, progress bar off:
+  Lightning's own floor), and linear_pl's ``Trainer.fit`` built by ``LinearCLI`` as
+  ``scripts/train.py`` builds it. ``fit`` alone, best of ``--repeats`` rounds; the data module draws
+  its data before the clock starts (``setup`` draws once).
+- ``scale``: the whole command, imports and data included, of ``scripts/train.py`` against
+  ``examples/plain_script.py`` on the ``large`` workload: wall time and peak RSS of each process.
 """
 
 import argparse
@@ -41,6 +40,7 @@ from linear_pl.model import DotProduct
 
 GIB = 1 << 30
 REPO = Path(__file__).resolve().parent.parent
+TRAIN = [sys.executable, str(REPO / "scripts" / "train.py")]
 
 
 @dataclass
@@ -50,6 +50,18 @@ class Workload:
     num_features: int
     batch_size: int
     epochs: int
+
+    @property
+    def weights(self) -> list[float]:
+        return [TUTORIAL_WEIGHTS[i % len(TUTORIAL_WEIGHTS)] for i in range(self.num_features)]
+
+    def flags(self, lr: float) -> list[str]:
+        """scripts/train.py's flags for this workload (noise keeps it from stopping early as converged)."""
+        return [
+            "--true_weights", json.dumps(self.weights), "--num_samples", str(self.num_samples),
+            "--batch_size", str(self.batch_size), "--max_epochs", str(self.epochs), "--noise_std", "1.0",
+            "--lr", repr(lr), "--precondition", "none", "--patience", "null", "--seed", "0",
+        ]  # fmt: skip
 
 
 WORKLOADS = {
@@ -66,37 +78,40 @@ def peak_rss_reset() -> None:
 
 
 def peak_rss_bytes() -> int:
-    """The process's peak resident memory since the last reset, in bytes."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        return int(re.search(r"VmHWM:\s+(\d+) kB", status.read_text()).group(1)) * 1024
-    import resource  # noqa: PLC0415 -- the portable fallback, in kB on Linux and bytes on macOS
-
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    """The process's peak resident memory since the last reset, in bytes (Linux)."""
+    return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work, so that a clock read after it is honest."""
-    # Kernels run asynchronously on accelerators: stop the clock only when they are done.
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
+def run_command(command: list[str], cwd: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one command, in its own process (``os.wait4`` gives its rusage)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if status != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with status {status >> 8}")
+    return seconds, usage.ru_maxrss * 1024
 
 
-def copy_bandwidth(device: torch.device, nbytes: int = 512 << 20) -> float:
-    """Bytes read plus bytes written per second by ``copy_`` of a large tensor (best of 5)."""
-    src = torch.ones(nbytes // 4, device=device)
-    dst = torch.empty_like(src)
-    best = float("inf")
-    for _ in range(5):
-        synchronize(device)
-        start = time.perf_counter()
-        dst.copy_(src)
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * nbytes / best
+def time_to_answer(seeds: int, extra: list[str]) -> dict:
+    """The default run for each seed, preconditioned and raw; tutorial 1's script for comparison."""
+    rows = {}
+    for mode in ("auto", "none"):
+        for seed in range(seeds):
+            with tempfile.TemporaryDirectory() as root:
+                flags = ["--seed", str(seed), "--precondition", mode, "--default_root_dir", root, *extra]
+                wall, _ = run_command([*TRAIN, *flags], Path(root))
+                results = json.loads(next(Path(root).glob("lightning_logs/version_*/results.json")).read_text())
+            recovered = results["max_abs_error"] is not None and results["max_abs_error"] <= 0.01
+            rows.setdefault(mode, []).append(
+                {"seed": seed, "epochs": results["epochs"], "max_abs_error": results["max_abs_error"],
+                 "recovered": recovered, "fit_seconds": results["fit_seconds"], "wall_seconds": wall}
+            )  # fmt: skip
+    with tempfile.TemporaryDirectory() as cwd:
+        tutorial = statistics.median(run_command([sys.executable, str(REPO / "examples" / "tutorial1.py")], cwd)[0]
+                                     for _ in range(3))  # fmt: skip
+    ours = statistics.median(row["wall_seconds"] for row in rows["auto"])
+    return {"runs": rows, "tutorial1_wall_seconds": tutorial, "wall_ratio": ours / tutorial}
 
 
 def plain_loop(x: torch.Tensor, y: torch.Tensor, lr: float, batch_size: int, epochs: int) -> float:
@@ -104,7 +119,6 @@ def plain_loop(x: torch.Tensor, y: torch.Tensor, lr: float, batch_size: int, epo
     torch.manual_seed(0)
     model = DotProduct(x.shape[1]).to(x.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    synchronize(x.device)
     start = time.perf_counter()
     for _ in range(epochs):
         for i in range(0, len(x), batch_size):
@@ -112,7 +126,7 @@ def plain_loop(x: torch.Tensor, y: torch.Tensor, lr: float, batch_size: int, epo
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    synchronize(x.device)
+    loss.item()  # waits for an accelerator's queued work
     return time.perf_counter() - start
 
 
@@ -140,133 +154,132 @@ def bare_lightning(
         accelerator=accelerator, devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
     )  # fmt: skip
-    loader = DataLoader(SlicedBatches(x, y, batch_size), batch_size=None)
     start = time.perf_counter()
-    trainer.fit(BareModule(x.shape[1], lr), loader)
-    synchronize(x.device)
+    trainer.fit(BareModule(x.shape[1], lr), DataLoader(SlicedBatches(x, y, batch_size), batch_size=None))
     return time.perf_counter() - start
 
 
-def linear_pl_fit(data: SyntheticDataModule, workload: Workload, accelerator: str, root: str) -> float:
-    """linear_pl's Trainer.fit, configured by the same CLI as scripts/train.py."""
-    weights = json.dumps(data.true_weights)
-    flags = [
-        "--accelerator", accelerator, "--true_weights", weights, "--num_samples", str(workload.num_samples),
-        "--batch_size", str(workload.batch_size), "--noise_std", str(data.noise_std),
-        "--max_epochs", str(workload.epochs), "--default_root_dir", root,
-    ]  # fmt: skip
-    cli = LinearCLI(flags)
-    # The benchmark's tensors, not a second copy: setup() keeps data it already has.
-    for name in ("train_x", "train_y", "val_x", "val_y"):
-        setattr(cli.datamodule, name, getattr(data, name))
+def linear_pl_cli(workload: Workload, lr: float, accelerator: str, root: str) -> LinearCLI:
+    """linear_pl as scripts/train.py builds it, its data drawn (``setup`` draws once; fit keeps it)."""
+    cli = LinearCLI([*workload.flags(lr), "--accelerator", accelerator, "--default_root_dir", root])
+    cli.datamodule.setup("fit")
+    return cli
+
+
+def linear_pl_fit(cli: LinearCLI) -> float:
+    """``Trainer.fit`` of a CLI made by :func:`linear_pl_cli`; returns seconds."""
     with contextlib.redirect_stdout(io.StringIO()):  # the progress lines
         start = time.perf_counter()
         cli.trainer.fit(cli.model, cli.datamodule)
-        synchronize(data.train_x.device)
-        seconds = time.perf_counter() - start
-    if cli.trainer.current_epoch != workload.epochs:
-        raise RuntimeError(f"linear_pl stopped after {cli.trainer.current_epoch} of {workload.epochs} epochs")
-    return seconds
+        cli.model.weight.sum().item()  # waits for an accelerator's queued work
+        return time.perf_counter() - start
 
 
-def run_workload(workload: Workload, accelerator: str, device: torch.device, repeats: int = 3) -> dict:
-    """Train one workload the three ways on one set of data; speeds, ratios, memory, bandwidth."""
-    weights = [TUTORIAL_WEIGHTS[i % len(TUTORIAL_WEIGHTS)] for i in range(workload.num_features)]
-    data = SyntheticDataModule(weights, num_samples=workload.num_samples, noise_std=1.0)
-    data.setup()
-    for name in ("train_x", "train_y", "val_x", "val_y"):
-        setattr(data, name, getattr(data, name).to(device))
-    x, y = data.train_x, data.train_y
-    lr = SAFETY_FACTOR * stable_lr(x, batch_size=workload.batch_size)  # what --lr auto picks
-    data_bytes = sum(t.numel() * t.element_size() for t in (x, y, data.val_x, data.val_y))
-
+def floor(workload: Workload, accelerator: str, repeats: int) -> dict:
+    """One workload trained the three ways on the same tensors; speeds, ratios, peak memory."""
+    data = SyntheticDataModule(workload.weights, num_samples=workload.num_samples, noise_std=1.0, seed=0)
+    data.setup()  # the flags' data: only to take the rate --lr auto would take on it, raw
+    lr = SAFETY_FACTOR * stable_lr(data.train_x, batch_size=workload.batch_size)
+    del data
     seconds, peak = {}, {}
     with tempfile.TemporaryDirectory() as root:
-        ways = {
-            "plain": lambda: plain_loop(x, y, lr, workload.batch_size, workload.epochs),
-            "bare": lambda: bare_lightning(x, y, lr, workload.batch_size, workload.epochs, accelerator),
-            "linear_pl": lambda: linear_pl_fit(data, workload, accelerator, root),
-        }
-        # Rounds of plain, bare, linear_pl in turn; the best of each counts (as timeit does): noise
-        # from other processes only ever adds time, and the first round pays one-off warm-up costs.
         for _ in range(repeats):
-            for way, train in ways.items():
-                peak_rss_reset()
-                seconds[way] = min(seconds.get(way, float("inf")), train())
-                peak[way] = max(peak.get(way, 0), peak_rss_bytes())
-
+            for way, (way_seconds, way_peak) in _round(workload, lr, accelerator, root).items():
+                # The best of each way counts (as timeit does): noise only ever adds time.
+                seconds[way] = min(seconds.get(way, float("inf")), way_seconds)
+                peak[way] = max(peak.get(way, 0), way_peak)
     samples = workload.num_samples * workload.epochs
-    x_bytes = x.numel() * x.element_size()
     return {
         **asdict(workload),
         "samples_per_second": {way: samples / s for way, s in seconds.items()},
         "linear_pl_over_plain": seconds["plain"] / seconds["linear_pl"],
         "linear_pl_over_bare": seconds["bare"] / seconds["linear_pl"],
         "peak_rss_bytes": peak,
-        "data_bytes": data_bytes,
-        # Each epoch reads x twice: the forward x @ w and the backward x.T @ grad.
-        "effective_bandwidth": {way: 2 * x_bytes * workload.epochs / s for way, s in seconds.items()},
+        "data_bytes": sum(4 * n * (workload.num_features + 1) for n in (workload.num_samples, 10)),
+        "lr": lr,
     }
 
 
-def wall_time(command: list[str], repeats: int = 3) -> float:
-    """Median wall time of a whole command, start-up and imports included."""
-    times = []
-    for _ in range(repeats):
-        with tempfile.TemporaryDirectory() as cwd:
-            start = time.perf_counter()
-            subprocess.run(command, cwd=cwd, check=True, capture_output=True)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _round(workload: Workload, lr: float, accelerator: str, root: str) -> dict[str, tuple[float, int]]:
+    """One round of the three ways on one set of tensors: seconds and peak RSS of each."""
+    cli = linear_pl_cli(workload, lr, accelerator, root)  # a fresh Trainer each round: it fits once
+    device = cli.trainer.strategy.root_device
+    x, y = cli.datamodule.train_x.to(device), cli.datamodule.train_y.to(device)
+    ways = {
+        "plain": lambda: plain_loop(x, y, lr, workload.batch_size, workload.epochs),
+        "bare": lambda: bare_lightning(x, y, lr, workload.batch_size, workload.epochs, accelerator),
+        "linear_pl": lambda: linear_pl_fit(cli),  # the same tensors: setup kept the data it drew
+    }
+    measured = {}
+    for way, train in ways.items():
+        peak_rss_reset()
+        seconds = train()
+        measured[way] = (seconds, peak_rss_bytes())
+    return measured
 
 
-def tutorial_wall_times() -> dict:
-    """Whole-command wall time: tutorial 1's plain script beside ``train.py --preset seed-7w``."""
-    tutorial = wall_time([sys.executable, str(REPO / "examples" / "tutorial1.py")])
-    ours = wall_time([sys.executable, str(REPO / "scripts" / "train.py"), "--preset", "seed-7w"])
-    return {"tutorial1_seconds": tutorial, "train_seed_7w_seconds": ours, "ratio": ours / tutorial}
+def scale(workload: Workload) -> dict:
+    """The whole command, imports and data included, of linear_pl and of a plain script."""
+    lr = 1e-12  # the speed does not depend on it; it keeps both from diverging
+    plain = [
+        sys.executable, str(REPO / "examples" / "plain_script.py"), "--num_samples", str(workload.num_samples),
+        "--num_features", str(workload.num_features), "--batch_size", str(workload.batch_size),
+        "--max_epochs", str(workload.epochs), "--lr", repr(lr),
+    ]  # fmt: skip
+    with tempfile.TemporaryDirectory() as root:
+        ours_seconds, ours_rss = run_command([*TRAIN, *workload.flags(lr), "--default_root_dir", root], Path(root))
+        plain_seconds, plain_rss = run_command(plain, Path(root))
+    data_bytes = (workload.num_samples + 10) * (workload.num_features + 1) * 4
+    return {
+        **asdict(workload),
+        "linear_pl_seconds": ours_seconds, "plain_script_seconds": plain_seconds,
+        "plain_over_linear_pl": plain_seconds / ours_seconds,
+        "linear_pl_peak_rss_bytes": ours_rss, "plain_script_peak_rss_bytes": plain_rss,
+        "data_bytes": data_bytes, "rss_goal_bytes": 1.5 * data_bytes + GIB,
+    }  # fmt: skip
 
 
-def format_report(rows: list[dict], walls: dict | None, copy_bw: float, machine: str) -> str:
-    """The printed table."""
-    lines = [
-        f"machine: {machine}",
-        "",
-        f"{'workload':<9} {'N':>9} {'d':>4} {'batch':>6} {'epochs':>6} {'plain/s':>10} {'bare/s':>10} "
-        f"{'linear_pl/s':>11} {'pl/plain':>8} {'pl/bare':>7} {'peak RSS':>9} {'RSS goal':>9}",
-    ]
-    for r in rows:
-        sps = r["samples_per_second"]
-        rss, goal = r["peak_rss_bytes"]["linear_pl"], 1.5 * r["data_bytes"] + GIB
-        lines.append(
-            f"{r['name']:<9} {r['num_samples']:>9} {r['num_features']:>4} {r['batch_size']:>6} {r['epochs']:>6} "
-            f"{sps['plain']:>10.3g} {sps['bare']:>10.3g} {sps['linear_pl']:>11.3g} "
-            f"{r['linear_pl_over_plain']:>8.2f} {r['linear_pl_over_bare']:>7.2f} "
-            f"{rss / GIB:>7.2f}Gi {goal / GIB:>7.2f}Gi"
-        )
-    lines.append("(samples/s; pl = linear_pl; peak RSS of the linear_pl run, data included; goal 1.5 x data + 1 GiB)")
-    for r in rows:
-        if r["name"] == "large":
-            bw = r["effective_bandwidth"]
+def format_report(report: dict) -> str:
+    """The printed tables."""
+    lines = [f"machine: {report['machine']}"]
+    if answer := report.get("answer"):
+        lines += ["", "time to the answer (default run, seeds 0..N-1):"]
+        for mode, rows in answer["runs"].items():
+            epochs = [r["epochs"] for r in rows]
+            walls = [r["wall_seconds"] for r in rows]
+            fits = [r["fit_seconds"] for r in rows]
             lines.append(
-                f"large: effective bandwidth (2 reads of x per epoch) plain {bw['plain'] / 1e9:.1f} GB/s, "
-                f"linear_pl {bw['linear_pl'] / 1e9:.1f} GB/s; copy bandwidth (read + write) {copy_bw / 1e9:.1f} GB/s"
+                f"  --precondition {mode:<5} recovered {sum(r['recovered'] for r in rows)}/{len(rows)}; "
+                f"epochs {min(epochs)}-{max(epochs)} (median {statistics.median(epochs):g}); "
+                f"Trainer.fit {min(fits):.2f}-{max(fits):.2f} s; whole command median {statistics.median(walls):.2f} s"
             )
-    if walls:
         lines.append(
-            f"wall time: examples/tutorial1.py {walls['tutorial1_seconds']:.2f} s, "
-            f"scripts/train.py --preset seed-7w {walls['train_seed_7w_seconds']:.2f} s "
-            f"(ratio {walls['ratio']:.2f}; median of 3)"
+            f"  examples/tutorial1.py median {answer['tutorial1_wall_seconds']:.2f} s; "
+            f"default run / tutorial1 = {answer['wall_ratio']:.2f} (goal <= 1.5)"
         )
+    if rows := report.get("floor"):
+        lines += ["", f"{'workload':<9} {'N':>9} {'d':>4} {'batch':>6} {'epochs':>6} {'plain/s':>10} {'bare/s':>10} "
+                      f"{'linear_pl/s':>11} {'pl/plain':>8} {'pl/bare':>7} {'peak RSS':>9}"]  # fmt: skip
+        for r in rows:
+            sps = r["samples_per_second"]
+            lines.append(
+                f"{r['name']:<9} {r['num_samples']:>9} {r['num_features']:>4} {r['batch_size']:>6} {r['epochs']:>6} "
+                f"{sps['plain']:>10.3g} {sps['bare']:>10.3g} {sps['linear_pl']:>11.3g} "
+                f"{r['linear_pl_over_plain']:>8.2f} {r['linear_pl_over_bare']:>7.2f} "
+                f"{r['peak_rss_bytes']['linear_pl'] / GIB:>7.2f}Gi"
+            )
+        lines.append("(samples/s of Trainer.fit or the loop alone, best of rounds; goal pl/bare >= 0.9)")
+    if rows := report.get("scale"):
+        lines.append("")
+        for r in rows:
+            lines.append(
+                f"whole command, {r['name']} ({r['num_samples']} x {r['num_features']}, {r['epochs']} epochs): "
+                f"scripts/train.py {r['linear_pl_seconds']:.2f} s, examples/plain_script.py "
+                f"{r['plain_script_seconds']:.2f} s, plain/linear_pl {r['plain_over_linear_pl']:.2f} (goal >= 0.8); "
+                f"peak RSS {r['linear_pl_peak_rss_bytes'] / GIB:.2f} Gi vs "
+                f"{r['plain_script_peak_rss_bytes'] / GIB:.2f} Gi (goal <= {r['rss_goal_bytes'] / GIB:.2f} Gi)"
+            )
     return "\n".join(lines)
-
-
-def machine_description() -> str:
-    """CPU, cores and library versions: what a figure was measured on."""
-    return (
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"torch {torch.__version__}, lightning {L.__version__}"
-    )
 
 
 def parse_size(text: str) -> Workload:
@@ -281,34 +294,41 @@ def parse_size(text: str) -> Workload:
 
 
 def benchmark_main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; print the table, and write it as JSON with --json FILE."""
+    """Run the benchmark; print the tables, and write them as JSON with --json FILE."""
     parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=sorted(WORKLOADS), help="run one workload (default: all)")
-    parser.add_argument("--size", help="a custom workload: N,d,batch,epochs")
+    parser.add_argument("--section", choices=["answer", "floor", "scale"], help="run one section (default: all)")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), help="floor and scale on one workload")
+    parser.add_argument("--size", help="a custom workload for floor and scale: N,d,batch,epochs")
+    parser.add_argument("--seeds", type=int, default=10, help="answer: data seeds 0..N-1")
+    parser.add_argument("--train_flags", default="", help="answer: extra flags for scripts/train.py")
+    parser.add_argument("--repeats", type=int, default=3, help="floor: rounds per workload; the best time counts")
+    parser.add_argument("--accelerator", default="auto", help="floor: cpu, gpu or auto (one device)")
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (one device)")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds per workload; the best time counts")
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        print(f"error: --repeats {args.repeats}: must be >= 1", file=sys.stderr)
-        return 2
-    silence_known_noise()
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # "GPU available: ..." per Trainer
     try:
-        workloads = [parse_size(args.size)] if args.size else None
-        if args.workload:
-            workloads = (workloads or []) + [WORKLOADS[args.workload]]
+        if args.repeats < 1:
+            raise UsageError(f"--repeats {args.repeats}: must be >= 1")
+        if args.seeds < 1:
+            raise UsageError(f"--seeds {args.seeds}: must be >= 1")
+        chosen = [parse_size(args.size)] if args.size else []
+        chosen += [WORKLOADS[args.workload]] if args.workload else []
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-
-    device = L.Trainer(accelerator=args.accelerator, devices=1, logger=False).strategy.root_device
-    machine = machine_description()
-    rows = [run_workload(w, args.accelerator, device, args.repeats) for w in (workloads or WORKLOADS.values())]
-    walls = None if workloads else tutorial_wall_times()
-    copy_bw = copy_bandwidth(device)
-    print(format_report(rows, walls, copy_bw, machine))
+    silence_known_noise()
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # "GPU available: ..." per Trainer
+    sections = [args.section] if args.section else ["answer", "floor", "scale"]
+    report: dict = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, lightning {L.__version__}"
+    }
+    if "answer" in sections:
+        report["answer"] = time_to_answer(args.seeds, args.train_flags.split())
+    if "floor" in sections:
+        report["floor"] = [floor(w, args.accelerator, args.repeats) for w in (chosen or WORKLOADS.values())]
+    if "scale" in sections:
+        report["scale"] = [scale(w) for w in (chosen or [WORKLOADS["large"]])]
+    print(format_report(report))
     if args.json:
-        report = {"machine": machine, "copy_bandwidth": copy_bw, "workloads": rows, "wall_time": walls}
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0

@@ -6,7 +6,7 @@ import sys
 import lightning as L
 
 from linear_pl.closed_form import SAFETY_FACTOR
-from linear_pl.data_protocol import moments_of, true_weights_of
+from linear_pl.data_protocol import true_weights_of, y_mean_square_of
 
 
 class TrainingDiverged(RuntimeError):
@@ -48,7 +48,7 @@ class TrainingLossWatch(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         datamodule = trainer.datamodule
         if stage == "fit" and true_weights_of(datamodule) is not None:
-            self.threshold = self.rtol * moments_of(datamodule, full=False).y_mean_square
+            self.threshold = self.rtol * y_mean_square_of(datamodule)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if pl_module.lr > pl_module.stable_lr and trainer.is_global_zero:

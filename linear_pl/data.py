@@ -167,14 +167,15 @@ class SyntheticDataModule(L.LightningDataModule):
         return z.square() if self.target == "quadratic" else torch.sin(math.pi * z)
 
     def setup(self, stage: str | None = None) -> None:
-        if hasattr(self, "train_x"):
-            return
-        generator = torch.Generator().manual_seed(self.seed)
-        train_x, train_y = self._draw(self.num_samples, generator)
-        val_x, val_y = self._draw(self.num_val_samples, generator)
-        device = self.trainer.strategy.root_device if self.trainer else train_x.device
-        self.train_x, self.train_y = train_x.to(device), train_y.to(device)
-        self.val_x, self.val_y = val_x.to(device), val_y.to(device)
+        """Draw the data, once: a later call (Lightning's, after yours) keeps it, moved to the trainer's device."""
+        if not hasattr(self, "train_x"):
+            generator = torch.Generator().manual_seed(self.seed)
+            self.train_x, self.train_y = self._draw(self.num_samples, generator)
+            self.val_x, self.val_y = self._draw(self.num_val_samples, generator)
+        if self.trainer is not None:
+            device = self.trainer.strategy.root_device
+            self.train_x, self.train_y = self.train_x.to(device), self.train_y.to(device)
+            self.val_x, self.val_y = self.val_x.to(device), self.val_y.to(device)
 
     def train_dataloader(self) -> DataLoader:
         return sliced_loader(self.trainer, self.train_x, self.train_y, self.batch_size, self.shuffle, self.seed)

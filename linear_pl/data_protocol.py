@@ -75,6 +75,14 @@ def true_weights_of(datamodule: L.LightningDataModule | None) -> list[float] | N
     return None if weights is None else [float(w) for w in weights]
 
 
+def y_mean_square_of(datamodule: L.LightningDataModule) -> float:
+    """The mean of y squared over the training data (reads y alone: cheap beside x's moments)."""
+    total, count = 0.0, 0
+    for _, y in training_batches(datamodule):
+        total, count = total + y.double().square().sum().item(), count + len(y)
+    return total / count
+
+
 def moments_of(datamodule: L.LightningDataModule, full: bool = True) -> Moments:
     """The training data's :class:`Moments`, computed once per data module and kept on it.
 

@@ -5,24 +5,40 @@ import json
 import pytest
 
 
-def test_benchmark_reports_three_ways_on_a_custom_workload(script, tmp_path):
-    run = script("benchmark", "--size", "40,3,4,3", "--repeats", "1", "--accelerator", "cpu", "--json", "b.json")
+def test_floor_reports_three_ways_on_a_custom_workload(script, tmp_path):
+    run = script("benchmark", "--section", "floor", "--size", "40,3,4,3", "--repeats", "1", "--accelerator", "cpu",
+                 "--json", "b.json")  # fmt: skip
     assert run.status == 0, run.stderr
     report = json.loads((tmp_path / "b.json").read_text())
-    (row,) = report["workloads"]
+    (row,) = report["floor"]
     assert (row["num_samples"], row["num_features"], row["batch_size"], row["epochs"]) == (40, 3, 4, 3)
     speeds = row["samples_per_second"]
     assert set(speeds) == {"plain", "bare", "linear_pl"} and all(v > 0 for v in speeds.values())
     assert row["linear_pl_over_bare"] == pytest.approx(speeds["linear_pl"] / speeds["bare"])
-    assert row["data_bytes"] == (40 * 3 + 40 + 10 * 3 + 10) * 4  # float32 train and validation sets
-    assert all(row["data_bytes"] < rss for rss in row["peak_rss_bytes"].values())
-    assert report["copy_bandwidth"] > 0 and report["wall_time"] is None  # only with every workload
+    assert row["data_bytes"] == (40 * 4 + 10 * 4) * 4  # float32 x and y, training and validation
+    assert "answer" not in report and "scale" not in report
     assert "custom" in run.stdout and "pl/bare" in run.stdout
 
 
-def test_repeats_below_one_is_one_line_and_exit_2(script):
-    run = script("benchmark", "--size", "20,2,2,1", "--repeats", "0")
-    assert (run.status, run.stderr) == (2, "error: --repeats 0: must be >= 1\n")
+def test_answer_and_scale_run_the_commands(script, tmp_path):
+    run = script("benchmark", "--section", "answer", "--seeds", "1", "--train_flags", "--max_epochs 3",
+                 "--json", "a.json")  # fmt: skip
+    assert run.status == 0, run.stderr
+    answer = json.loads((tmp_path / "a.json").read_text())["answer"]
+    assert [r["epochs"] for r in answer["runs"]["auto"]] == [3] and [r["epochs"] for r in answer["runs"]["none"]] == [3]
+    assert answer["tutorial1_wall_seconds"] > 0 and "tutorial1" in run.stdout
+    run = script("benchmark", "--section", "scale", "--size", "100,4,10,2", "--json", "s.json")
+    assert run.status == 0, run.stderr
+    (row,) = json.loads((tmp_path / "s.json").read_text())["scale"]
+    assert row["linear_pl_seconds"] > 0 and row["plain_script_seconds"] > 0
+    assert row["linear_pl_peak_rss_bytes"] > row["data_bytes"]
+
+
+@pytest.mark.parametrize(("flags", "message"), [(["--repeats", "0"], "--repeats 0: must be >= 1"),
+                                                (["--seeds", "0"], "--seeds 0: must be >= 1")])  # fmt: skip
+def test_bad_counts_are_one_line_and_exit_2(script, flags, message):
+    run = script("benchmark", *flags)
+    assert (run.status, run.stderr) == (2, f"error: {message}\n")
 
 
 @pytest.mark.parametrize("size", ["1,2,3", "10,0,1,1", "2,5,1,1", "a,b,c,d"])
