@@ -4,6 +4,7 @@ import math
 import sys
 
 import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from linear_pl.closed_form import SAFETY_FACTOR
 from linear_pl.data_protocol import true_weights_of, y_mean_square_of
@@ -74,3 +75,26 @@ class TrainingLossWatch(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.first_loss = state_dict["first_loss"]
+
+
+def early_stopping_on_val_loss(theirs: list, patience: int | None, min_delta: float) -> EarlyStopping | None:
+    """Lightning's EarlyStopping on val/loss: the user's if they gave one (two would clash), else --patience's."""
+    for callback in theirs:
+        if isinstance(callback, EarlyStopping) and callback.monitor == "val/loss":
+            print(
+                f"warning: your EarlyStopping on val/loss replaces linear_pl's (--patience {patience})", file=sys.stderr
+            )
+            return callback
+    if patience is None:
+        return None
+    return EarlyStopping("val/loss", min_delta=min_delta, patience=patience, check_finite=False)
+
+
+def warn_about_clashes(theirs: list) -> None:
+    """One line for each of the user's callbacks that does a job one of ours does too."""
+    for callback in theirs:
+        name = type(callback).__name__
+        if isinstance(callback, ModelCheckpoint):
+            print(f"warning: your {name} saves beside linear_pl's last.ckpt and best.ckpt", file=sys.stderr)
+        elif isinstance(callback, EarlyStopping) and callback.monitor == "train/loss":
+            print(f"warning: your {name} on train/loss runs beside linear_pl's convergence stop", file=sys.stderr)

@@ -2,20 +2,16 @@
 
 import argparse
 import os
-import signal
 import sys
-import time
 from pathlib import Path
 
 import lightning as L
 import torch
-from jsonargparse import Namespace
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from linear_pl.callbacks import TrainingDiverged, TrainingLossWatch
+from linear_pl.callbacks import TrainingLossWatch, early_stopping_on_val_loss, warn_about_clashes
 from linear_pl.checkpointing import (
     AtomicCheckpointIO,
     RunCheckpoints,
@@ -25,7 +21,7 @@ from linear_pl.checkpointing import (
     version_of,
 )
 from linear_pl.data_protocol import num_features_of
-from linear_pl.errors import OneLineErrorParser, UsageError, check_accelerator, one_line, silence_known_noise
+from linear_pl.errors import OneLineErrorParser, UsageError, check_trainer_flags, one_line, silence_known_noise
 from linear_pl.flags import (
     BOOLEAN_FLAGS,
     DATA_NAMES,
@@ -41,8 +37,9 @@ from linear_pl.flags import (
     init_parameters,
 )  # fmt: skip
 from linear_pl.model import RegressionModel
-from linear_pl.report import ProgressReport, report_run
-from linear_pl.run_dir import RUN_DIR_ENV, claim_run_dir, continue_command, inherited_run_dir
+from linear_pl.report import ProgressReport
+from linear_pl.run import fit, validate
+from linear_pl.run_dir import RUN_DIR_ENV, claim_run_dir, inherited_run_dir
 
 DESCRIPTION = """\
 linear_pl trains a network with MSE and SGD on PyTorch Lightning: by default tutorial 1's dot product,
@@ -61,14 +58,6 @@ TRAINER_DEFAULTS = {
 }
 # The command's default run preconditions the inputs; LinearModel(...) in Python stays plain SGD.
 MODEL_DEFAULTS = {"precondition": "auto"}
-EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}  # the shell's 128 + signal number
-
-
-def check_trainer_flags(trainer: Namespace) -> None:
-    """Fail in one line, before anything starts, on Trainer flags that cannot work here."""
-    check_accelerator(trainer.accelerator)
-    if trainer.max_epochs is not None and trainer.max_epochs < 1:
-        raise UsageError(f"--max_epochs {trainer.max_epochs}: must be >= 1")
 
 
 class LinearCLI(LightningCLI):
@@ -193,43 +182,6 @@ class LinearCLI(LightningCLI):
         kwargs["plugins"] = [AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
 
-    def stopped_because(self, trainer: Trainer, diverged: bool) -> str:
-        """Why training ended: converged, val_plateau, max_epochs, max_time, interrupted or diverged."""
-        if diverged:
-            return "diverged"
-        if self.checkpoints is not None and self.checkpoints.signal is not None:
-            return "interrupted"
-        if self.loss_watch.converged_epoch is not None:
-            return "converged"
-        if self.early_stopping is not None and self.early_stopping.stopped_epoch > 0:
-            return "val_plateau"
-        if self.config.trainer.max_time is not None and trainer.current_epoch < (trainer.max_epochs or 0):
-            return "max_time"
-        return "max_epochs"
-
-
-def early_stopping_on_val_loss(theirs: list, patience: int | None, min_delta: float) -> EarlyStopping | None:
-    """Lightning's EarlyStopping on val/loss: the user's if they gave one (two would clash), else --patience's."""
-    for callback in theirs:
-        if isinstance(callback, EarlyStopping) and callback.monitor == "val/loss":
-            print(
-                f"warning: your EarlyStopping on val/loss replaces linear_pl's (--patience {patience})", file=sys.stderr
-            )
-            return callback
-    if patience is None:
-        return None
-    return EarlyStopping("val/loss", min_delta=min_delta, patience=patience, check_finite=False)
-
-
-def warn_about_clashes(theirs: list) -> None:
-    """One line for each of the user's callbacks that does a job one of ours does too."""
-    for callback in theirs:
-        name = type(callback).__name__
-        if isinstance(callback, ModelCheckpoint):
-            print(f"warning: your {name} saves beside linear_pl's last.ckpt and best.ckpt", file=sys.stderr)
-        elif isinstance(callback, EarlyStopping) and callback.monitor == "train/loss":
-            print(f"warning: your {name} on train/loss runs beside linear_pl's convergence stop", file=sys.stderr)
-
 
 def cli_main(args: list[str] | None = None) -> int:
     """Train (``fit``, the default) or ``validate`` a checkpoint from the command line; the exit status."""
@@ -244,55 +196,9 @@ def cli_main(args: list[str] | None = None) -> int:
         print(f"error: {one_line(str(error))}", file=sys.stderr)
         return 2
     try:
-        return _validate(cli) if command == "validate" else _fit(cli, args)
+        return validate(cli) if command == "validate" else fit(cli, args)
     finally:
         # Under DDP on CPU/gloo the process may abort at exit ("terminate called without an active
         # exception") unless the process group is torn down first; Lightning leaves it up after fit.
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-
-
-def _validate(cli: LinearCLI) -> int:
-    if cli.ckpt_path is None:
-        print("error: validate needs --ckpt_path best, last or a path", file=sys.stderr)
-        return 2
-    (metrics,) = cli.trainer.validate(cli.model, cli.datamodule, ckpt_path=cli.ckpt_path, verbose=False)
-    print(f"{cli.ckpt_path}: val_loss {metrics['val/loss']:.6g}")
-    return 0
-
-
-def _fit(cli: LinearCLI, args: list[str]) -> int:
-    trainer, model = cli.trainer, cli.model
-    start, diverged, interrupted = time.perf_counter(), None, None
-    try:
-        trainer.fit(model, cli.datamodule, ckpt_path=cli.ckpt_path)
-    except TrainingDiverged as error:
-        diverged = error
-    except SystemExit as error:  # a second Ctrl-C (Lightning exits 1) or SIGTERM mid-epoch
-        if trainer.state.status != "interrupted":
-            raise
-        interrupted = signal.SIGTERM if type(error).__name__ == "SIGTERMException" else signal.SIGINT
-    fit_seconds = time.perf_counter() - start
-    if trainer.fast_dev_run:
-        print("fast_dev_run: no run directory written (no results.json, no checkpoints)")
-        return 0
-    run_dir = cli.run_dir or Path(trainer.log_dir)  # a collective under DDP: every rank asks
-    stopped_because = "interrupted" if interrupted else cli.stopped_because(trainer, diverged is not None)
-    seed = cli.config.seed_everything
-    report_run(trainer, model, cli.progress, cli.checkpoints, run_dir, fit_seconds, stopped_because, seed)
-    if not trainer.is_global_zero:
-        return 0
-    if diverged is not None:
-        last = run_dir / "checkpoints" / "last.ckpt"
-        kept = f"last good checkpoint kept: {last}" if last.exists() else "no checkpoint had been written yet"
-        print(f"error: {diverged}; {kept}", file=sys.stderr)
-        return 1
-    if stopped_because == "interrupted":
-        signum = interrupted or cli.checkpoints.signal
-        print(
-            f"Interrupted ({signal.Signals(signum).name}) after epoch {trainer.current_epoch}: "
-            f"{run_dir / 'checkpoints' / 'last.ckpt'} saved; continue with: {continue_command(args)}",
-            file=sys.stderr,
-        )
-        return EXIT_STATUS[signum]
-    return 0

@@ -3,6 +3,7 @@
 import logging
 import warnings
 
+from jsonargparse import Namespace
 from lightning.pytorch.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator
 from lightning.pytorch.cli import LightningArgumentParser
 
@@ -47,3 +48,10 @@ def check_accelerator(name: object) -> None:
     have = "cpu" + "".join(f", {k}" for k, ok in available.items() if ok)
     if name == "gpu" and not any(available.values()) or name in available and not available[name]:
         raise UsageError(f"--accelerator {name}: no GPU is available on this machine (available: {have})")
+
+
+def check_trainer_flags(trainer: Namespace) -> None:
+    """Fail in one line, before anything starts, on Trainer flags that cannot work here."""
+    check_accelerator(trainer.accelerator)
+    if trainer.max_epochs is not None and trainer.max_epochs < 1:
+        raise UsageError(f"--max_epochs {trainer.max_epochs}: must be >= 1")
