@@ -25,8 +25,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The predict command's flags."""
     parser = _Parser(prog="predict.py", description=__doc__)
-    parser.add_argument("--ckpt_path", required=True, help="a checkpoint, or 'last': the newest run's")
-    parser.add_argument("--default_root_dir", default=".", help="where to look for 'last' (default: .)")
+    parser.add_argument("--ckpt_path", required=True, help="last or best (of the newest run), or a checkpoint's path")
+    parser.add_argument("--default_root_dir", default=".", help="where to look for last and best (default: .)")
     inputs = parser.add_mutually_exclusive_group(required=True)
     inputs.add_argument("--x", help='one row "[1, 1, 1]" or several "[[1, 1, 1], [2, 0, 1]]"')
     inputs.add_argument("--input", help="a CSV file of rows, or - for stdin")

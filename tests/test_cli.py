@@ -12,10 +12,6 @@ from linear_pl.cli import LinearCLI
 from linear_pl.closed_form import SAFETY_FACTOR, stable_lr
 from linear_pl.report import RESULT_KEYS
 
-# Twenty raw epochs (no preconditioning: it would converge, and stop, in fewer).
-TENSORBOARD_RUN = ["--max_epochs", "20", "--true_weights", "[2, 3]", "--true_bias", "1", "--bias", "--seed", "2",
-                   "--precondition", "none"]  # fmt: skip
-
 
 def parse(*flags: str) -> LinearCLI:
     """Parse and instantiate as the script does, without training."""
@@ -154,8 +150,8 @@ def test_results_json(train):
     assert f"{results['learned_weights'][0]:.4f}" in run.stdout
 
 
-def test_tensorboard_holds_losses_lr_weights_and_hparams(train):
-    run = train(*TENSORBOARD_RUN)
+def test_tensorboard_holds_losses_lr_weights_and_hparams(tensorboard_run):
+    run = tensorboard_run
     events = EventAccumulator(str(run.run_dir))
     events.Reload()
     tags = set(events.Tags()["scalars"])

@@ -67,3 +67,13 @@ def test_missing_run_and_broken_checkpoint(capsys, tmp_path):
     broken.write_bytes(b"\x00" * 10)
     status, _, err = predict(capsys, "--ckpt_path", str(broken), "--x", "[1]")
     assert status == 2 and err.count("\n") == 1 and "not a usable checkpoint" in err
+
+
+def test_best_checkpoint_predicts_with_the_best_validation_weights(train, capsys):
+    run = train("--true_weights", "[1.5, -2, 3]", "--noise_std", "5", "--num_samples", "40", "--max_epochs", "60",
+                "--precondition", "none", "--log_every_n_epochs", "5")  # fmt: skip
+    results = run.results
+    best = torch.load(results["best_checkpoint"], weights_only=True)["state_dict"]["net.weight"]
+    status, out, _ = predict(capsys, "--ckpt_path", "best", "--default_root_dir", str(run.root), "--x", "[1, 0, 0]")
+    assert status == 0 and out.split() == [f"{best[0].item():.8g}"]
+    assert results["best_epoch"] % 5 == 0 and 0 < results["best_epoch"] <= results["epochs"]

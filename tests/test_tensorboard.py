@@ -10,7 +10,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_cli import TENSORBOARD_RUN
 
 
 def free_port() -> int:
@@ -54,8 +53,8 @@ def tensorboard():
         server.wait(timeout=30)
 
 
-def test_tensorboard_serves_the_final_loss_and_weights(train, tensorboard):
-    run = train(*TENSORBOARD_RUN)
+def test_tensorboard_serves_the_final_loss_and_weights(tensorboard_run, tensorboard):
+    run = tensorboard_run
     results = run.results
     get = tensorboard(run.run_dir)
 
