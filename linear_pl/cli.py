@@ -143,6 +143,8 @@ class LinearCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except ValueError as error:  # the classes name their arguments; the command speaks in flags
+            while isinstance(error.__cause__, ValueError):  # jsonargparse wraps what the size link raised
+                error = error.__cause__
             classes = {"model": self.chosen_model, "data": self.chosen_data}
             raise UsageError(as_flag(one_line(str(error)), classes)) from None
 
