@@ -13,6 +13,7 @@
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import logging
@@ -82,15 +83,29 @@ def peak_rss_bytes() -> int:
     return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
 
 
+# Runs a script and, at exit, writes its own peak RSS (VmHWM, kB) to the file named by the variable: the
+# child's rusage would count the pages it shared with this (large) process between fork and exec.
+_MEASURED = """import atexit, os, re, runpy, sys
+def _peak():
+    with open(os.environ["LINEAR_PL_PEAK_RSS"], "w") as f:
+        f.write(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+atexit.register(_peak)
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 def run_command(command: list[str], cwd: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one command, in its own process (``os.wait4`` gives its rusage)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    if status != 0:
-        raise RuntimeError(f"{' '.join(command)} exited with status {status >> 8}")
-    return seconds, usage.ru_maxrss * 1024
+    """Wall seconds and peak RSS (bytes) of one Python script's whole command, in its own process."""
+    with tempfile.NamedTemporaryFile() as peak:
+        env = {**os.environ, "LINEAR_PL_PEAK_RSS": peak.name}
+        start = time.perf_counter()
+        proc = subprocess.run([command[0], "-c", _MEASURED, *command[1:]], cwd=cwd, env=env, capture_output=True)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} exited with status {proc.returncode}: {proc.stderr[-500:]!r}")
+        return seconds, int(Path(peak.name).read_text()) * 1024
 
 
 def time_to_answer(seeds: int, extra: list[str]) -> dict:
@@ -184,7 +199,9 @@ def floor(workload: Workload, accelerator: str, repeats: int) -> dict:
     seconds, peak = {}, {}
     with tempfile.TemporaryDirectory() as root:
         for _ in range(repeats):
-            for way, (way_seconds, way_peak) in _round(workload, lr, accelerator, root).items():
+            measured = _round(workload, lr, accelerator, root)
+            gc.collect()  # the round's Trainer and data module refer to each other: free its data now
+            for way, (way_seconds, way_peak) in measured.items():
                 # The best of each way counts (as timeit does): noise only ever adds time.
                 seconds[way] = min(seconds.get(way, float("inf")), way_seconds)
                 peak[way] = max(peak.get(way, 0), way_peak)
@@ -226,6 +243,7 @@ def scale(workload: Workload) -> dict:
         "--num_features", str(workload.num_features), "--batch_size", str(workload.batch_size),
         "--max_epochs", str(workload.epochs), "--lr", repr(lr),
     ]  # fmt: skip
+    gc.collect()
     with tempfile.TemporaryDirectory() as root:
         ours_seconds, ours_rss = run_command([*TRAIN, *workload.flags(lr), "--default_root_dir", root], Path(root))
         plain_seconds, plain_rss = run_command(plain, Path(root))
