@@ -196,6 +196,7 @@ def floor(workload: Workload, accelerator: str, repeats: int) -> dict:
     data.setup()  # the flags' data: only to take the rate --lr auto would take on it, raw
     lr = SAFETY_FACTOR * stable_lr(data.train_x, batch_size=workload.batch_size)
     del data
+    gc.collect()  # a data module refers to itself (hyperparameters): free its tensors before the rounds
     seconds, peak = {}, {}
     with tempfile.TemporaryDirectory() as root:
         for _ in range(repeats):

@@ -1,0 +1,352 @@
+"""How fast is linear_pl? Time to the answer, Lightning's floor per step, and a plain script's pace at scale.
+
+- ``answer``: the default run over data seeds 0..N-1, with preconditioning and without: epochs and
+  time to recover the weights; the whole command against ``examples/tutorial1.py``.
+- ``floor``: each workload trained three ways on the same tensors, in one process: the tutorial's
+  plain loop batched by slicing, a bare LightningModule (logger, checkpoints, progress bar off:
+  Lightning's own floor), and linear_pl's ``Trainer.fit`` built by ``LinearCLI`` as
+  ``scripts/train.py`` builds it. ``fit`` alone, best of ``--repeats`` rounds; the data module draws
+  its data before the clock starts (``setup`` draws once).
+- ``scale``: the whole command, imports and data included, of ``scripts/train.py`` against
+  ``examples/plain_script.py`` on the ``large`` workload: wall time and peak RSS of each process.
+"""
+
+import argparse
+import contextlib
+import gc
+import io
+import json
+import logging
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+
+from linear_pl.cli import LinearCLI
+from linear_pl.closed_form import SAFETY_FACTOR, stable_lr
+from linear_pl.data import TUTORIAL_WEIGHTS, SlicedBatches, SyntheticDataModule
+from linear_pl.errors import UsageError, silence_known_noise
+from linear_pl.model import DotProduct
+
+GIB = 1 << 30
+REPO = Path(__file__).resolve().parent.parent
+TRAIN = [sys.executable, str(REPO / "scripts" / "train.py")]
+
+
+@dataclass
+class Workload:
+    name: str
+    num_samples: int
+    num_features: int
+    batch_size: int
+    epochs: int
+
+    @property
+    def weights(self) -> list[float]:
+        return [TUTORIAL_WEIGHTS[i % len(TUTORIAL_WEIGHTS)] for i in range(self.num_features)]
+
+    def flags(self, lr: float) -> list[str]:
+        """scripts/train.py's flags for this workload (noise keeps it from stopping early as converged)."""
+        return [
+            "--true_weights", json.dumps(self.weights), "--num_samples", str(self.num_samples),
+            "--batch_size", str(self.batch_size), "--max_epochs", str(self.epochs), "--noise_std", "1.0",
+            "--lr", repr(lr), "--precondition", "none", "--patience", "null", "--seed", "0",
+        ]  # fmt: skip
+
+
+WORKLOADS = {
+    "seed": Workload("seed", 10, 7, 1, 200),
+    "medium": Workload("medium", 100_000, 64, 256, 5),
+    "large": Workload("large", 2_000_000, 256, 65536, 10),
+}
+
+
+def peak_rss_reset() -> None:
+    """Reset the process's peak-RSS mark (Linux only; elsewhere the peak covers the whole run)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident memory since the last reset, in bytes (Linux)."""
+    return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
+
+
+# Runs a script and, at exit, writes its own peak RSS (VmHWM, kB) to the file named by the variable: the
+# child's rusage would count the pages it shared with this (large) process between fork and exec.
+_MEASURED = """import atexit, os, re, runpy, sys
+def _peak():
+    with open(os.environ["LINEAR_PL_PEAK_RSS"], "w") as f:
+        f.write(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+atexit.register(_peak)
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def run_command(command: list[str], cwd: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one Python script's whole command, in its own process."""
+    with tempfile.NamedTemporaryFile() as peak:
+        env = {**os.environ, "LINEAR_PL_PEAK_RSS": peak.name}
+        start = time.perf_counter()
+        proc = subprocess.run([command[0], "-c", _MEASURED, *command[1:]], cwd=cwd, env=env, capture_output=True)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} exited with status {proc.returncode}: {proc.stderr[-500:]!r}")
+        return seconds, int(Path(peak.name).read_text()) * 1024
+
+
+def time_to_answer(seeds: int, extra: list[str]) -> dict:
+    """The default run for each seed, preconditioned and raw; tutorial 1's script for comparison."""
+    rows = {}
+    for mode in ("auto", "none"):
+        for seed in range(seeds):
+            with tempfile.TemporaryDirectory() as root:
+                flags = ["--seed", str(seed), "--precondition", mode, "--default_root_dir", root, *extra]
+                wall, _ = run_command([*TRAIN, *flags], Path(root))
+                results = json.loads(next(Path(root).glob("lightning_logs/version_*/results.json")).read_text())
+            recovered = results["max_abs_error"] is not None and results["max_abs_error"] <= 0.01
+            rows.setdefault(mode, []).append(
+                {"seed": seed, "epochs": results["epochs"], "max_abs_error": results["max_abs_error"],
+                 "recovered": recovered, "fit_seconds": results["fit_seconds"], "wall_seconds": wall}
+            )  # fmt: skip
+    with tempfile.TemporaryDirectory() as cwd:
+        tutorial = statistics.median(run_command([sys.executable, str(REPO / "examples" / "tutorial1.py")], cwd)[0]
+                                     for _ in range(3))  # fmt: skip
+    ours = statistics.median(row["wall_seconds"] for row in rows["auto"])
+    return {"runs": rows, "tutorial1_wall_seconds": tutorial, "wall_ratio": ours / tutorial}
+
+
+def plain_loop(x: torch.Tensor, y: torch.Tensor, lr: float, batch_size: int, epochs: int) -> float:
+    """The tutorial's loop, batched by slicing; returns the seconds it took."""
+    torch.manual_seed(0)
+    model = DotProduct(x.shape[1]).to(x.device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for i in range(0, len(x), batch_size):
+            loss = F.mse_loss(model(x[i : i + batch_size]), y[i : i + batch_size])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    loss.item()  # waits for an accelerator's queued work
+    return time.perf_counter() - start
+
+
+class BareModule(L.LightningModule):
+    """The least a LightningModule needs: the model, a training step, an optimizer."""
+
+    def __init__(self, num_features: int, lr: float) -> None:
+        super().__init__()
+        self.net, self.lr = DotProduct(num_features), lr
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return F.mse_loss(self.net(x), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+def bare_lightning(
+    x: torch.Tensor, y: torch.Tensor, lr: float, batch_size: int, epochs: int, accelerator: str
+) -> float:
+    """A minimal LightningModule's ``Trainer.fit`` over the same pre-sliced batches; returns seconds."""
+    torch.manual_seed(0)
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+    )  # fmt: skip
+    start = time.perf_counter()
+    trainer.fit(BareModule(x.shape[1], lr), DataLoader(SlicedBatches(x, y, batch_size), batch_size=None))
+    return time.perf_counter() - start
+
+
+def linear_pl_cli(workload: Workload, lr: float, accelerator: str, root: str) -> LinearCLI:
+    """linear_pl as scripts/train.py builds it, its data drawn (``setup`` draws once; fit keeps it)."""
+    cli = LinearCLI([*workload.flags(lr), "--accelerator", accelerator, "--default_root_dir", root])
+    cli.datamodule.setup("fit")
+    return cli
+
+
+def linear_pl_fit(cli: LinearCLI) -> float:
+    """``Trainer.fit`` of a CLI made by :func:`linear_pl_cli`; returns seconds."""
+    with contextlib.redirect_stdout(io.StringIO()):  # the progress lines
+        start = time.perf_counter()
+        cli.trainer.fit(cli.model, cli.datamodule)
+        cli.model.weight.sum().item()  # waits for an accelerator's queued work
+        return time.perf_counter() - start
+
+
+def floor(workload: Workload, accelerator: str, repeats: int) -> dict:
+    """One workload trained the three ways on the same tensors; speeds, ratios, peak memory."""
+    data = SyntheticDataModule(workload.weights, num_samples=workload.num_samples, noise_std=1.0, seed=0)
+    data.setup()  # the flags' data: only to take the rate --lr auto would take on it, raw
+    lr = SAFETY_FACTOR * stable_lr(data.train_x, batch_size=workload.batch_size)
+    del data
+    seconds, peak = {}, {}
+    with tempfile.TemporaryDirectory() as root:
+        for _ in range(repeats):
+            measured = _round(workload, lr, accelerator, root)
+            gc.collect()  # the round's Trainer and data module refer to each other: free its data now
+            for way, (way_seconds, way_peak) in measured.items():
+                # The best of each way counts (as timeit does): noise only ever adds time.
+                seconds[way] = min(seconds.get(way, float("inf")), way_seconds)
+                peak[way] = max(peak.get(way, 0), way_peak)
+    samples = workload.num_samples * workload.epochs
+    return {
+        **asdict(workload),
+        "samples_per_second": {way: samples / s for way, s in seconds.items()},
+        "linear_pl_over_plain": seconds["plain"] / seconds["linear_pl"],
+        "linear_pl_over_bare": seconds["bare"] / seconds["linear_pl"],
+        "peak_rss_bytes": peak,
+        "data_bytes": sum(4 * n * (workload.num_features + 1) for n in (workload.num_samples, 10)),
+        "lr": lr,
+    }
+
+
+def _round(workload: Workload, lr: float, accelerator: str, root: str) -> dict[str, tuple[float, int]]:
+    """One round of the three ways on one set of tensors: seconds and peak RSS of each."""
+    cli = linear_pl_cli(workload, lr, accelerator, root)  # a fresh Trainer each round: it fits once
+    device = cli.trainer.strategy.root_device
+    x, y = cli.datamodule.train_x.to(device), cli.datamodule.train_y.to(device)
+    ways = {
+        "plain": lambda: plain_loop(x, y, lr, workload.batch_size, workload.epochs),
+        "bare": lambda: bare_lightning(x, y, lr, workload.batch_size, workload.epochs, accelerator),
+        "linear_pl": lambda: linear_pl_fit(cli),  # the same tensors: setup kept the data it drew
+    }
+    measured = {}
+    for way, train in ways.items():
+        peak_rss_reset()
+        seconds = train()
+        measured[way] = (seconds, peak_rss_bytes())
+    return measured
+
+
+def scale(workload: Workload) -> dict:
+    """The whole command, imports and data included, of linear_pl and of a plain script."""
+    lr = 1e-12  # the speed does not depend on it; it keeps both from diverging
+    plain = [
+        sys.executable, str(REPO / "examples" / "plain_script.py"), "--num_samples", str(workload.num_samples),
+        "--num_features", str(workload.num_features), "--batch_size", str(workload.batch_size),
+        "--max_epochs", str(workload.epochs), "--lr", repr(lr),
+    ]  # fmt: skip
+    gc.collect()
+    with tempfile.TemporaryDirectory() as root:
+        ours_seconds, ours_rss = run_command([*TRAIN, *workload.flags(lr), "--default_root_dir", root], Path(root))
+        plain_seconds, plain_rss = run_command(plain, Path(root))
+    data_bytes = (workload.num_samples + 10) * (workload.num_features + 1) * 4
+    return {
+        **asdict(workload),
+        "linear_pl_seconds": ours_seconds, "plain_script_seconds": plain_seconds,
+        "plain_over_linear_pl": plain_seconds / ours_seconds,
+        "linear_pl_peak_rss_bytes": ours_rss, "plain_script_peak_rss_bytes": plain_rss,
+        "data_bytes": data_bytes, "rss_goal_bytes": 1.5 * data_bytes + GIB,
+    }  # fmt: skip
+
+
+def format_report(report: dict) -> str:
+    """The printed tables."""
+    lines = [f"machine: {report['machine']}"]
+    if answer := report.get("answer"):
+        lines += ["", "time to the answer (default run, seeds 0..N-1):"]
+        for mode, rows in answer["runs"].items():
+            epochs = [r["epochs"] for r in rows]
+            walls = [r["wall_seconds"] for r in rows]
+            fits = [r["fit_seconds"] for r in rows]
+            lines.append(
+                f"  --precondition {mode:<5} recovered {sum(r['recovered'] for r in rows)}/{len(rows)}; "
+                f"epochs {min(epochs)}-{max(epochs)} (median {statistics.median(epochs):g}); "
+                f"Trainer.fit {min(fits):.2f}-{max(fits):.2f} s; whole command median {statistics.median(walls):.2f} s"
+            )
+        lines.append(
+            f"  examples/tutorial1.py median {answer['tutorial1_wall_seconds']:.2f} s; "
+            f"default run / tutorial1 = {answer['wall_ratio']:.2f} (goal <= 1.5)"
+        )
+    if rows := report.get("floor"):
+        lines += ["", f"{'workload':<9} {'N':>9} {'d':>4} {'batch':>6} {'epochs':>6} {'plain/s':>10} {'bare/s':>10} "
+                      f"{'linear_pl/s':>11} {'pl/plain':>8} {'pl/bare':>7} {'peak RSS':>9}"]  # fmt: skip
+        for r in rows:
+            sps = r["samples_per_second"]
+            lines.append(
+                f"{r['name']:<9} {r['num_samples']:>9} {r['num_features']:>4} {r['batch_size']:>6} {r['epochs']:>6} "
+                f"{sps['plain']:>10.3g} {sps['bare']:>10.3g} {sps['linear_pl']:>11.3g} "
+                f"{r['linear_pl_over_plain']:>8.2f} {r['linear_pl_over_bare']:>7.2f} "
+                f"{r['peak_rss_bytes']['linear_pl'] / GIB:>7.2f}Gi"
+            )
+        lines.append("(samples/s of Trainer.fit or the loop alone, best of rounds; goal pl/bare >= 0.9)")
+    if rows := report.get("scale"):
+        lines.append("")
+        for r in rows:
+            lines.append(
+                f"whole command, {r['name']} ({r['num_samples']} x {r['num_features']}, {r['epochs']} epochs): "
+                f"scripts/train.py {r['linear_pl_seconds']:.2f} s, examples/plain_script.py "
+                f"{r['plain_script_seconds']:.2f} s, plain/linear_pl {r['plain_over_linear_pl']:.2f} (goal >= 0.8); "
+                f"peak RSS {r['linear_pl_peak_rss_bytes'] / GIB:.2f} Gi vs "
+                f"{r['plain_script_peak_rss_bytes'] / GIB:.2f} Gi (goal <= {r['rss_goal_bytes'] / GIB:.2f} Gi)"
+            )
+    return "\n".join(lines)
+
+
+def parse_size(text: str) -> Workload:
+    """``--size N,d,batch,epochs`` as a custom workload."""
+    try:
+        n, d, b, e = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--size {text}: expected N,d,batch,epochs (four integers)") from None
+    if min(n, d, b, e) < 1 or n < d:
+        raise UsageError(f"--size {text}: every value must be >= 1, and N >= d")
+    return Workload("custom", n, d, b, e)
+
+
+def benchmark_main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the tables, and write them as JSON with --json FILE."""
+    parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--section", choices=["answer", "floor", "scale"], help="run one section (default: all)")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), help="floor and scale on one workload")
+    parser.add_argument("--size", help="a custom workload for floor and scale: N,d,batch,epochs")
+    parser.add_argument("--seeds", type=int, default=10, help="answer: data seeds 0..N-1")
+    parser.add_argument("--train_flags", default="", help="answer: extra flags for scripts/train.py")
+    parser.add_argument("--repeats", type=int, default=3, help="floor: rounds per workload; the best time counts")
+    parser.add_argument("--accelerator", default="auto", help="floor: cpu, gpu or auto (one device)")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    try:
+        if args.repeats < 1:
+            raise UsageError(f"--repeats {args.repeats}: must be >= 1")
+        if args.seeds < 1:
+            raise UsageError(f"--seeds {args.seeds}: must be >= 1")
+        chosen = [parse_size(args.size)] if args.size else []
+        chosen += [WORKLOADS[args.workload]] if args.workload else []
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    silence_known_noise()
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # "GPU available: ..." per Trainer
+    sections = [args.section] if args.section else ["answer", "floor", "scale"]
+    report: dict = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, lightning {L.__version__}"
+    }
+    if "answer" in sections:
+        report["answer"] = time_to_answer(args.seeds, args.train_flags.split())
+    if "floor" in sections:
+        report["floor"] = [floor(w, args.accelerator, args.repeats) for w in (chosen or WORKLOADS.values())]
+    if "scale" in sections:
+        report["scale"] = [scale(w) for w in (chosen or [WORKLOADS["large"]])]
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0

@@ -1,0 +1,194 @@
+"""Checkpoints: last.ckpt and best.ckpt written so that a kill loses nothing, and found and loaded safely."""
+
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from linear_pl.callbacks import TrainingDiverged
+from linear_pl.errors import UsageError
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint so that a kill at any moment leaves either the old file or the new one.
+
+    Lightning's own save goes through a temporary file in $TMPDIR and then moves it; when $TMPDIR is
+    on another filesystem the move is a plain copy, and a kill during it leaves a truncated file.
+    Here the temporary file sits beside its target, is flushed to disk, then renamed over it.
+    Loading always uses torch's safe loader: a checkpoint may come from anywhere.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if get_filesystem(path).protocol not in ("file", ("file", "local")):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # make the rename itself durable
+        finally:
+            os.close(directory)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+
+
+class RunCheckpoints(Checkpoint):
+    """Two files in the run's ``checkpoints/``: ``last.ckpt`` and ``best.ckpt`` (lowest ``val/loss``).
+
+    ``last.ckpt`` is refreshed after an epoch once ``min_interval`` seconds have passed since the last
+    save (tiny epochs would otherwise spend more time writing checkpoints than training), at the end
+    of training, and when training stops on an exception or a signal. ``best.ckpt`` is written each
+    time the validation loss improves. Both go through ``trainer.save_checkpoint``, and so through
+    :class:`AtomicCheckpointIO`. (Lightning's ModelCheckpoint would keep extra ``epoch=N`` files, or,
+    with ``save_top_k=0``, save last.ckpt only at the end.) A ``Checkpoint``, Lightning's public base
+    class, so that Lightning adds no checkpoint callback of its own and runs this one last.
+    """
+
+    def __init__(self, min_interval: float = 5.0, monitor: str = "val/loss", dirpath: Path | None = None) -> None:
+        self.min_interval, self.monitor = min_interval, monitor
+        self.dirpath = dirpath
+        self.signal: int | None = None  # SIGINT or SIGTERM, once one has asked training to stop
+        self._handlers: dict[int, object] = {}
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self._last_save_time = time.monotonic()
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.dirpath is None:  # a run directory of the user's logger
+            self.dirpath = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+
+    @property
+    def best_path(self) -> Path | None:
+        """best.ckpt, once it has been written."""
+        return None if self.best_epoch is None else self.dirpath / "best.ckpt"
+
+    def save(self, trainer: L.Trainer, name: str) -> None:
+        """Write ``name``.ckpt now (every DDP rank must call it; rank 0 writes)."""
+        trainer.save_checkpoint(self.dirpath / f"{name}.ckpt", weights_only=False)  # the full state, said so
+        if name == "last":
+            self._last_save_time = time.monotonic()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last_save_time = time.monotonic()
+        # Ctrl-C or SIGTERM: finish the epoch, save, stop. A checkpoint at an epoch's end resumes
+        # bit-identically; Lightning's own handling stops mid-epoch, which a plain DataLoader cannot
+        # resume exactly. A second signal gets Lightning's handling: stop now, save on the exception.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._handlers[signum] = signal.signal(signum, self._stop_at_epoch_end)
+
+    def _stop_at_epoch_end(self, signum: int, frame: object) -> None:
+        self.signal = signum
+        self._restore_handlers()
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._handlers.items():
+            signal.signal(signum, handler)
+        self._handlers = {}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Every rank must take part in a save: stop if a signal reached any rank; rank 0's clock decides.
+        stop = trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)
+        due = time.monotonic() - self._last_save_time >= self.min_interval
+        if stop or trainer.strategy.broadcast(due):
+            self.save(trainer, "last")
+        if stop:
+            self.signal = self.signal or signal.SIGTERM  # a rank that did not receive it stops as well
+            trainer.should_stop = True
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        score = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or score is None or not math.isfinite(score.item()):
+            return
+        if self.best_score is None or score.item() < self.best_score:  # the same on every rank: synced
+            # current_epoch counts finished epochs: during fit, validation ends the one under way.
+            fitting = trainer.state.fn == "fit"
+            self.best_score, self.best_epoch = score.item(), trainer.current_epoch + (1 if fitting else 0)
+            self.save(trainer, "best")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handlers()
+        self.save(trainer, "last")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_handlers()
+        # After divergence the weights are worthless: keep the last good checkpoint instead.
+        if not isinstance(exception, TrainingDiverged):
+            self.save(trainer, "last")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_score, self.best_epoch = state_dict["best_score"], state_dict["best_epoch"]
+
+
+def resolve_checkpoint(ckpt_path: str | None, root: Path) -> Path | None:
+    """``last`` or ``best``: that file of the newest run under ``root`` that has one; anything else is a path.
+
+    Lightning's own ckpt_path="last" looks only in the new run's (empty) folder and silently trains
+    from scratch, which is why this exists.
+    """
+    if ckpt_path is None:
+        return None
+    if ckpt_path in ("last", "best"):
+        runs = list((root / "lightning_logs").glob(f"version_*/checkpoints/{ckpt_path}.ckpt"))
+        if not runs:
+            raise UsageError(
+                f"--ckpt_path {ckpt_path}: no earlier run with a checkpoint under {root / 'lightning_logs'}"
+            )
+        return max(runs, key=lambda p: int(p.parent.parent.name.removeprefix("version_")))
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise UsageError(f"--ckpt_path {ckpt_path}: no such file")
+    return path
+
+
+def load_checkpoint_safely(path: Path) -> dict:
+    """torch.load with weights_only=True: a checkpoint that would run code when unpickled is refused."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, not a checkpoint, or unsafe to unpickle: all unusable
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"--ckpt_path {path}: not a usable checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UsageError(f"--ckpt_path {path}: not a usable checkpoint (no state_dict)")
+    return checkpoint
+
+
+def check_checkpoint_fits(path: Path, checkpoint: dict, model: torch.nn.Module) -> None:
+    """Fail in one line when the checkpoint's parameters do not fit this run's model."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    if expected != found:
+        raise UsageError(
+            f"--ckpt_path {path}: holds parameters {found}, but this run's model has {expected} "
+            "(give the --model, --data, --bias, --precondition or --hidden_sizes it was trained with)"
+        )
+
+
+def version_of(checkpoint: Path | None, root: Path) -> int | None:
+    """The run version a checkpoint belongs to, if it lies in root/lightning_logs/version_N/checkpoints."""
+    if checkpoint is None:
+        return None
+    run_dir = checkpoint.resolve().parent.parent
+    if run_dir.parent == (root / "lightning_logs").resolve() and run_dir.name.startswith("version_"):
+        return int(run_dir.name.removeprefix("version_"))
+    return None

@@ -1,0 +1,131 @@
+"""Real tabular data from a CSV file: one target column, numeric features, a seeded validation split.
+
+``--data csv --data.path FILE --data.target_column NAME``. The file is read once, with the ``csv``
+module, and checked cell by cell: anything that is not a finite number is named by file, line and
+column, before any training or run directory. Like the synthetic data, it then lives in tensors on
+the training device and batches are slices of them.
+"""
+
+import csv
+import math
+from functools import cached_property
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from linear_pl.data import EVAL_BATCH_SIZE, sliced_loader
+
+
+class CSVError(ValueError):
+    """A file that cannot be used as training data; the message is one line naming where."""
+
+
+class CSVDataModule(L.LightningDataModule):
+    """The rows of a CSV file with a header: ``target_column`` is y, ``feature_columns`` (default: all
+    the others, in file order) are x. The last ``round(val_fraction * n)`` rows of a permutation seeded
+    by ``seed`` are the validation set."""
+
+    def __init__(
+        self,
+        path: str,
+        target_column: str,
+        feature_columns: list[str] | None = None,
+        val_fraction: float = 0.2,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not (isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1):
+            raise ValueError(f"batch_size {batch_size}: must be an integer >= 1")
+        if not (isinstance(val_fraction, (int, float)) and 0 <= val_fraction < 1):
+            raise ValueError(f"val_fraction {val_fraction}: must be in [0, 1)")
+        if feature_columns is not None and not feature_columns:
+            raise ValueError("feature_columns []: give at least one column, or leave it out for all")
+        if feature_columns is not None and target_column in feature_columns:
+            raise ValueError(f"feature_columns {feature_columns}: holds the target column {target_column!r}")
+        self.save_hyperparameters()
+        self.path, self.target_column, self.val_fraction = str(path), target_column, val_fraction
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self._feature_columns = feature_columns
+
+    @property
+    def num_features(self) -> int:
+        """How many feature columns: read from the file (checking all of it) the first time it is asked."""
+        return self._table[0].shape[1]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The feature columns, in the order of x's columns."""
+        self._table  # noqa: B018 -- reads and checks the file
+        return self._feature_names
+
+    @cached_property
+    def _table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        name = Path(self.path).name
+        try:
+            with open(self.path, newline="") as f:
+                rows = list(csv.reader(f))
+        except OSError as error:
+            raise CSVError(f"{self.path}: cannot read it ({error.strerror})") from None
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise CSVError(f"{self.path}: not a CSV text file ({error})") from None
+        if not rows or not any(cell.strip() for cell in rows[0]):
+            raise CSVError(f"{self.path}: empty; expected a header line of column names")
+        header = [cell.strip() for cell in rows[0]]
+        duplicates = sorted({c for c in header if header.count(c) > 1})
+        if duplicates:
+            raise CSVError(f"{self.path}: column {duplicates[0]!r} appears more than once in the header")
+        wanted = self._feature_columns or [c for c in header if c != self.target_column]
+        for column in [self.target_column, *wanted]:
+            if column not in header:
+                raise CSVError(f"{self.path}: no column {column!r}; the columns are {', '.join(header)}")
+        data = [(line, row) for line, row in enumerate(rows[1:], start=2) if any(cell.strip() for cell in row)]
+        if not data:
+            raise CSVError(f"{self.path}: a header but no data rows")
+        indices = [header.index(c) for c in wanted] + [header.index(self.target_column)]
+        values = []
+        for line, row in data:
+            if len(row) != len(header):
+                raise CSVError(f"{name} line {line}: {len(row)} cells, but the header has {len(header)}")
+            values.append([_number(row[i], name, line, header[i]) for i in indices])
+        n_train = len(values) - round(self.val_fraction * len(values))
+        if n_train < len(wanted) + 1:
+            raise CSVError(
+                f"{self.path}: {n_train} training rows for {len(wanted)} features: "
+                "too few to determine the weights (need at least features + 1)"
+            )
+        table = torch.tensor(values, dtype=torch.float64)
+        self._feature_names = wanted
+        return table[:, :-1].float(), table[:, -1].float()
+
+    def setup(self, stage: str | None = None) -> None:
+        x, y = self._table
+        n_val = round(self.val_fraction * len(x))
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))
+        train, val = order[: len(x) - n_val], order[len(x) - n_val :]
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        self.train_x, self.train_y = x[train].to(device), y[train].to(device)
+        self.val_x, self.val_y = x[val].to(device), y[val].to(device)
+
+    def train_dataloader(self) -> DataLoader:
+        return sliced_loader(self.trainer, self.train_x, self.train_y, self.batch_size, self.shuffle, self.seed)
+
+    def val_dataloader(self) -> DataLoader:
+        eval_batch_size = max(self.batch_size, EVAL_BATCH_SIZE)
+        return sliced_loader(self.trainer, self.val_x, self.val_y, eval_batch_size, False, self.seed)
+
+
+def _number(cell: str, name: str, line: int, column: str) -> float:
+    where = f"{name} line {line}, column {column!r}"
+    if not cell.strip():
+        raise CSVError(f"{where}: empty cell; expected a number")
+    try:
+        value = float(cell)
+    except ValueError:
+        raise CSVError(f"{where}: {cell.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise CSVError(f"{where}: {cell.strip()!r} is not a finite number")
+    return value

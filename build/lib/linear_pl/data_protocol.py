@@ -1,0 +1,97 @@
+"""What linear_pl reads from any LightningDataModule: an optional protocol, and what it does without it.
+
+A data module needs nothing beyond Lightning's ``train_dataloader`` (and ``val_dataloader``) yielding
+``(x, y)`` batches, x ``[B, d]`` and y ``[B]`` or ``[B, 1]``. It may also expose, and the shipped ones do:
+
+- ``num_features``: d, to size the model before any data is read (else: the first batch's x);
+- ``batch_size``: the training batch size, for the stable learning rate (else: the first batch's);
+- ``train_x``, ``train_y``, ``val_x``, ``val_y`` after ``setup``: the data as tensors, read in large
+  chunks instead of through the loaders;
+- ``true_weights`` (and ``true_bias``): the weights that made the data. Only then does a run compare
+  its weights with the truth and stop once converged: the tutorial extras.
+- ``feature_names``: labels for the weights table.
+"""
+
+from collections.abc import Iterable
+
+import lightning as L
+import torch
+
+from linear_pl.closed_form import Batches, Moments, tensor_batches
+
+
+def _xy(batch: object) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = batch[0], batch[1]  # a tuple, a list, or TensorDataset's pair
+    return x, y.reshape(len(x))
+
+
+def training_batches(datamodule: L.LightningDataModule) -> Batches:
+    """The training data as ``(x, y)`` batches: big chunks of ``train_x`` if held, else the train loader."""
+    if hasattr(datamodule, "train_x"):
+        return tensor_batches(datamodule.train_x, datamodule.train_y)
+    return _loader_batches(datamodule.train_dataloader())
+
+
+def validation_batches(datamodule: L.LightningDataModule) -> Batches:
+    """The validation data likewise; nothing if the data module has none."""
+    if hasattr(datamodule, "val_x"):
+        return tensor_batches(datamodule.val_x, datamodule.val_y)
+    try:
+        loader = datamodule.val_dataloader()
+    except NotImplementedError:  # Lightning's default for a data module without validation
+        return []
+    return _loader_batches(loader)
+
+
+def _loader_batches(loader: Iterable) -> Batches:
+    # A shuffling loader draws from the global RNG: reading the data must not change the run's order.
+    with torch.random.fork_rng():
+        for batch in loader:
+            yield _xy(batch)
+
+
+def _first_batch(datamodule: L.LightningDataModule) -> torch.Tensor:
+    if not hasattr(datamodule, "train_x"):
+        datamodule.prepare_data()
+        datamodule.setup("fit")  # Lightning calls it again in fit; data modules expect that
+    return next(iter(training_batches(datamodule)))[0]
+
+
+def num_features_of(datamodule: L.LightningDataModule) -> int:
+    """The number of input features: ``num_features`` if exposed, else the width of the first batch's x."""
+    num_features = getattr(datamodule, "num_features", None)
+    return int(num_features) if num_features is not None else _first_batch(datamodule).shape[-1]
+
+
+def batch_size_of(datamodule: L.LightningDataModule) -> int:
+    """The training batch size: ``batch_size`` if exposed, else the length of the first batch."""
+    batch_size = getattr(datamodule, "batch_size", None)
+    return int(batch_size) if batch_size is not None else len(_first_batch(datamodule))
+
+
+def true_weights_of(datamodule: L.LightningDataModule | None) -> list[float] | None:
+    """The weights that made the data, when the data knows them."""
+    weights = getattr(datamodule, "true_weights", None)
+    return None if weights is None else [float(w) for w in weights]
+
+
+def y_mean_square_of(datamodule: L.LightningDataModule) -> float:
+    """The mean of y squared over the training data (reads y alone: cheap beside x's moments)."""
+    total, count = 0.0, 0
+    for _, y in training_batches(datamodule):
+        total, count = total + y.double().square().sum().item(), count + len(y)
+    return total / count
+
+
+def moments_of(datamodule: L.LightningDataModule, full: bool = True) -> Moments:
+    """The training data's :class:`Moments`, computed once per data module and kept on it.
+
+    The model (conditioning, scaling, stable lr), the convergence stop and the report all need them;
+    one pass over the data serves them all. The diagonal moments are cheaper (d, not d x d, per
+    sample): they serve until something asks for the full ones.
+    """
+    cached = getattr(datamodule, "_linear_pl_moments", None)
+    if cached is None or (full and not cached.full):
+        cached = Moments.of(training_batches(datamodule), full)
+        datamodule._linear_pl_moments = cached
+    return cached

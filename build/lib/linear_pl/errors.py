@@ -1,0 +1,57 @@
+"""Bad input and library noise: one clear line for the first, silence for the second (nothing else)."""
+
+import logging
+import warnings
+
+from jsonargparse import Namespace
+from lightning.pytorch.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator
+from lightning.pytorch.cli import LightningArgumentParser
+
+from linear_pl.internals import KNOWN_NOISE, one_line
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line on stderr, exit status 2."""
+
+
+class OneLineErrorParser(LightningArgumentParser):
+    """jsonargparse prints the usage and a multi-line message; we print the message on one line."""
+
+    def error(self, message: str, ex: Exception | None = None) -> None:
+        if not self.exit_on_error:
+            return super().error(message, ex)
+        raise UsageError(one_line(message))
+
+
+def _not_a_tip(record: logging.LogRecord) -> bool:
+    return not KNOWN_NOISE.match(record.getMessage())
+
+
+def silence_known_noise() -> None:
+    """Drop the specific messages Lightning 2.6 with torch 2.13 prints on every run; nothing else."""
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+    # Lightning 2.6's own calls into jsonargparse APIs deprecated in 4.49 (not ours to change).
+    # (jsonargparse's JsonargparseDeprecationWarning is a DeprecationWarning; its class is private.)
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning\.pytorch\.cli")
+    # Data lives in tensors on the device: worker processes would only add copies.
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).addFilter(_not_a_tip)  # a set: added once however often this runs
+
+
+def check_accelerator(name: object) -> None:
+    """Fail in one line, before anything starts, when the accelerator is unknown or absent here."""
+    known = ["auto", "cpu", "gpu", *sorted(set(AcceleratorRegistry.available_accelerators()) - {"cpu"})]
+    if isinstance(name, str) and name not in known:
+        raise UsageError(f"--accelerator {name}: unknown; choose one of {', '.join(known)}")
+    available = {"cuda": CUDAAccelerator.is_available(), "mps": MPSAccelerator.is_available()}
+    have = "cpu" + "".join(f", {k}" for k, ok in available.items() if ok)
+    if name == "gpu" and not any(available.values()) or name in available and not available[name]:
+        raise UsageError(f"--accelerator {name}: no GPU is available on this machine (available: {have})")
+
+
+def check_trainer_flags(trainer: Namespace) -> None:
+    """Fail in one line, before anything starts, on Trainer flags that cannot work here."""
+    check_accelerator(trainer.accelerator)
+    if trainer.max_epochs is not None and trainer.max_epochs < 1:
+        raise UsageError(f"--max_epochs {trainer.max_epochs}: must be >= 1")

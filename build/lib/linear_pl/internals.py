@@ -1,0 +1,59 @@
+"""The Lightning and jsonargparse internals linear_pl relies on: each one here, with why; each one tested.
+
+Everything else uses public API. When an upgrade breaks one of these, tests/test_internals.py says
+which, in one line; the fix is local to this file.
+"""
+
+import re
+
+import lightning as L
+
+# LightningCLI stores the model's class path in its hyperparameters under this key (it is how
+# ``LightningModule.load_from_checkpoint`` on a base class finds the subclass). predict builds the
+# checkpoint's class from it without importing anything the checkpoint names.
+CLASS_PATH_KEY = "_class_path"
+
+
+def epoch_about_to_run(trainer: L.Trainer) -> int:
+    """The epoch whose batches the train loader is about to serve (0-based).
+
+    Lightning makes (and prefetches from) the first epoch's iterator before its own
+    ``sampler.set_epoch`` call, and a checkpoint saved at an epoch's end restores a loop that has
+    processed that epoch but not yet completed it: ``trainer.current_epoch`` (completed epochs)
+    would then replay the previous epoch's order. Lightning itself sets the sampler's epoch from
+    this counter; there is no public one.
+    """
+    return trainer.fit_loop.epoch_progress.current.processed
+
+
+# The wording of the messages Lightning 2.6 logs on every run that we drop (errors.silence_known_noise):
+# advertising, and "Seed set to N" (the seed is in config.yaml, and the line would precede any error
+# message). Under DDP the other ranks prefix it with "[rank: N] ".
+KNOWN_NOISE = re.compile(r"(\[rank: \d+\] )?(💡 Tip|Seed set to)")
+
+
+# jsonargparse's layout of a parse error: for a class chosen by --model or --data it lists why the
+# value fits each type of a Union; there is no structured form of the reasons.
+def one_line(message: str) -> str:
+    """jsonargparse's message for a bad --model/--data value, cut to its reason, on one line.
+
+    For a class chosen by --model or --data (a Union with None), jsonargparse lists why the value
+    fits neither: the class's reason is the one that matters, with its key given in full.
+    """
+    raw = [line for line in message.splitlines() if line.strip()]
+    lines = [line.strip() for line in raw]
+    depth = min((len(r) - len(r.lstrip()) for r in raw if r.strip().startswith("- ")), default=0)
+    items: list[str] = []  # each top-level "- reason", with the (deeper) lines that continue it
+    for line, stripped in zip(raw[1:], lines[1:]):
+        if stripped.startswith("- ") and len(line) - len(line.lstrip()) == depth:
+            items.append(stripped[2:])
+        elif items and not stripped.startswith(("Given value type", "Subtypes", "Errors:", "Does not validate")):
+            items[-1] += " " + stripped
+    reasons = [item for item in items if "NoneType" not in item]
+    if not reasons:
+        return " ".join(message.split())
+    reason = re.sub(r"^Problem with given class_path '[^']*': ", "", reasons[0])
+    group = re.match(r'Parser key "(\w+)"', lines[0])
+    if group:
+        reason = re.sub(r'^Parser key "', f'Parser key "{group[1]}.', reason)
+    return " ".join(reason.split())

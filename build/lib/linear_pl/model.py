@@ -1,0 +1,265 @@
+"""The networks (plain nn.Modules) and the LightningModules that train them with MSE and SGD.
+
+``DotProduct`` is the tutorials' model, trained by ``LinearModel``; ``MLP``, trained by ``MLPModel``,
+is the second example: the same training, logging and checkpoints for a network of your own.
+"""
+
+import math
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from linear_pl.closed_form import SAFETY_FACTOR, Moments, stable_lr_of
+from linear_pl.conditioning import Precondition, Preconditioner, resolve
+from linear_pl.data_protocol import batch_size_of, moments_of, training_batches
+
+
+class DotProduct(nn.Module):
+    """Tutorial 1's ``MyLinear``: y = x @ weight, plus a bias if asked for (tutorial 2's nn.Linear)."""
+
+    def __init__(self, num_features: int, bias: bool = False) -> None:
+        super().__init__()
+        # randn, as both tutorials start: the first thing a learner watches is these numbers moving.
+        self.weight = nn.Parameter(torch.randn(num_features))
+        self.bias = nn.Parameter(torch.randn(())) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` is one sample ``[d]`` or a batch ``[B, d]``; returns ``[]`` or ``[B]``."""
+        y = x @ self.weight
+        return y if self.bias is None else y + self.bias
+
+
+class MLP(nn.Module):
+    """A small multi-layer perceptron, y = f(x): Linear -> ReLU per hidden size, then Linear to one output.
+
+    Inputs and targets are standardized inside the network with statistics of the training data
+    (buffers, saved in checkpoints), so raw features in [1, 100] and targets of any scale train at
+    the same learning rate, and ``forward`` takes and returns raw units.
+    """
+
+    def __init__(self, num_features: int, hidden_sizes: list[int]) -> None:
+        super().__init__()
+        sizes = [num_features, *hidden_sizes]
+        layers: list[nn.Module] = []
+        for inputs, outputs in zip(sizes, sizes[1:]):
+            layers += [nn.Linear(inputs, outputs), nn.ReLU()]
+        self.layers = nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
+        self.register_buffer("x_mean", torch.zeros(num_features))
+        self.register_buffer("x_std", torch.ones(num_features))
+        self.register_buffer("y_mean", torch.zeros(()))
+        self.register_buffer("y_std", torch.ones(()))
+
+    @torch.no_grad()
+    def fit_scaling(self, moments: Moments) -> None:
+        """Take the standardization statistics from the training data's moments."""
+        unbiased = moments.count / max(moments.count - 1, 1)  # as torch.std
+        self.x_mean.copy_(moments.mean)
+        self.x_std.copy_((moments.second_moment(centred=True) * unbiased).sqrt().clamp_min(1e-6))
+        self.y_mean.fill_(moments.y_mean)
+        y_var = (moments.y_mean_square - moments.y_mean**2) * unbiased
+        self.y_std.fill_(max(y_var, 1e-12) ** 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` is one sample ``[d]`` or a batch ``[B, d]``; returns ``[]`` or ``[B]``."""
+        z = (x - self.x_mean) / self.x_std
+        return self.layers(z).squeeze(-1) * self.y_std + self.y_mean
+
+
+class RegressionModel(L.LightningModule):
+    """Trains a network ``self.net`` (set by the subclass) with mean squared error and SGD.
+
+    Everything a run needs besides the network lives here: the epoch loss, validation, prediction,
+    the optimizer and learning-rate schedules. At ``fit`` the model reads what it needs from the
+    training data (:meth:`fit_to_data`), and ``lr="auto"`` is resolved by :meth:`auto_lr`.
+    """
+
+    net: nn.Module
+
+    def __init__(
+        self,
+        lr: float | Literal["auto"] = "auto",
+        momentum: float = 0.0,
+        lr_scheduler: Literal["none", "step", "exponential", "cosine", "plateau"] = "none",
+        step_size: int = 100,
+        gamma: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if lr != "auto" and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr {lr}: must be a finite number > 0, or auto")
+        if not (math.isfinite(momentum) and 0 <= momentum < 1):
+            raise ValueError(f"momentum {momentum}: must be in [0, 1)")
+        self.lr = lr  # a float once setup() has resolved "auto"
+        self.momentum, self.lr_scheduler, self.step_size, self.gamma = momentum, lr_scheduler, step_size, gamma
+        self.stable_lr = math.inf  # the largest stable lr, where the model knows it (see LinearModel)
+        self._epoch_loss_sum: torch.Tensor | None = None  # see training_step
+        self._epoch_samples = 0
+
+    # What a model without weights (the MLP) reports in their place.
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+
+    def fit_to_data(self, datamodule: L.LightningDataModule) -> None:
+        """Take from the training data whatever the model needs before its first step (nothing here)."""
+
+    def auto_lr(self, datamodule: L.LightningDataModule) -> float:
+        """The learning rate ``lr="auto"`` stands for, given the training data."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference: ``model(x)`` for ``x`` of shape ``[d]`` or ``[B, d]``."""
+        return self.net(x)
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit":
+            return
+        datamodule = self.trainer.datamodule
+        if datamodule is not None:
+            # A resumed run computes the same values, then loads the checkpoint's over them.
+            self.fit_to_data(datamodule)
+        if self.lr == "auto":
+            if datamodule is None:
+                raise ValueError('lr="auto" needs the data as a LightningDataModule')
+            self.lr = self.auto_lr(datamodule)
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_loss_sum = torch.zeros((), device=self.device)
+        self._epoch_samples = 0
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        prediction = self(x)
+        loss = F.mse_loss(prediction, y.reshape(prediction.shape))  # y may come as [B, 1]
+        # The epoch's loss is summed on the device and logged once: reading it back to the host
+        # every step would stall the device, and self.log every step costs ~0.2 ms.
+        self._epoch_loss_sum.add_(loss.detach(), alpha=len(x))
+        self._epoch_samples += len(x)
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            # Logged at the epoch's last step, not in on_train_epoch_end: callbacks run their
+            # on_train_epoch_end before the module's, and the progress report needs this value.
+            # logger=False: Lightning's TensorBoard write every epoch added ~1.6 ms to a 5 ms epoch
+            # (10 samples, measured here); ProgressReport writes it every --log_every_n_epochs.
+            epoch_loss = self._epoch_loss_sum / self._epoch_samples
+            self.log("train/loss", epoch_loss, on_step=False, on_epoch=True, sync_dist=True, logger=False)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch[0], batch[1]
+        prediction = self(x)
+        # batch_size weights the epoch mean correctly when the last batch is shorter.
+        loss = F.mse_loss(prediction, y.reshape(prediction.shape))
+        self.log("val/loss", loss, batch_size=len(x), sync_dist=True)
+
+    def predict_step(self, batch: torch.Tensor | tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.momentum)
+        schedulers = torch.optim.lr_scheduler
+        if self.lr_scheduler == "step":
+            scheduler = schedulers.StepLR(optimizer, self.step_size, self.gamma)
+        elif self.lr_scheduler == "exponential":
+            scheduler = schedulers.ExponentialLR(optimizer, self.gamma)
+        elif self.lr_scheduler == "cosine":  # from lr down to 0 at --max_epochs
+            scheduler = schedulers.CosineAnnealingLR(optimizer, max(self.trainer.max_epochs or 1, 1))
+        elif self.lr_scheduler == "plateau":
+            # x gamma after 2 validations without improvement; stepped only where validation ran.
+            plateau = schedulers.ReduceLROnPlateau(optimizer, factor=self.gamma, patience=2)
+            every = self.trainer.check_val_every_n_epoch or 1
+            config = {"scheduler": plateau, "monitor": "val/loss", "frequency": every}
+            return {"optimizer": optimizer, "lr_scheduler": config}
+        else:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+class LinearModel(RegressionModel):
+    """Trains :class:`DotProduct`: the tutorials' model, whose learned weights should equal the true ones.
+
+    ``precondition`` (see ``conditioning.py``): ``none`` is tutorial 1's plain SGD on raw inputs;
+    ``whiten`` and ``standardize`` train on conditioned inputs and report the weights in raw units;
+    ``auto`` whitens up to WHITEN_MAX_FEATURES features and standardizes beyond. ``lr="auto"`` is
+    SAFETY_FACTOR times the largest rate at which SGD is stable for the inputs it sees and the batch
+    size (see ``stable_lr_of``).
+    """
+
+    def __init__(
+        self, num_features: int = 7, bias: bool = False, precondition: Precondition = "none", **optimizer_args: Any
+    ) -> None:
+        """``optimizer_args``: ``lr``, ``momentum``, ``lr_scheduler``, ``step_size``, ``gamma``, as in
+        :class:`RegressionModel` (LightningCLI and ``--help`` list them as this class's own)."""
+        super().__init__(**optimizer_args)
+        self.save_hyperparameters()
+        self.net = DotProduct(num_features, bias)
+        kind = resolve(precondition, num_features)
+        self.preconditioner = None if kind == "none" else Preconditioner(num_features, kind, centre=bias)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The learned weights on raw inputs, one per feature: what the run should recover."""
+        if self.preconditioner is None:
+            return self.net.weight
+        return self.preconditioner.raw_weight(self.net.weight)
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        """The learned bias on raw inputs, or None when the model has none."""
+        if self.preconditioner is None or self.net.bias is None:
+            return self.net.bias
+        return self.preconditioner.raw_bias(self.net.bias, self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference on raw inputs: ``x`` is one sample ``[d]`` or a batch ``[B, d]``."""
+        if self.preconditioner is None:
+            return self.net(x)
+        # net(P (x - shift)) with P folded into the weights: one dot product, as without it.
+        bias = self.bias
+        return x @ self.weight if bias is None else x @ self.weight + bias
+
+    def fit_to_data(self, datamodule: L.LightningDataModule) -> None:
+        conditioner = self.preconditioner
+        if conditioner is not None:
+            conditioner.fit(moments_of(datamodule, full=conditioner.kind == "whiten"))
+        # The largest lr at which SGD is stable on the inputs it sees. Under DDP one step averages
+        # the gradients of world_size batches: one batch of that many times the size.
+        batch_size = batch_size_of(datamodule) * self.trainer.world_size
+        transform = None if conditioner is None else (lambda x: conditioner.to(x.device)(x))
+        self.stable_lr = stable_lr_of(training_batches(datamodule), self.net.bias is not None, batch_size, transform)
+
+    def auto_lr(self, datamodule: L.LightningDataModule) -> float:
+        return SAFETY_FACTOR * self.stable_lr
+
+
+class MLPModel(RegressionModel):
+    """Trains :class:`MLP` on targets a dot product cannot fit (``--target quadratic|sine``, real data).
+
+    ``lr="auto"`` is 0.1 / var(y) at batch 32 or more (inputs and targets are standardized, so one
+    rate suits any scale), scaled by sqrt(batch / 32) below.
+    """
+
+    def __init__(
+        self,
+        num_features: int = 7,
+        hidden_sizes: list[int] = [64, 64],  # noqa: B006 -- read-only; a list so the CLI and YAML take [a, b]
+        **optimizer_args: Any,
+    ) -> None:
+        """``optimizer_args`` as in :class:`LinearModel`."""
+        super().__init__(**optimizer_args)
+        if not hidden_sizes or not all(isinstance(h, int) and h >= 1 for h in hidden_sizes):
+            raise ValueError(f"hidden_sizes {hidden_sizes}: must be a non-empty list of integers >= 1")
+        self.save_hyperparameters()
+        self.net = MLP(num_features, hidden_sizes)
+
+    def fit_to_data(self, datamodule: L.LightningDataModule) -> None:
+        self.net.fit_scaling(moments_of(datamodule, full=False))
+
+    def auto_lr(self, datamodule: L.LightningDataModule) -> float:
+        # 0.1 for the standardized network at a (global) batch of 32 or more -- 0.05-0.1 reached the
+        # lowest validation loss on the sine target -- and less for smaller, noisier batches
+        # (square-root scaling; 0.1 diverged at batch 1). The loss is in raw units, whose
+        # gradients are y_std^2 times larger.
+        batch_size = batch_size_of(datamodule) * self.trainer.world_size
+        return 0.1 * min(1.0, batch_size / 32) ** 0.5 / self.net.y_std.item() ** 2

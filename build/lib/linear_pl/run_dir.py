@@ -1,0 +1,68 @@
+"""Where a run writes: its own ``version_N`` directory, claimed atomically, checked before training.
+
+Lightning's TensorBoardLogger picks the next version by listing the folder, so runs started together
+pick the same one and write into each other's files. Here ``os.mkdir`` claims the name: it fails
+when another process took it first, and the next number is tried.
+"""
+
+import os
+import shlex
+import tempfile
+from pathlib import Path
+
+from linear_pl.errors import UsageError
+
+# Set by the process that claimed the directory, for the DDP ranks Lightning relaunches from it
+# (they inherit its environment, with LOCAL_RANK > 0): every rank of a run writes into one directory.
+RUN_DIR_ENV = "LINEAR_PL_RUN_DIR"
+
+
+def _versions(logs: Path) -> list[int]:
+    names = (p.name.removeprefix("version_") for p in logs.glob("version_*"))
+    return [int(name) for name in names if name.isdigit()]
+
+
+def claim_run_dir(root: Path) -> Path:
+    """Create and return ``root/lightning_logs/version_N``, N one past the highest taken; one line if it cannot."""
+    logs = root / "lightning_logs"
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+        while True:
+            run_dir = logs / f"version_{max(_versions(logs), default=-1) + 1}"
+            try:
+                run_dir.mkdir()
+                break
+            except FileExistsError:  # another run claimed it between our listing and our mkdir
+                continue
+    except OSError as error:
+        raise UsageError(f"{logs}: cannot create the run directory ({error.strerror})") from None
+    check_writable(run_dir)
+    return run_dir
+
+
+def check_writable(directory: Path) -> None:
+    """One line, before any training, if files cannot be written in ``directory``."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise UsageError(f"{directory}: cannot write there ({error.strerror})") from None
+
+
+def inherited_run_dir() -> Path | None:
+    """The directory of the run this process is a relaunched DDP rank of, if it is one."""
+    inherited = os.environ.get(RUN_DIR_ENV)
+    return Path(inherited) if inherited and os.environ.get("LOCAL_RANK", "0") != "0" else None
+
+
+def continue_command(args: list[str]) -> str:
+    """The command that continues an interrupted run: the same flags, ``--ckpt_path last``."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--ckpt_path":
+            skip = True
+        elif not arg.startswith("--ckpt_path="):
+            kept.append(arg)
+    return shlex.join(["python", "scripts/train.py", *kept, "--ckpt_path", "last"])
