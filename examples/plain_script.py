@@ -24,7 +24,7 @@ x = torch.randint(1, 101, (args.num_samples, args.num_features), dtype=torch.flo
 y = x @ torch.arange(1.0, args.num_features + 1)
 w = torch.randn(args.num_features, requires_grad=True)
 optimizer = torch.optim.SGD([w], lr=args.lr)
-for epoch in range(args.max_epochs):
+for _ in range(args.max_epochs):
     for i in range(0, args.num_samples, args.batch_size):
         loss = F.mse_loss(x[i : i + args.batch_size] @ w, y[i : i + args.batch_size])
         optimizer.zero_grad()
