@@ -39,7 +39,7 @@ from linear_pl.flags import (
 from linear_pl.model import RegressionModel
 from linear_pl.report import ProgressReport
 from linear_pl.run import fit, validate
-from linear_pl.run_dir import RUN_DIR_ENV, claim_run_dir, inherited_run_dir
+from linear_pl.run_dir import choose_run_dir
 
 DESCRIPTION = """\
 linear_pl trains a network with MSE and SGD on PyTorch Lightning: by default tutorial 1's dot product,
@@ -159,13 +159,11 @@ class LinearCLI(LightningCLI):
         # nothing is written: validate, fast_dev_run (Lightning's DummyLogger).
         self.run_dir = None
         if config.logger in (None, True) and not (self.validating or config.fast_dev_run):
-            version = version_of(self.ckpt_path, self.root)  # resuming continues the checkpoint's run
-            self.run_dir = inherited_run_dir() or (
-                self.root / "lightning_logs" / f"version_{version}" if version is not None else claim_run_dir(self.root)
-            )
-            os.environ[RUN_DIR_ENV] = str(self.run_dir)  # for the DDP ranks Lightning relaunches from here
-            # default_hp_metric=False: the hparams get a real metric at the end instead of -1.
-            kwargs["logger"] = TensorBoardLogger(self.root, version=self.run_dir.name, default_hp_metric=False)
+            # Resuming continues the checkpoint's run. default_hp_metric=False: the hparams get a real
+            # metric at the end instead of -1.
+            self.run_dir = choose_run_dir(self.root, version_of(self.ckpt_path, self.root))
+            version = None if self.run_dir is None else self.run_dir.name
+            kwargs["logger"] = TensorBoardLogger(self.root, version=version, default_hp_metric=False)
         if self.validating:
             kwargs["logger"] = False
         self.progress = ProgressReport(self.config.log_every_n_epochs)

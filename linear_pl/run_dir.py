@@ -55,6 +55,28 @@ def inherited_run_dir() -> Path | None:
     return Path(inherited) if inherited and os.environ.get("LOCAL_RANK", "0") != "0" else None
 
 
+def _launched_by_another_tool() -> bool:
+    # torchrun and srun start every rank themselves: none of them can hand rank 0's claim to the others
+    # before the process group exists, so Lightning's logger chooses and broadcasts rank 0's choice.
+    return "LOCAL_RANK" in os.environ or "RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+
+
+def choose_run_dir(root: Path, version: int | None) -> Path | None:
+    """The run's directory: a resumed run's own, the one a relaunched DDP rank inherits, or a new claim.
+
+    None where the ranks were started by torchrun or SLURM (then the logger picks, as Lightning does).
+    """
+    if (inherited := inherited_run_dir()) is not None:
+        return inherited
+    if version is not None:
+        return root / "lightning_logs" / f"version_{version}"
+    if _launched_by_another_tool():
+        return None
+    run_dir = claim_run_dir(root)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # for the DDP ranks Lightning relaunches from this process
+    return run_dir
+
+
 def continue_command(args: list[str]) -> str:
     """The command that continues an interrupted run: the same flags, ``--ckpt_path last``."""
     kept, skip = [], False

@@ -13,6 +13,8 @@ import torch
 import yaml
 from conftest import ROOT
 
+from linear_pl.run_dir import RUN_DIR_ENV, choose_run_dir
+
 TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
 
 
@@ -92,3 +94,17 @@ def test_a_run_directory_without_permission_fails_before_training(train, tmp_pat
     locked.mkdir(mode=0o500)
     run = train("--default_root_dir", str(locked))
     assert run.status == 2 and "cannot create the run directory (Permission denied)" in run.stderr
+
+
+def test_who_chooses_the_run_directory(tmp_path, monkeypatch):
+    for name in ("LOCAL_RANK", "RANK", "SLURM_NTASKS", RUN_DIR_ENV):
+        monkeypatch.delenv(name, raising=False)
+    claimed = choose_run_dir(tmp_path, None)  # the launching process claims, and tells its DDP ranks
+    assert claimed == tmp_path / "lightning_logs" / "version_0" and os.environ[RUN_DIR_ENV] == str(claimed)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a rank Lightning relaunched from it: the same directory
+    assert choose_run_dir(tmp_path, None) == claimed
+    monkeypatch.delenv(RUN_DIR_ENV)
+    monkeypatch.setenv("RANK", "1")  # started by torchrun: Lightning's logger chooses, rank 0's choice shared
+    assert choose_run_dir(tmp_path, None) is None
+    assert choose_run_dir(tmp_path, 7) == tmp_path / "lightning_logs" / "version_7"  # resuming: the run's own
+    assert sorted(p.name for p in (tmp_path / "lightning_logs").iterdir()) == ["version_0"]
