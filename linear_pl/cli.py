@@ -151,7 +151,9 @@ class LinearCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         if self.checkpoint is not None:
             check_checkpoint_fits(self.ckpt_path, self.checkpoint, self.model)
-            del self.checkpoint  # Lightning loads it again, through AtomicCheckpointIO
+            if self.validating:  # the weights alone: no training state, nothing written
+                self.model.load_state_dict(self.checkpoint["state_dict"])
+            del self.checkpoint  # fit loads it again, through AtomicCheckpointIO
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         config, theirs = self.config.trainer, self.config_init.trainer.callbacks or []

@@ -214,11 +214,10 @@ def verdict(results: dict[str, Any], tolerance: float = 0.01, lr_was_auto: bool 
         if val is None or linear is None:  # no validation set: nothing to compare with the best linear fit
             return f"After {epochs} epochs: train_loss {results['final_train_loss']:.4g} (no validation set)."
         best = f" (epoch {results['best_epoch']})" if results["best_val_loss"] is not None else ""
-        ratio = f"{val / linear:.3f}x" if linear > 0 else "vs"
-        return (
-            f"After {epochs} epochs ({results['stopped_because']}): best val_loss {val:.4g}{best}, "
-            f"{ratio} the least-squares fit's {linear:.4g}."
-        )
+        head = f"After {epochs} epochs ({results['stopped_because']}): best val_loss {val:.4g}{best}"
+        if linear <= 1e-9 * max(val, 1.0):  # float rounding: the data is exactly linear
+            return f"{head}; the least-squares fit's is {linear:.3g}: a linear model fits this data exactly."
+        return f"{head}, {val / linear:.3f}x the least-squares fit's {linear:.4g}."
     if not math.isfinite(error):
         return f"Diverged: the weights are not finite after {epochs} epochs (lr {results['lr']:.3g})."
     if error <= tolerance:

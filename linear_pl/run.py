@@ -23,7 +23,7 @@ def validate(cli: "LinearCLI") -> int:
     if cli.ckpt_path is None:
         print("error: validate needs --ckpt_path best, last or a path", file=sys.stderr)
         return 2
-    (metrics,) = cli.trainer.validate(cli.model, cli.datamodule, ckpt_path=cli.ckpt_path, verbose=False)
+    (metrics,) = cli.trainer.validate(cli.model, cli.datamodule, verbose=False)  # its weights: loaded safely
     print(f"{cli.ckpt_path}: val_loss {metrics['val/loss']:.6g}")
     return 0
 

@@ -81,3 +81,10 @@ def test_linear_pl_command_fits_and_predicts(tmp_path):
     assert len(predict.stdout.split()) == 1
     wrong = subprocess.run([command, "train"], capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2 and wrong.stderr.startswith("error: train: choose fit, validate or predict")
+
+
+def test_on_exactly_linear_data_the_verdict_says_so_instead_of_a_ratio(train):
+    run = train("--model", "mlp", "--num_samples", "200", "--batch_size", "20", "--max_epochs", "2")
+    assert run.status == 0, run.stderr
+    assert run.results["least_squares_val_loss"] < 1e-6  # noise-free y = x @ w
+    assert run.stdout.rstrip().endswith("a linear model fits this data exactly.")

@@ -6,13 +6,12 @@ from linear_pl import SyntheticDataModule
 from linear_pl.closed_form import SAFETY_FACTOR, stable_lr
 
 
-@pytest.mark.slow
-def test_default_run_recovers_every_weight_for_nine_of_ten_seeds(train):
-    recovered = []
+def test_default_run_recovers_every_weight_of_all_ten_seeds_in_at_most_50_epochs(train):
+    # Preconditioned (whitened) inputs: 7-9 epochs each here; the raw problem took 144-2405.
     for seed in range(10):
         results = train("--seed", str(seed)).results
-        recovered.append(results["max_abs_error"] <= 0.01 and results["converged"])
-    assert sum(recovered) >= 9, recovered
+        assert results["max_abs_error"] <= 0.01 and results["converged"], (seed, results["max_abs_error"])
+        assert results["epochs"] <= 50, (seed, results["epochs"])
 
 
 def test_seed_presets_run_the_tutorial_literally(train):
