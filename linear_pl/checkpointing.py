@@ -3,6 +3,7 @@
 import math
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,9 @@ class RunCheckpoints(Checkpoint):
         # Ctrl-C or SIGTERM: finish the epoch, save, stop. A checkpoint at an epoch's end resumes
         # bit-identically; Lightning's own handling stops mid-epoch, which a plain DataLoader cannot
         # resume exactly. A second signal gets Lightning's handling: stop now, save on the exception.
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._handlers[signum] = signal.signal(signum, self._stop_at_epoch_end)
+        if threading.current_thread() is threading.main_thread():  # the only thread that may set handlers
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._handlers[signum] = signal.signal(signum, self._stop_at_epoch_end)
 
     def _stop_at_epoch_end(self, signum: int, frame: object) -> None:
         self.signal = signum
