@@ -216,8 +216,10 @@ class LinearModel(RegressionModel):
         if self.preconditioner is None:
             return self.net(x)
         # net(P (x - shift)) with P folded into the weights: one dot product, as without it.
-        bias = self.bias
-        return x @ self.weight if bias is None else x @ self.weight + bias
+        weight = self.weight
+        if self.net.bias is None:
+            return x @ weight
+        return x @ weight + self.preconditioner.raw_bias(self.net.bias, weight)
 
     def fit_to_data(self, datamodule: L.LightningDataModule) -> None:
         conditioner = self.preconditioner
