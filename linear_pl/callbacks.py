@@ -8,6 +8,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from linear_pl.closed_form import SAFETY_FACTOR
 from linear_pl.data_protocol import true_weights_of, y_mean_square_of
+from linear_pl.internals import PerEpochCallback
 
 
 class TrainingDiverged(RuntimeError):
@@ -23,7 +24,7 @@ class TrainingDiverged(RuntimeError):
         super().__init__(f"training diverged at epoch {epoch}: train_loss {loss:.4g} with lr {lr:.3g}; {advice}")
 
 
-class TrainingLossWatch(L.Callback):
+class TrainingLossWatch(PerEpochCallback):
     """After each epoch the training loss decides: diverged (raise), converged (stop), or go on.
 
     The tutorials' "hardest hyperparameter", made safe: before training, one warning line if the lr
@@ -87,7 +88,11 @@ def early_stopping_on_val_loss(theirs: list, patience: int | None, min_delta: fl
             return callback
     if patience is None:
         return None
-    return EarlyStopping("val/loss", min_delta=min_delta, patience=patience, check_finite=False)
+    return ValPlateauStop("val/loss", min_delta=min_delta, patience=patience, check_finite=False)
+
+
+class ValPlateauStop(PerEpochCallback, EarlyStopping):
+    """Lightning's EarlyStopping, without per-batch hooks (it has none to run)."""
 
 
 def warn_about_clashes(theirs: list) -> None:

@@ -16,6 +16,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from linear_pl.callbacks import TrainingDiverged
 from linear_pl.errors import UsageError
+from linear_pl.internals import PerEpochCallback
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -51,7 +52,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return super().load_checkpoint(path, map_location=map_location, weights_only=True)
 
 
-class RunCheckpoints(Checkpoint):
+class RunCheckpoints(PerEpochCallback, Checkpoint):
     """Two files in the run's ``checkpoints/``: ``last.ckpt`` and ``best.ckpt`` (lowest ``val/loss``).
 
     ``last.ckpt`` is refreshed after an epoch once ``min_interval`` seconds have passed since the last

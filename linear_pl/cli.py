@@ -36,6 +36,7 @@ from linear_pl.flags import (
     import_class,
     init_parameters,
 )  # fmt: skip
+from linear_pl.internals import PerEpochCallback
 from linear_pl.model import RegressionModel
 from linear_pl.report import ProgressReport
 from linear_pl.run import fit, validate
@@ -58,6 +59,10 @@ TRAINER_DEFAULTS = {
 }
 # The command's default run preconditions the inputs; LinearModel(...) in Python stays plain SGD.
 MODEL_DEFAULTS = {"precondition": "auto"}
+
+
+class SaveConfig(PerEpochCallback, SaveConfigCallback):
+    """LightningCLI's config.yaml writer, without per-batch hooks (it acts once, at setup)."""
 
 
 class LinearCLI(LightningCLI):
@@ -88,7 +93,7 @@ class LinearCLI(LightningCLI):
             trainer_defaults=TRAINER_DEFAULTS,
             seed_everything_default=0,
             auto_configure_optimizers=False,  # the model configures SGD itself
-            save_config_callback=None if validate else SaveConfigCallback,  # validate writes nothing
+            save_config_callback=None if validate else SaveConfig,  # validate writes nothing
             save_config_kwargs={"overwrite": True},
             **kwargs,
         )

@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from linear_pl.closed_form import SAFETY_FACTOR, Moments, stable_lr_of
 from linear_pl.conditioning import Precondition, Preconditioner, resolve
 from linear_pl.data_protocol import batch_size_of, moments_of, training_batches
+from linear_pl.internals import publish_metric
 
 
 class DotProduct(nn.Module):
@@ -132,17 +133,18 @@ class RegressionModel(L.LightningModule):
         x, y = batch[0], batch[1]
         prediction = self(x)
         loss = F.mse_loss(prediction, y.reshape(prediction.shape))  # y may come as [B, 1]
-        # The epoch's loss is summed on the device and logged once: reading it back to the host
-        # every step would stall the device, and self.log every step costs ~0.2 ms.
+        # The epoch's loss is summed on the device: reading it back to the host every step would
+        # stall the device, and self.log every step costs ~0.2 ms.
         self._epoch_loss_sum.add_(loss.detach(), alpha=len(x))
         self._epoch_samples += len(x)
         if batch_idx + 1 == self.trainer.num_training_batches:
-            # Logged at the epoch's last step, not in on_train_epoch_end: callbacks run their
-            # on_train_epoch_end before the module's, and the progress report needs this value.
-            # logger=False: Lightning's TensorBoard write every epoch added ~1.6 ms to a 5 ms epoch
-            # (10 samples, measured here); ProgressReport writes it every --log_every_n_epochs.
-            epoch_loss = self._epoch_loss_sum / self._epoch_samples
-            self.log("train/loss", epoch_loss, on_step=False, on_epoch=True, sync_dist=True, logger=False)
+            # At the epoch's last step, not in on_train_epoch_end: callbacks run their
+            # on_train_epoch_end before the module's, and they read this value. Published, not
+            # self.log'd (see publish_metric); ProgressReport writes it to the loggers.
+            strategy = self.trainer.strategy  # under DDP: the mean over every rank's samples
+            total = strategy.reduce(self._epoch_loss_sum, reduce_op="sum")
+            count = strategy.reduce(torch.tensor(float(self._epoch_samples), device=self.device), reduce_op="sum")
+            publish_metric(self.trainer, "train/loss", total / count)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from linear_pl.checkpointing import RunCheckpoints
 from linear_pl.closed_form import linear_fit_loss
 from linear_pl.data_protocol import moments_of, true_weights_of, validation_batches
+from linear_pl.internals import PerEpochCallback
 
 RESULT_KEYS = (
     "model", "target", "seed", "true_weights", "true_bias", "initial_weights", "initial_bias",
@@ -30,7 +31,7 @@ def _scalar(value: torch.Tensor | None) -> float | None:
     return None if value is None else value.item()
 
 
-class ProgressReport(L.Callback):
+class ProgressReport(PerEpochCallback):
     """Every ``log_every_n_epochs`` epochs: one line on stdout; the training loss, learning rate and
     each weight's value in TensorBoard.
 

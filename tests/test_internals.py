@@ -5,9 +5,10 @@ A failure here after an upgrade names the internal that changed; the fix belongs
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 
 from linear_pl import LinearModel, SyntheticDataModule
-from linear_pl.internals import CLASS_PATH_KEY, epoch_about_to_run, one_line
+from linear_pl.internals import CLASS_PATH_KEY, PerEpochCallback, epoch_about_to_run, one_line
 
 UPGRADE = "Lightning or jsonargparse changed an internal linear_pl relies on: see linear_pl/internals.py"
 
@@ -25,6 +26,38 @@ def test_epoch_about_to_run_counts_the_epoch_whose_end_is_being_saved():
     )  # fmt: skip
     trainer.fit(LinearModel(lr=1e-6), SyntheticDataModule())
     assert seen == [1, 2, 3], f"{UPGRADE}: fit_loop.epoch_progress.current.processed gave {seen}"
+
+
+def quiet_trainer(**kwargs) -> L.Trainer:
+    return L.Trainer(
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, **kwargs
+    )
+
+
+def test_lightning_skips_a_callback_hook_that_is_none():
+    class CountEpochs(PerEpochCallback):
+        epochs = 0
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.epochs += 1
+
+    counter = CountEpochs()
+    assert counter.on_train_batch_end is None
+    try:
+        quiet_trainer(max_epochs=2, callbacks=[counter]).fit(LinearModel(lr=1e-6), SyntheticDataModule())
+    except TypeError as error:  # Lightning called None
+        raise AssertionError(f"{UPGRADE}: PerEpochCallback ({error})") from error
+    assert counter.epochs == 2
+
+
+def test_a_published_train_loss_reaches_lightnings_own_callbacks():
+    # EarlyStopping on train/loss with an unreachable threshold stops after the first epoch, if it sees
+    # the metric; without it, it would raise (strict).
+    stop = EarlyStopping("train/loss", stopping_threshold=float("inf"), check_on_train_epoch_end=True)
+    trainer = quiet_trainer(max_epochs=5, callbacks=[stop])
+    trainer.fit(LinearModel(lr=1e-6), SyntheticDataModule())
+    assert trainer.current_epoch == 1, f"{UPGRADE}: publish_metric (stopped after {trainer.current_epoch} epochs)"
+    assert trainer.callback_metrics["train/loss"].item() > 0
 
 
 def test_lightning_cli_saves_the_class_path_in_the_hyperparameters(train):
