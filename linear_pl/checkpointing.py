@@ -1,5 +1,6 @@
 """Checkpoints: last.ckpt and best.ckpt written so that a kill loses nothing, and found and loaded safely."""
 
+import io
 import math
 import os
 import signal
@@ -18,6 +19,9 @@ from linear_pl.callbacks import TrainingDiverged
 from linear_pl.errors import UsageError
 from linear_pl.internals import PerEpochCallback
 
+# storage_options for trainer.save_checkpoint: keep the checkpoint in memory until AtomicCheckpointIO.flush().
+HOLD = {"hold": True}
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes a checkpoint so that a kill at any moment leaves either the old file or the new one.
@@ -25,28 +29,31 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Lightning's own save goes through a temporary file in $TMPDIR and then moves it; when $TMPDIR is
     on another filesystem the move is a plain copy, and a kill during it leaves a truncated file.
     Here the temporary file sits beside its target, is flushed to disk, then renamed over it.
+    Saved with ``storage_options=HOLD``, the checkpoint is serialized now and written at ``flush``.
     Loading always uses torch's safe loader: a checkpoint may come from anywhere.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: dict[Path, bytes] = {}
+
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         if get_filesystem(path).protocol not in ("file", ("file", "local")):
-            return super().save_checkpoint(checkpoint, path, storage_options)
+            return super().save_checkpoint(checkpoint, path)
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # make the rename itself durable
-        finally:
-            os.close(directory)
+        if storage_options == HOLD:
+            buffer = io.BytesIO()
+            torch.save(checkpoint, buffer)
+            self.held[path] = buffer.getvalue()
+            return
+        self.held.pop(path, None)  # superseded
+        _write_atomically(path, checkpoint)
+
+    def flush(self) -> None:
+        """Write the checkpoints held in memory."""
+        while self.held:
+            path, data = self.held.popitem()
+            _write_atomically(path, data)
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return super().load_checkpoint(path, map_location=map_location, weights_only=True)
@@ -57,11 +64,14 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
 
     ``last.ckpt`` is refreshed after an epoch once ``min_interval`` seconds have passed since the last
     save (tiny epochs would otherwise spend more time writing checkpoints than training), at the end
-    of training, and when training stops on an exception or a signal. ``best.ckpt`` is written each
-    time the validation loss improves. Both go through ``trainer.save_checkpoint``, and so through
-    :class:`AtomicCheckpointIO`. (Lightning's ModelCheckpoint would keep extra ``epoch=N`` files, or,
-    with ``save_top_k=0``, save last.ckpt only at the end.) A ``Checkpoint``, Lightning's public base
-    class, so that Lightning adds no checkpoint callback of its own and runs this one last.
+    of training, and when training stops on an exception or a signal. ``best.ckpt`` is saved each
+    time the validation loss improves: written at once if its last write is ``min_interval`` old,
+    else held in memory (one checkpoint's bytes) and written with the next last.ckpt -- on the
+    tutorial's data, writing each one took longer than the ten epochs between. Both go through
+    ``trainer.save_checkpoint``, and so through :class:`AtomicCheckpointIO`. (Lightning's
+    ModelCheckpoint would keep extra ``epoch=N`` files, or, with ``save_top_k=0``, save last.ckpt
+    only at the end.) A ``Checkpoint``, Lightning's public base class, so that Lightning adds no
+    checkpoint callback of its own and runs this one last.
     """
 
     def __init__(self, min_interval: float = 5.0, monitor: str = "val/loss", dirpath: Path | None = None) -> None:
@@ -71,7 +81,7 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         self._handlers: dict[int, object] = {}
         self.best_score: float | None = None
         self.best_epoch: int | None = None
-        self._last_save_time = time.monotonic()
+        self._last_save_time = self._best_save_time = time.monotonic()
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.dirpath is None:  # a run directory of the user's logger
@@ -82,14 +92,22 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         """best.ckpt, once it has been written."""
         return None if self.best_epoch is None else self.dirpath / "best.ckpt"
 
-    def save(self, trainer: L.Trainer, name: str) -> None:
-        """Write ``name``.ckpt now (every DDP rank must call it; rank 0 writes)."""
-        trainer.save_checkpoint(self.dirpath / f"{name}.ckpt", weights_only=False)  # the full state, said so
+    def save(self, trainer: L.Trainer, name: str, hold: bool = False) -> None:
+        """Write ``name``.ckpt now, or ``hold`` it until last.ckpt is written (every DDP rank must call
+        it; rank 0 writes)."""
+        checkpoint_io = trainer.strategy.checkpoint_io
+        hold = hold and isinstance(checkpoint_io, AtomicCheckpointIO)
+        if name == "last" and isinstance(checkpoint_io, AtomicCheckpointIO):
+            checkpoint_io.flush()  # best.ckpt first: on disk, it is never newer than last.ckpt says
+        path, options = self.dirpath / f"{name}.ckpt", HOLD if hold else None
+        trainer.save_checkpoint(path, weights_only=False, storage_options=options)  # the full state, said so
         if name == "last":
             self._last_save_time = time.monotonic()
+        elif not hold:
+            self._best_save_time = time.monotonic()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._last_save_time = time.monotonic()
+        self._last_save_time = self._best_save_time = time.monotonic()
         # Ctrl-C or SIGTERM: finish the epoch, save, stop. A checkpoint at an epoch's end resumes
         # bit-identically; Lightning's own handling stops mid-epoch, which a plain DataLoader cannot
         # resume exactly. A second signal gets Lightning's handling: stop now, save on the exception.
@@ -124,7 +142,7 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
             # current_epoch counts finished epochs: during fit, validation ends the one under way.
             fitting = trainer.state.fn == "fit"
             self.best_score, self.best_epoch = score.item(), trainer.current_epoch + (1 if fitting else 0)
-            self.save(trainer, "best")
+            self.save(trainer, "best", hold=time.monotonic() - self._best_save_time < self.min_interval)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()
@@ -135,12 +153,33 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         # After divergence the weights are worthless: keep the last good checkpoint instead.
         if not isinstance(exception, TrainingDiverged):
             self.save(trainer, "last")
+        elif isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
+            trainer.strategy.checkpoint_io.flush()  # the best weights, from before it diverged
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_score": self.best_score, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_score, self.best_epoch = state_dict["best_score"], state_dict["best_epoch"]
+
+
+def _write_atomically(path: Path, checkpoint: dict[str, Any] | bytes) -> None:
+    """A checkpoint, or one already serialized, to ``path`` through a flushed temporary file beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(checkpoint) if isinstance(checkpoint, bytes) else torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)
 
 
 def resolve_checkpoint(ckpt_path: str | None, root: Path) -> Path | None:

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}  # the shell's 128 + signal number
 
 
+LAST_AND_BEST = (("last good checkpoint", "last.ckpt"), ("best checkpoint", "best.ckpt"))
+
+
 def validate(cli: "LinearCLI") -> int:
     """``validate --ckpt_path ...``: print the checkpoint's validation loss; the exit status."""
     if cli.ckpt_path is None:
@@ -51,9 +54,9 @@ def fit(cli: "LinearCLI", args: list[str]) -> int:
     if not trainer.is_global_zero:
         return 0
     if diverged is not None:
-        last = run_dir / "checkpoints" / "last.ckpt"
-        kept = f"last good checkpoint kept: {last}" if last.exists() else "no checkpoint had been written yet"
-        print(f"error: {diverged}; {kept}", file=sys.stderr)
+        checkpoints = run_dir / "checkpoints"
+        kept = [f"{what} kept: {checkpoints / name}" for what, name in LAST_AND_BEST if (checkpoints / name).exists()]
+        print(f"error: {diverged}; {'; '.join(kept) or 'no checkpoint had been written yet'}", file=sys.stderr)
         return 1
     if stopped_because == "interrupted":
         signum = interrupted or cli.checkpoints.signal

@@ -139,6 +139,16 @@ def test_divergence_stops_with_a_clear_line_exit_1_and_results_say_so(train):
     assert "Recovered" not in run.stdout and "Not recovered" not in run.stdout  # no table for a NaN run
 
 
+def test_divergence_keeps_the_best_checkpoint_saved_before_it(train):
+    # Validated after epoch 1, diverged in epoch 2: best.ckpt was held in memory (validations came
+    # faster than --checkpoint_every_seconds) and is written when training fails.
+    run = train("--preset", "lntx", "--lr", "5e-4", "--max_epochs", "50", "--log_every_n_epochs", "1")
+    assert run.status == 1 and run.results["best_epoch"] == 1
+    best = run.run_dir / "checkpoints" / "best.ckpt"
+    assert run.stderr.splitlines()[-1].endswith(f"; best checkpoint kept: {best}")
+    assert torch.load(best, weights_only=True)["epoch"] == 0  # saved during epoch 1 (0-based 0)
+
+
 def test_a_stable_lr_gives_no_warning(train):
     run = train("--max_epochs", "2")
     assert "warning:" not in run.stderr and run.results["diverged"] is False
