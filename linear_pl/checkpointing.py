@@ -98,7 +98,7 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         checkpoint_io = trainer.strategy.checkpoint_io
         hold = hold and isinstance(checkpoint_io, AtomicCheckpointIO)
         if name == "last" and isinstance(checkpoint_io, AtomicCheckpointIO):
-            checkpoint_io.flush()  # best.ckpt first: on disk, it is never newer than last.ckpt says
+            checkpoint_io.flush()  # a held best.ckpt first: the best last.ckpt knows of is on disk
         path, options = self.dirpath / f"{name}.ckpt", HOLD if hold else None
         trainer.save_checkpoint(path, weights_only=False, storage_options=options)  # the full state, said so
         if name == "last":
