@@ -129,10 +129,13 @@ class RegressionModel(L.LightningModule):
         self._epoch_loss_sum = torch.zeros((), device=self.device)
         self._epoch_samples = 0
 
+    def loss(self, prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The mean squared error; override it for another loss (training and validation both use it)."""
+        return F.mse_loss(prediction, y.reshape(prediction.shape))  # y may come as [B, 1]
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch[0], batch[1]
-        prediction = self(x)
-        loss = F.mse_loss(prediction, y.reshape(prediction.shape))  # y may come as [B, 1]
+        loss = self.loss(self(x), y)
         # The epoch's loss is summed on the device: reading it back to the host every step would
         # stall the device, and self.log every step costs ~0.2 ms.
         self._epoch_loss_sum.add_(loss.detach(), alpha=len(x))
@@ -149,10 +152,8 @@ class RegressionModel(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch[0], batch[1]
-        prediction = self(x)
         # batch_size weights the epoch mean correctly when the last batch is shorter.
-        loss = F.mse_loss(prediction, y.reshape(prediction.shape))
-        self.log("val/loss", loss, batch_size=len(x), sync_dist=True)
+        self.log("val/loss", self.loss(self(x), y), batch_size=len(x), sync_dist=True)
 
     def predict_step(self, batch: torch.Tensor | tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch

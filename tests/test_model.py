@@ -69,3 +69,20 @@ def test_dot_product_is_the_tutorials_my_linear():
     net = DotProduct(7)
     torch.manual_seed(0)
     assert torch.equal(net.weight, torch.randn(7))  # initialised as the tutorial does
+
+
+def test_a_subclass_changes_the_loss_in_one_method():
+    class L1Model(LinearModel):
+        def loss(self, prediction, y):
+            return (prediction - y.reshape(prediction.shape)).abs().mean()
+
+    datamodule = SyntheticDataModule(true_weights=[2, 3], seed=1)
+    model = L1Model(num_features=2, lr=1e-3)
+    trainer = L.Trainer(
+        max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.fit(model, datamodule)
+    with torch.no_grad():  # the epoch's train/loss and val/loss are the mean absolute error
+        val_l1 = (model(datamodule.val_x) - datamodule.val_y).abs().mean()
+    torch.testing.assert_close(trainer.callback_metrics["val/loss"], val_l1)
+    assert trainer.callback_metrics["train/loss"] > 0
