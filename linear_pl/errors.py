@@ -35,6 +35,8 @@ def silence_known_noise() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning\.pytorch\.cli")
     # Data lives in tensors on the device: worker processes would only add copies.
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # No validation set (--num_val_samples 0, --val_fraction 0) is a choice; the report says so.
+    warnings.filterwarnings("ignore", message=r"Total length of `DataLoader` across ranks is zero")
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
         logging.getLogger(name).addFilter(_not_a_tip)  # a set: added once however often this runs
 

@@ -54,9 +54,10 @@ def test_mlp_checkpoint_resumes_and_predicts(train, script):
     assert len(values) == 2 and values[0] != values[1]
 
 
-def test_mlp_without_a_validation_set_reports_its_training_loss(train):
+def test_mlp_without_a_validation_set_reports_its_training_loss(train, recwarn):
     run = train("--model", "mlp", "--num_samples", "50", "--num_val_samples", "0", "--max_epochs", "2")
     assert run.status == 0, run.stderr
+    assert not [str(w.message) for w in recwarn], "no validation set is a choice, not worth a warning"
     results = run.results
     assert results["final_val_loss"] is None and results["least_squares_val_loss"] is None
     assert f"After 2 epochs: train_loss {results['final_train_loss']:.4g} (no validation set)." in run.stdout
