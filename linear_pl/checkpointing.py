@@ -169,7 +169,10 @@ def _write_atomically(path: Path, checkpoint: dict[str, Any] | bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            f.write(checkpoint) if isinstance(checkpoint, bytes) else torch.save(checkpoint, f)
+            if isinstance(checkpoint, bytes):
+                f.write(checkpoint)
+            else:
+                torch.save(checkpoint, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
