@@ -95,16 +95,20 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
     def save(self, trainer: L.Trainer, name: str, hold: bool = False) -> None:
         """Write ``name``.ckpt now, or ``hold`` it until last.ckpt is written (every DDP rank must call
         it; rank 0 writes)."""
-        checkpoint_io = trainer.strategy.checkpoint_io
-        hold = hold and isinstance(checkpoint_io, AtomicCheckpointIO)
-        if name == "last" and isinstance(checkpoint_io, AtomicCheckpointIO):
-            checkpoint_io.flush()  # a held best.ckpt first: the best last.ckpt knows of is on disk
+        hold = hold and isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+        if name == "last":
+            self._write_held(trainer)  # a held best.ckpt first: the best last.ckpt knows of is on disk
         path, options = self.dirpath / f"{name}.ckpt", HOLD if hold else None
         trainer.save_checkpoint(path, weights_only=False, storage_options=options)  # the full state, said so
         if name == "last":
             self._last_save_time = time.monotonic()
         elif not hold:
             self._best_save_time = time.monotonic()
+
+    @staticmethod
+    def _write_held(trainer: L.Trainer) -> None:
+        if isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
+            trainer.strategy.checkpoint_io.flush()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_save_time = self._best_save_time = time.monotonic()
@@ -153,8 +157,8 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         # After divergence the weights are worthless: keep the last good checkpoint instead.
         if not isinstance(exception, TrainingDiverged):
             self.save(trainer, "last")
-        elif isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
-            trainer.strategy.checkpoint_io.flush()  # the best weights, from before it diverged
+        else:
+            self._write_held(trainer)  # the best weights, from before it diverged
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_score": self.best_score, "best_epoch": self.best_epoch}
