@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from linear_pl.closed_form import SAFETY_FACTOR, Moments, stable_lr_of
 from linear_pl.conditioning import Precondition, Preconditioner, resolve
 from linear_pl.data_protocol import batch_size_of, moments_of, training_batches
-from linear_pl.internals import publish_metric
+from linear_pl.internals import choose_data_hooks_once, publish_metric
 
 
 class DotProduct(nn.Module):
@@ -114,6 +114,7 @@ class RegressionModel(L.LightningModule):
         return self.net(x)
 
     def setup(self, stage: str) -> None:
+        choose_data_hooks_once(self.trainer)  # a Lightning cost per step, paid once (see internals)
         if stage != "fit":
             return
         datamodule = self.trainer.datamodule

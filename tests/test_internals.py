@@ -6,6 +6,7 @@ A failure here after an upgrade names the internal that changed; the fix belongs
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.trainer.connectors import data_connector
 
 from linear_pl import LinearModel, SyntheticDataModule
 from linear_pl.internals import CLASS_PATH_KEY, PerEpochCallback, epoch_about_to_run, one_line
@@ -48,6 +49,26 @@ def test_lightning_skips_a_callback_hook_that_is_none():
     except TypeError as error:  # Lightning called None
         raise AssertionError(f"{UPGRADE}: PerEpochCallback ({error})") from error
     assert counter.epochs == 2
+
+
+def test_the_data_hooks_are_chosen_once_and_the_data_modules_own_still_runs(monkeypatch):
+    asked = []
+    is_overridden = data_connector.is_overridden
+    monkeypatch.setattr(data_connector, "is_overridden", lambda *a, **k: asked.append(a[0]) or is_overridden(*a, **k))
+
+    class CountedData(SyntheticDataModule):  # 10 samples at batch 1, one validation batch
+        transferred = 0
+
+        def on_after_batch_transfer(self, batch, dataloader_idx):
+            self.transferred += 1
+            return batch
+
+    data = CountedData()
+    quiet_trainer(max_epochs=3).fit(LinearModel(lr=1e-6), data)
+    assert data.transferred == 3 * 10 + 1 + 3  # every training step, the sanity check, each validation
+    # Lightning alone asks 3 hooks x (1 or 2) questions at each of those 34 batches.
+    asked = [hook for hook in asked if hook.endswith("batch_transfer") or hook == "transfer_batch_to_device"]
+    assert len(asked) <= 6, f"{UPGRADE}: choose_data_hooks_once ({len(asked)} is_overridden calls)"
 
 
 def test_a_published_train_loss_reaches_lightnings_own_callbacks():
