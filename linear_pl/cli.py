@@ -55,7 +55,6 @@ TRAINER_DEFAULTS = {
     "max_epochs": 3000,  # an upper bound: runs stop once converged or on a validation plateau
     "enable_progress_bar": False,  # ProgressReport prints plain lines instead
     "enable_model_summary": False,
-    "log_every_n_steps": 1,  # nothing is logged per step; this only quiets a warning on short epochs
 }
 # The command's default run preconditions the inputs; LinearModel(...) in Python stays plain SGD.
 MODEL_DEFAULTS = {"precondition": "auto"}
