@@ -6,6 +6,7 @@ import warnings
 from jsonargparse import Namespace
 from lightning.pytorch.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator
 from lightning.pytorch.cli import LightningArgumentParser
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from linear_pl.internals import KNOWN_NOISE, one_line
 
@@ -39,7 +40,8 @@ def silence_known_noise() -> None:
     warnings.filterwarnings("ignore", message=r"Total length of `DataLoader` across ranks is zero")
     # linear_pl's models log once an epoch, never per step, so no epoch is too short to log. (Lightning's
     # log_every_n_steps stays 50: at 1 it would look for step metrics at every step, 3% of a step here.)
-    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging")
+    short_epochs = r"The number of training batches \(\d+\) is smaller than the logging interval"
+    warnings.filterwarnings("ignore", message=short_epochs, category=PossibleUserWarning)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
         logging.getLogger(name).addFilter(_not_a_tip)  # a set: added once however often this runs
 

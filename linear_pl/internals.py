@@ -42,7 +42,7 @@ class PerEpochCallback(L.Callback):
     on_test_batch_start = on_test_batch_end = on_predict_batch_start = on_predict_batch_end = None
 
 
-def choose_data_hooks_once(trainer: L.Trainer) -> None:
+def choose_data_hooks_once(module: L.LightningModule) -> None:
     """Decide once whose batch-transfer hooks run, the data module's or the model's, for the whole run.
 
     With a LightningDataModule, Lightning asks at every step, for each of its three batch-transfer
@@ -52,11 +52,12 @@ def choose_data_hooks_once(trainer: L.Trainer) -> None:
     anew for each fit, validate or predict; its choice (and its warning when both override a hook)
     is Lightning's own, asked once per hook.
     """
-    selector = trainer._data_connector._datahook_selector
+    trainer = module._trainer  # None when setup() is called by hand: nothing to decide
+    selector = None if trainer is None else trainer._data_connector._datahook_selector
     if selector is None or selector.datamodule is None:
         return  # without a data module Lightning asks nothing
     chosen = {hook: selector.get_instance(hook) for hook in selector._valid_hooks}
-    selector.get_instance = chosen.__getitem__
+    selector.get_instance = chosen.__getitem__  # Lightning asks only for these three
 
 
 def publish_metric(trainer: L.Trainer, name: str, value: torch.Tensor) -> None:

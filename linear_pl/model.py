@@ -114,7 +114,7 @@ class RegressionModel(L.LightningModule):
         return self.net(x)
 
     def setup(self, stage: str) -> None:
-        choose_data_hooks_once(self.trainer)  # a Lightning cost per step, paid once (see internals)
+        choose_data_hooks_once(self)  # a Lightning cost per step, paid once (see internals)
         if stage != "fit":
             return
         datamodule = self.trainer.datamodule

@@ -69,6 +69,7 @@ def test_the_data_hooks_are_chosen_once_and_the_data_modules_own_still_runs(monk
     # Lightning alone asks 3 hooks x (1 or 2) questions at each of those 34 batches.
     asked = [hook for hook in asked if hook.endswith("batch_transfer") or hook == "transfer_batch_to_device"]
     assert len(asked) <= 6, f"{UPGRADE}: choose_data_hooks_once ({len(asked)} is_overridden calls)"
+    LinearModel().setup("predict")  # by hand, without a trainer: nothing to choose, no error
 
 
 def test_a_published_train_loss_reaches_lightnings_own_callbacks():
