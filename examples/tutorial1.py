@@ -5,10 +5,16 @@ Only the comments and the printed text are translated; the code is the tutorial'
 """
 
 import random
+import sys
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+# The published program is unseeded; seeding makes a run reproducible.
+SEED = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+random.seed(SEED)
+torch.manual_seed(SEED)
 
 # ----------------------------------------------------------
 # Make the training data

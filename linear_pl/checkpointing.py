@@ -146,7 +146,9 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
             # current_epoch counts finished epochs: during fit, validation ends the one under way.
             fitting = trainer.state.fn == "fit"
             self.best_score, self.best_epoch = score.item(), trainer.current_epoch + (1 if fitting else 0)
-            self.save(trainer, "best", hold=time.monotonic() - self._best_save_time < self.min_interval)
+            # Held only while training goes on: after fit (the final validation) nothing would write it.
+            soon = time.monotonic() - self._best_save_time < self.min_interval
+            self.save(trainer, "best", hold=fitting and soon)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()

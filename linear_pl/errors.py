@@ -31,6 +31,9 @@ def _not_a_tip(record: logging.LogRecord) -> bool:
 def silence_known_noise() -> None:
     """Drop the specific messages Lightning 2.6 with torch 2.13 prints on every run; nothing else."""
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+    # Under DDP, Lightning's all_gather (the weights' spread across ranks) calls a torch API deprecated in 2.13.
+    all_gather = r"torch\.distributed\.nn\.functional\.all_gather is deprecated"
+    warnings.filterwarnings("ignore", message=all_gather, category=FutureWarning)
     # Lightning 2.6's own calls into jsonargparse APIs deprecated in 4.49 (not ours to change).
     # (jsonargparse's JsonargparseDeprecationWarning is a DeprecationWarning; its class is private.)
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning\.pytorch\.cli")

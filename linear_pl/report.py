@@ -11,7 +11,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from linear_pl.checkpointing import RunCheckpoints
 from linear_pl.closed_form import linear_fit_loss
-from linear_pl.data_protocol import moments_of, true_weights_of, validation_batches
+from linear_pl.data_protocol import batch_size_of, moments_of, true_weights_of, validation_batches
 from linear_pl.internals import PerEpochCallback
 
 RESULT_KEYS = (
@@ -163,7 +163,7 @@ def summarize(
         "final_val_loss": _scalar(metrics.get("val/loss")),
         "best_val_loss": checkpoints.best_score,
         "best_epoch": checkpoints.best_epoch,
-        "best_checkpoint": None if best is None else str(best),
+        "best_checkpoint": None if best is None or not best.is_file() else str(best),  # only a file that exists
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "lr": float(model.lr),
@@ -177,14 +177,16 @@ def summarize(
     }
 
 
-def format_table(results: dict[str, Any], names: list[str] | None = None, lr_was_auto: bool = False) -> str:
+def format_table(
+    results: dict[str, Any], names: list[str] | None = None, lr_was_auto: bool = False, limit: str | None = None
+) -> str:
     """The final table and a one-line verdict.
 
     With true weights: index, true, learned, least squares, |learned - true|. Without: learned,
     least squares and their difference, rows named by ``names`` (the data's feature names) if given.
     """
     if results["learned_weights"] is None:
-        return verdict(results, lr_was_auto=lr_was_auto)
+        return verdict(results, lr_was_auto=lr_was_auto, limit=limit)
     truth = results["true_weights"]
     learned, ls = results["learned_weights"], results["least_squares_weights"]
     names = list(names) if names and len(names) == len(learned) else [f"w{i}" for i in range(len(learned))]
@@ -201,13 +203,15 @@ def format_table(results: dict[str, Any], names: list[str] | None = None, lr_was
         lines = [f"{'':>{width}} {'learned':>12} {'least sq.':>12} {'|difference|':>12}"]
         for name, (_, w, fit) in zip(names, rows):
             lines.append(f"{name:>{width}} {w:12.4f} {fit:12.4f} {abs(w - fit):12.2e}")
-    lines.append(verdict(results, lr_was_auto=lr_was_auto))
+    lines.append(verdict(results, lr_was_auto=lr_was_auto, limit=limit))
     return "\n".join(lines)
 
 
-def verdict(results: dict[str, Any], tolerance: float = 0.01, lr_was_auto: bool = False) -> str:
+def verdict(
+    results: dict[str, Any], tolerance: float = 0.01, lr_was_auto: bool = False, limit: str | None = None
+) -> str:
     """One line: were the weights recovered, or, without true weights, how the validation loss compares
-    with the best linear fit's."""
+    with the best linear fit's. ``limit`` names a debug flag that trained on part of the data only."""
     error, epochs = results["max_abs_error"], results["epochs"]
     if error is None:
         val = results["best_val_loss"] if results["best_val_loss"] is not None else results["final_val_loss"]
@@ -224,10 +228,40 @@ def verdict(results: dict[str, Any], tolerance: float = 0.01, lr_was_auto: bool 
     if error <= tolerance:
         how = "converged" if results["converged"] else f"stopped: {results['stopped_because']}"
         return f"Recovered every weight to within {error:.2e} in {epochs} epochs ({how})."
-    advice = "try more epochs" if lr_was_auto else "try more epochs or --lr auto"
-    return (
-        f"Not recovered: max |learned - true| is {error:.3g} after {epochs} epochs (lr {results['lr']:.3g}); {advice}."
-    )
+    head = f"Not recovered: max |learned - true| is {error:.3g} after {epochs} epochs (lr {results['lr']:.3g})"
+    return f"{head}; {_advice(results, lr_was_auto, limit)}."
+
+
+def _advice(results: dict[str, Any], lr_was_auto: bool, limit: str | None) -> str:
+    """What would help, from why the run stopped: only advice that follows from what was measured."""
+    if limit is not None:  # more epochs or another lr cannot make up for data never trained on
+        return limit
+    lr = "" if lr_was_auto else " or --lr auto"
+    return {
+        "converged": "the training loss reached its floor, so the training data does not determine the weights",
+        "val_plateau": f"the validation loss stopped improving for --patience validations; try a larger --patience{lr}",
+        "max_time": f"the time limit (--trainer.max_time) ended it; allow more time{lr}",
+        "interrupted": "it was interrupted; continue it with --ckpt_path last",
+    }.get(results["stopped_because"], f"try more epochs{lr}")
+
+
+def batch_limit(trainer: L.Trainer, num_weights: int) -> str | None:
+    """Why the weights cannot be recovered when a debug flag trained on only some batches each epoch."""
+    if trainer.overfit_batches:
+        flag = f"--trainer.overfit_batches {trainer.overfit_batches}"
+    elif trainer.limit_train_batches != 1.0:
+        flag = f"--trainer.limit_train_batches {trainer.limit_train_batches}"
+    else:
+        return None
+    batches = trainer.num_training_batches
+    seen = batches * batch_size_of(trainer.datamodule) * trainer.world_size
+    if seen < num_weights:
+        return f"{flag} trained on {seen} samples an epoch, too few to determine {num_weights} weights; drop it"
+    return f"{flag} trained on {batches} batches an epoch, not all the data; drop it"
+
+
+def _num_weights(results: dict[str, Any]) -> int:
+    return len(results["learned_weights"]) + (results["learned_bias"] is not None)
 
 
 def write_results(results: dict[str, Any], run_dir: Path, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
@@ -280,7 +314,9 @@ def report_run(
     )
     if stopped_because != "diverged":
         names = getattr(datamodule, "feature_names", None)
-        print(format_table(results, names, lr_was_auto=model.hparams.get("lr") == "auto"))
+        lr_was_auto = model.hparams.get("lr") == "auto"
+        limit = None if results["learned_weights"] is None else batch_limit(trainer, _num_weights(results))
+        print(format_table(results, names, lr_was_auto=lr_was_auto, limit=limit))
     if run_dir is not None:
         write_results(results, run_dir, trainer, model)
     return results

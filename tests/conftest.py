@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
@@ -31,6 +32,16 @@ class Run:
     @property
     def results(self) -> dict:
         return json.loads((self.run_dir / "results.json").read_text())
+
+
+def assert_clean(run: "Run") -> None:
+    """No library warnings or advertising in a run's output, even with every warning switched on.
+
+    (Lightning prints its own warnings as "file.py:line: message", without the word Warning.)
+    """
+    output = run.stdout + run.stderr
+    assert "Warning" not in run.stderr and "Tip" not in output and "Traceback" not in output, run.stderr
+    assert not re.search(r"\.py:\d+: ", output), output
 
 
 @pytest.fixture

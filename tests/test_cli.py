@@ -1,11 +1,11 @@
 """scripts/train.py: flags, presets, what a run prints and what it leaves on disk."""
 
 import json
-import re
 
 import pytest
 import torch
 import yaml
+from conftest import assert_clean
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from linear_pl import SyntheticDataModule
@@ -110,10 +110,7 @@ def test_gpu_without_gpu_fails_in_one_clear_line(script):
 def test_a_run_prints_cleanly_and_leaves_a_complete_run_directory(script):
     run = script("train", "--max_epochs", "20", "--seed", "1", "--precondition", "none")
     assert run.status == 0, run.stderr
-    # No library warnings or advertising, even with every warning switched on. (Lightning prints its
-    # own warnings as "file.py:line: message", without the word Warning.)
-    assert "Warning" not in run.stderr and "Tip" not in run.stdout + run.stderr, run.stderr
-    assert not re.search(r"\.py:\d+: ", run.stdout + run.stderr), run.stdout + run.stderr
+    assert_clean(run)
     lines = run.stdout.splitlines()
     assert lines[0].startswith("Initial weights: [")
     epoch_lines = [line for line in lines if line.startswith("Epoch [")]
