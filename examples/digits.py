@@ -29,7 +29,7 @@ class SmallCNN(nn.Module):
 
 
 class DigitsCNN(L.LightningModule):
-    def __init__(self, channels: int = 16, lr: float = 3e-3, weight_decay: float = 1e-2) -> None:
+    def __init__(self, channels: int = 16, lr: float = 1e-2, weight_decay: float = 1e-2) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = SmallCNN(channels)
@@ -44,21 +44,21 @@ class DigitsCNN(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = F.cross_entropy(self(x), y)
-        self.log("train/loss", loss, on_epoch=True, on_step=False)
+        self.log("train/loss", loss, on_epoch=True, on_step=False, sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
         self.val_acc(logits, y)
-        self.log("val/loss", F.cross_entropy(logits, y))
+        self.log("val/loss", F.cross_entropy(logits, y), sync_dist=True)
         self.log("val/acc", self.val_acc, prog_bar=True)
 
     def test_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
         self.test_acc(logits, y)
-        self.log("test/loss", F.cross_entropy(logits, y))
+        self.log("test/loss", F.cross_entropy(logits, y), sync_dist=True)
         self.log("test/acc", self.test_acc)
 
     def predict_step(self, batch, batch_idx):
@@ -72,7 +72,8 @@ class DigitsCNN(L.LightningModule):
 class Digits(L.LightningDataModule):
     def __init__(self, batch_size: int = 64, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0):
         super().__init__()
-        self.batch_size, self.val_fraction, self.test_fraction, self.seed = batch_size, val_fraction, test_fraction, seed
+        self.batch_size, self.seed = batch_size, seed
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
 
     def setup(self, stage: str | None = None) -> None:
         images, labels = load_digits(return_X_y=True)

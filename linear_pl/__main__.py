@@ -1,30 +1,30 @@
-"""The ``linear-pl`` command (also ``python -m linear_pl``): ``linear-pl fit|validate|predict [flags]``.
+"""The ``linear-pl`` command (also ``python -m linear_pl``): ``linear-pl fit|validate|test|predict [flags]``.
 
-``fit`` and ``validate`` are ``scripts/train.py`` and ``predict`` is ``scripts/predict.py``: the same functions, the
-same flags.
+``fit``, ``validate`` and ``test`` are ``scripts/train.py`` and ``predict`` is ``scripts/predict.py``: the same
+functions, the same flags.
 """
 
 import sys
 
-USAGE = "usage: linear-pl {fit,validate,predict} [flags]   (linear-pl fit --help, linear-pl predict --help)"
+USAGE = "usage: linear-pl {fit,validate,test,predict} [flags]   (linear-pl fit --help, linear-pl predict --help)"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the subcommand named by the first argument; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command, rest = (argv[0], argv[1:]) if argv else (None, [])
-    if command in ("fit", "validate"):
-        from linear_pl.cli import cli_main  # noqa: PLC0415 -- import Lightning only when needed
+    if command in ("fit", "validate", "test"):
+        from linear_pl.runner.cli import cli_main  # noqa: PLC0415 -- import Lightning only when needed
 
         return cli_main([command, *rest])
     if command == "predict":
-        from linear_pl.predict import predict_main  # noqa: PLC0415
+        from linear_pl.runner.predict import predict_main  # noqa: PLC0415
 
         return predict_main(rest)
     if command in ("-h", "--help"):
         print(USAGE)
         return 0
-    print(f"error: {command or 'no command'}: choose fit, validate or predict\n{USAGE}", file=sys.stderr)
+    print(f"error: {command or 'no command'}: choose fit, validate, test or predict\n{USAGE}", file=sys.stderr)
     return 2
 
 

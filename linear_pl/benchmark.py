@@ -33,11 +33,11 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from linear_pl.cli import LinearCLI
-from linear_pl.closed_form import SAFETY_FACTOR, stable_lr
-from linear_pl.data import TUTORIAL_WEIGHTS, SlicedBatches, SyntheticDataModule
-from linear_pl.errors import UsageError, silence_known_noise
-from linear_pl.model import DotProduct
+from linear_pl.regression.closed_form import SAFETY_FACTOR, stable_lr
+from linear_pl.regression.data import TUTORIAL_WEIGHTS, SlicedBatches, SyntheticDataModule
+from linear_pl.regression.model import DotProduct
+from linear_pl.runner.cli import LinearCLI
+from linear_pl.runner.errors import UsageError, silence_known_noise
 
 GIB = 1 << 30
 REPO = Path(__file__).resolve().parent.parent

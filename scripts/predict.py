@@ -2,7 +2,7 @@
 
 import sys
 
-from linear_pl.predict import predict_main
+from linear_pl.runner.predict import predict_main
 
 if __name__ == "__main__":
     sys.exit(predict_main())

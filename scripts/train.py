@@ -1,8 +1,8 @@
-"""Train linear_pl's model: python scripts/train.py [--preset NAME] [--flags...]  (see --help)."""
+"""Train a model, by default the tutorial's: python scripts/train.py [fit|validate|test] [--flags...] (see --help)."""
 
 import sys
 
-from linear_pl.cli import cli_main
+from linear_pl.runner.cli import cli_main
 
 if __name__ == "__main__":
     sys.exit(cli_main())

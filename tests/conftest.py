@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from linear_pl.cli import cli_main
+from linear_pl.runner.cli import cli_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,11 +79,14 @@ def script(tmp_path):
     """``script(name, *flags)`` runs ``scripts/<name>.py`` as a subprocess in tmp_path (the run's root,
     unless the flags give a --default_root_dir, taken relative to tmp_path)."""
 
-    def run(name: str, *flags: str, timeout: float = 300) -> Run:
+    def run(name: str, *flags: str, timeout: float = 300, cwd: Path | None = None) -> Run:
         env = {**os.environ, "PYTHONWARNINGS": "default"}  # show every warning a user would see
+        if cwd is not None and "--default_root_dir" in flags:  # cwd: where class paths are imported from
+            at = flags.index("--default_root_dir") + 1
+            flags = (*flags[:at], str(tmp_path / flags[at]), *flags[at + 1 :])
         proc = subprocess.run(
             [sys.executable, str(ROOT / "scripts" / f"{name}.py"), *flags],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
+            cwd=cwd or tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
         root = tmp_path / flags[flags.index("--default_root_dir") + 1] if "--default_root_dir" in flags else tmp_path
         return Run(proc.returncode, proc.stdout, proc.stderr, root)

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from conftest import ROOT
 
-from linear_pl.csv_data import CSVDataModule
+from conftest import ROOT
+from linear_pl.regression.csv_data import CSVDataModule
 
 
 def write(tmp_path, text: str, name: str = "data.csv") -> str:

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from linear_pl import LinearModel, SyntheticDataModule
-from linear_pl.closed_form import least_squares, stable_lr
-from linear_pl.data import TUTORIAL_WEIGHTS
+from linear_pl.regression.closed_form import least_squares, stable_lr
+from linear_pl.regression.data import TUTORIAL_WEIGHTS
 
 
 def make(**kwargs) -> SyntheticDataModule:

@@ -5,7 +5,8 @@ rank, and inside pytest that command would be pytest itself.
 """
 
 import pytest
-from conftest import assert_clean
+
+from conftest import ROOT, assert_clean
 
 pytestmark = pytest.mark.slow
 
@@ -64,3 +65,16 @@ def test_mlp_trains_under_ddp(script):
     assert results["model"] == "MLPModel" and results["world_size"] == 2
     assert results["rank_weight_spread"] == 0.0  # every parameter, on both ranks
     assert results["global_step"] == 4 * 10  # each rank took half of the 20 batches per epoch
+
+
+def test_a_users_classifier_trains_under_ddp(script):
+    # Lightning gives each rank its share of a user's DataLoader(shuffle=True) through its own sampler.
+    run = script("train", *DDP, "--model", "examples.digits.DigitsCNN", "--data", "examples.digits.Digits",
+                 "--monitor", "val/acc", "--mode", "max", "--max_epochs", "2", "--log_every_n_epochs", "1",
+                 "--default_root_dir", "digits", cwd=ROOT)  # fmt: skip
+    assert run.status == 0, run.stderr
+    assert_clean(run)
+    results = run.results
+    assert results["world_size"] == 2 and results["rank_weight_spread"] == 0.0
+    assert results["global_step"] == 2 * 10  # 20 batches an epoch, half on each rank
+    assert results["test"]["test/acc"] > 0.5 and run.stdout.count("Test (best.ckpt)") == 1

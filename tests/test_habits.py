@@ -105,6 +105,6 @@ def test_the_advice_fits_the_run(train):
 def test_help_opens_with_what_linear_pl_is(script):
     run = script("train", "--help")
     assert run.status == 0
-    assert "linear_pl trains a network with MSE and SGD" in run.stdout.split("options:")[0]
+    assert "linear_pl trains any LightningModule on any LightningDataModule" in run.stdout.split("options:")[0]
     assert "Lightning Trainer command line tool" not in run.stdout
     assert "--max_epochs" in run.stdout and "--precondition" in run.stdout

@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.trainer.connectors import data_connector
 
 from linear_pl import LinearModel, SyntheticDataModule
-from linear_pl.internals import CLASS_PATH_KEY, PerEpochCallback, epoch_about_to_run, one_line
+from linear_pl.runner.internals import CLASS_PATH_KEY, PerEpochCallback, epoch_about_to_run, one_line
 
 UPGRADE = "Lightning or jsonargparse changed an internal linear_pl relies on: see linear_pl/internals.py"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from linear_pl.data import SyntheticDataModule
+from linear_pl.regression.data import SyntheticDataModule
 
 MLP_SINE = ["--preset", "mlp-sine", "--max_epochs", "60", "--log_every_n_epochs", "20"]
 
@@ -60,7 +60,9 @@ def test_mlp_without_a_validation_set_reports_its_training_loss(train, recwarn):
     assert not [str(w.message) for w in recwarn], "no validation set is a choice, not worth a warning"
     results = run.results
     assert results["final_val_loss"] is None and results["least_squares_val_loss"] is None
-    assert f"After 2 epochs: train_loss {results['final_train_loss']:.4g} (no validation set)." in run.stdout
+    assert results["monitor"] == "train/loss" and results["best_value"] == results["final_train_loss"]
+    assert f"After 2 epochs (max_epochs): best train/loss {results['final_train_loss']:.4g} (epoch 2)." in run.stdout
+    assert "note: no validation data: best.ckpt and early stopping watch train/loss" in run.stderr
 
 
 def test_hidden_sizes_are_checked(train):
@@ -81,7 +83,7 @@ def test_linear_pl_command_fits_and_predicts(tmp_path):
     assert predict.returncode == 0, predict.stderr
     assert len(predict.stdout.split()) == 1
     wrong = subprocess.run([command, "train"], capture_output=True, text=True, timeout=60)
-    assert wrong.returncode == 2 and wrong.stderr.startswith("error: train: choose fit, validate or predict")
+    assert wrong.returncode == 2 and wrong.stderr.startswith("error: train: choose fit, validate, test or predict")
 
 
 def test_on_exactly_linear_data_the_verdict_says_so_instead_of_a_ratio(train):

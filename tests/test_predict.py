@@ -5,7 +5,7 @@ import io
 import pytest
 import torch
 
-from linear_pl.predict import predict_main
+from linear_pl.runner.predict import predict_main
 
 
 @pytest.fixture

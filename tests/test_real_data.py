@@ -87,7 +87,7 @@ def test_a_flag_of_another_data_class_is_one_line_and_exit_2(train, flag):
 
 def test_a_model_flag_of_another_model_is_one_line_and_exit_2(train):
     run = train("--model", "mlp", "--bias")
-    assert run.status == 2 and "--bias: linear_pl.model.MLPModel takes no bias" in run.stderr
+    assert run.status == 2 and "--bias: linear_pl.regression.model.MLPModel takes no bias" in run.stderr
 
 
 def test_a_data_class_that_is_not_a_data_module_is_refused(train):

@@ -3,7 +3,7 @@
 import pytest
 
 from linear_pl import SyntheticDataModule
-from linear_pl.closed_form import SAFETY_FACTOR, stable_lr
+from linear_pl.regression.closed_form import SAFETY_FACTOR, stable_lr
 
 
 def test_default_run_recovers_every_weight_of_all_ten_seeds_in_at_most_50_epochs(train):

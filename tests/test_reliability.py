@@ -10,8 +10,9 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT
 
 
 @pytest.mark.parametrize(

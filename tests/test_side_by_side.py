@@ -11,9 +11,9 @@ import time
 import pytest
 import torch
 import yaml
-from conftest import ROOT
 
-from linear_pl.run_dir import RUN_DIR_ENV, choose_run_dir
+from conftest import ROOT
+from linear_pl.runner.run_dir import RUN_DIR_ENV, choose_run_dir
 
 TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 
-from linear_pl.predict import predict_main
+from linear_pl.runner.predict import predict_main
 
 
 class InterruptAfterEpoch(L.Callback):

@@ -8,6 +8,7 @@ import re
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 
 # LightningCLI stores the model's class path in its hyperparameters under this key (it is how
 # ``LightningModule.load_from_checkpoint`` on a base class finds the subclass). predict builds the
@@ -60,6 +61,16 @@ def choose_data_hooks_once(module: L.LightningModule) -> None:
     selector.get_instance = chosen.__getitem__  # Lightning asks only for these three
 
 
+def early_stopping_checks_on_train_epochs(callback: EarlyStopping, on_train_epochs: bool) -> None:
+    """Make Lightning's EarlyStopping check at training epochs' ends (True) or after validation (False).
+
+    Its constructor's ``check_on_train_epoch_end``, decided later: whether a run has validation data
+    is known only once the data is set up, and without any EarlyStopping must watch the training
+    loss at epochs' ends (no validation ever ends). The attribute that argument sets is the internal.
+    """
+    callback._check_on_train_epoch_end = on_train_epochs
+
+
 def publish_metric(trainer: L.Trainer, name: str, value: torch.Tensor) -> None:
     """Make ``value`` ``trainer.callback_metrics[name]``, as ``self.log(name, value, logger=False)`` would.
 
@@ -101,4 +112,8 @@ def one_line(message: str) -> str:
     group = re.match(r'Parser key "(\w+)"', lines[0])
     if group:
         reason = re.sub(r'^Parser key "', f'Parser key "{group[1]}.', reason)
+        required = re.match(r"the following arguments are required: (.*)", reason)
+        if required:  # a class's arguments without defaults, spelled as the flags that give them
+            flags = ", ".join(f"--{group[1]}.{name.strip()}" for name in required[1].split(","))
+            reason = f"the following arguments are required: {flags}"
     return " ".join(reason.split())

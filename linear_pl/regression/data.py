@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from linear_pl.internals import epoch_about_to_run
+from linear_pl.runner.internals import epoch_about_to_run
 
 # The seven weights of tutorial 1's full program.
 TUTORIAL_WEIGHTS = [2.0, 3.0, 4.0, 7.0, 11.0, 5.0, 13.0]

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import yaml
 
-from linear_pl.errors import UsageError
+from linear_pl.runner.errors import UsageError
 
-PRESETS_DIR = Path(__file__).parent / "presets"
+PRESETS_DIR = Path(__file__).parent.parent / "presets"
 
 # Flat flags for everyday use, each an alias of the nested key of the same name: --lr is --model.lr.
 # A model or data flag applies only to the classes that take that argument.
 FLAT_FLAGS = {
     "trainer": ["accelerator", "devices", "strategy", "num_nodes", "precision", "max_epochs", "default_root_dir"],
-    "model": ["lr", "momentum", "lr_scheduler", "step_size", "gamma", "bias", "precondition", "hidden_sizes"],
+    "model": ["lr", "momentum", "step_size", "gamma", "bias", "precondition", "hidden_sizes"],
     "data": [
         "batch_size",
         "num_samples",
@@ -28,15 +28,41 @@ FLAT_FLAGS = {
         "target",
     ],
 }
-# --model and --data take a class path (any subclass of RegressionModel, any LightningDataModule) or
-# one of these short names.
-MODEL_NAMES = {"linear": "linear_pl.model.LinearModel", "mlp": "linear_pl.model.MLPModel"}
-DATA_NAMES = {"synthetic": "linear_pl.data.SyntheticDataModule", "csv": "linear_pl.csv_data.CSVDataModule"}
+# --model and --data take a class path (any LightningModule, any LightningDataModule) or one of these
+# short names.
+MODEL_NAMES = {"linear": "linear_pl.regression.model.LinearModel", "mlp": "linear_pl.regression.model.MLPModel"}
+DATA_NAMES = {
+    "synthetic": "linear_pl.regression.data.SyntheticDataModule",
+    "csv": "linear_pl.regression.csv_data.CSVDataModule",
+}
 BOOLEAN_FLAGS = {"bias", "shuffle"}
+# --lr_scheduler NAME is RegressionModel's own schedule (--model.lr_scheduler) for these names, and
+# LightningCLI's --lr_scheduler CLASS for anything else: both readings of the one flag work.
+SCHEDULE_NAMES = ("none", "step", "exponential", "cosine", "plateau")
 
 
 def expand_names(args: list[str]) -> list[str]:
-    """``--model mlp`` becomes ``--model linear_pl.model.MLPModel``; likewise ``--data synthetic|csv``."""
+    """``--model mlp`` becomes ``--model linear_pl.regression.model.MLPModel``; likewise ``--data
+    synthetic|csv``, and ``--lr_scheduler step`` (a short name) becomes ``--model.lr_scheduler step``."""
+    return _expand_class_names(_expand_schedule_names(args))
+
+
+def _expand_schedule_names(args: list[str]) -> list[str]:
+    expanded, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--lr_scheduler" and i + 1 < len(args) and args[i + 1] in SCHEDULE_NAMES:
+            expanded += ["--model.lr_scheduler", args[i + 1]]
+            i += 2
+            continue
+        if arg.startswith("--lr_scheduler=") and arg.partition("=")[2] in SCHEDULE_NAMES:
+            arg = "--model.lr_scheduler=" + arg.partition("=")[2]
+        expanded.append(arg)
+        i += 1
+    return expanded
+
+
+def _expand_class_names(args: list[str]) -> list[str]:
     expanded = list(args)
     for i, arg in enumerate(args):
         for flag, names in (("--model", MODEL_NAMES), ("--data", DATA_NAMES)):

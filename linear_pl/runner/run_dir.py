@@ -10,7 +10,7 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from linear_pl.errors import UsageError
+from linear_pl.runner.errors import UsageError
 
 # Set by the process that claimed the directory, for the DDP ranks Lightning relaunches from it
 # (they inherit its environment, with LOCAL_RANK > 0): every rank of a run writes into one directory.
@@ -75,6 +75,18 @@ def choose_run_dir(root: Path, version: int | None) -> Path | None:
     run_dir = claim_run_dir(root)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # for the DDP ranks Lightning relaunches from this process
     return run_dir
+
+
+def release_run_dir(run_dir: Path | None) -> None:
+    """Remove a run directory claimed for a run that could not start, if nothing was written in it."""
+    if run_dir is None or os.environ.get(RUN_DIR_ENV) != str(run_dir):
+        return  # not claimed by this process (a resumed run's own, or a relaunched rank's)
+    del os.environ[RUN_DIR_ENV]
+    for directory in (run_dir, run_dir.parent):  # and lightning_logs/, if this was its first run
+        try:
+            directory.rmdir()
+        except OSError:  # not empty: keep it
+            return
 
 
 def continue_command(args: list[str]) -> str:

@@ -1,7 +1,8 @@
-"""The networks (plain nn.Modules) and the LightningModules that train them with MSE and SGD.
+"""The LightningModules that train the networks of ``networks.py`` with MSE and SGD.
 
-``DotProduct`` is the tutorials' model, trained by ``LinearModel``; ``MLP``, trained by ``MLPModel``,
-is the second example: the same training, logging and checkpoints for a network of your own.
+``LinearModel`` trains tutorial 1's ``DotProduct``; ``MLPModel`` trains ``MLP``. Their common recipe,
+``RegressionModel``, brings the regression extras (the weights table, the least-squares baseline,
+the convergence stop, the learning-rate guard) as callbacks of its own.
 """
 
 import math
@@ -12,61 +13,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from linear_pl.closed_form import SAFETY_FACTOR, Moments, stable_lr_of
-from linear_pl.conditioning import Precondition, Preconditioner, resolve
-from linear_pl.data_protocol import batch_size_of, moments_of, training_batches
-from linear_pl.internals import choose_data_hooks_once, publish_metric
-
-
-class DotProduct(nn.Module):
-    """Tutorial 1's ``MyLinear``: y = x @ weight, plus a bias if asked for (tutorial 2's nn.Linear)."""
-
-    def __init__(self, num_features: int, bias: bool = False) -> None:
-        super().__init__()
-        # randn, as both tutorials start: the first thing a learner watches is these numbers moving.
-        self.weight = nn.Parameter(torch.randn(num_features))
-        self.bias = nn.Parameter(torch.randn(())) if bias else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` is one sample ``[d]`` or a batch ``[B, d]``; returns ``[]`` or ``[B]``."""
-        y = x @ self.weight
-        return y if self.bias is None else y + self.bias
-
-
-class MLP(nn.Module):
-    """A small multi-layer perceptron, y = f(x): Linear -> ReLU per hidden size, then Linear to one output.
-
-    Inputs and targets are standardized inside the network with statistics of the training data
-    (buffers, saved in checkpoints), so raw features in [1, 100] and targets of any scale train at
-    the same learning rate, and ``forward`` takes and returns raw units.
-    """
-
-    def __init__(self, num_features: int, hidden_sizes: list[int]) -> None:
-        super().__init__()
-        sizes = [num_features, *hidden_sizes]
-        layers: list[nn.Module] = []
-        for inputs, outputs in zip(sizes, sizes[1:]):
-            layers += [nn.Linear(inputs, outputs), nn.ReLU()]
-        self.layers = nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
-        self.register_buffer("x_mean", torch.zeros(num_features))
-        self.register_buffer("x_std", torch.ones(num_features))
-        self.register_buffer("y_mean", torch.zeros(()))
-        self.register_buffer("y_std", torch.ones(()))
-
-    @torch.no_grad()
-    def fit_scaling(self, moments: Moments) -> None:
-        """Take the standardization statistics from the training data's moments."""
-        unbiased = moments.count / max(moments.count - 1, 1)  # as torch.std
-        self.x_mean.copy_(moments.mean)
-        self.x_std.copy_((moments.second_moment(centred=True) * unbiased).sqrt().clamp_min(1e-6))
-        self.y_mean.fill_(moments.y_mean)
-        y_var = (moments.y_mean_square - moments.y_mean**2) * unbiased
-        self.y_std.fill_(max(y_var, 1e-12) ** 0.5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` is one sample ``[d]`` or a batch ``[B, d]``; returns ``[]`` or ``[B]``."""
-        z = (x - self.x_mean) / self.x_std
-        return self.layers(z).squeeze(-1) * self.y_std + self.y_mean
+from linear_pl.regression.callbacks import ConvergenceStop
+from linear_pl.regression.closed_form import SAFETY_FACTOR, stable_lr_of
+from linear_pl.regression.conditioning import Precondition, Preconditioner, resolve
+from linear_pl.regression.data_protocol import batch_size_of, moments_of, training_batches
+from linear_pl.regression.networks import MLP, DotProduct
+from linear_pl.regression.report import WeightsReport
+from linear_pl.runner.internals import choose_data_hooks_once, publish_metric
 
 
 class RegressionModel(L.LightningModule):
@@ -112,6 +65,14 @@ class RegressionModel(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Inference: ``model(x)`` for ``x`` of shape ``[d]`` or ``[B, d]``."""
         return self.net(x)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The regression extras, Lightning's way for a model to bring callbacks: made once, and
+        attached once (a validate after fit asks again; the same ones are attached already)."""
+        if not hasattr(self, "_extras"):
+            self._extras = [WeightsReport(), ConvergenceStop()]
+        attached = self._trainer is not None and any(c in self._trainer.callbacks for c in self._extras)
+        return [] if attached else self._extras
 
     def setup(self, stage: str) -> None:
         choose_data_hooks_once(self)  # a Lightning cost per step, paid once (see internals)

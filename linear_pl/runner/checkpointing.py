@@ -1,8 +1,8 @@
 """Checkpoints: last.ckpt and best.ckpt written so that a kill loses nothing, and found and loaded safely."""
 
 import io
-import math
 import os
+import random
 import signal
 import threading
 import time
@@ -10,14 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from linear_pl.callbacks import TrainingDiverged
-from linear_pl.errors import UsageError
-from linear_pl.internals import PerEpochCallback
+from linear_pl.runner.errors import UsageError
+from linear_pl.runner.internals import PerEpochCallback
+from linear_pl.runner.monitor import Monitor
+from linear_pl.runner.watch import TrainingDiverged
 
 # storage_options for trainer.save_checkpoint: keep the checkpoint in memory until AtomicCheckpointIO.flush().
 HOLD = {"hold": True}
@@ -60,22 +62,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class RunCheckpoints(PerEpochCallback, Checkpoint):
-    """Two files in the run's ``checkpoints/``: ``last.ckpt`` and ``best.ckpt`` (lowest ``val/loss``).
+    """Two files in the run's ``checkpoints/``: ``last.ckpt`` and ``best.ckpt`` (the best value of the
+    run's :class:`Monitor`).
 
     ``last.ckpt`` is refreshed after an epoch once ``min_interval`` seconds have passed since the last
     save (tiny epochs would otherwise spend more time writing checkpoints than training), at the end
     of training, and when training stops on an exception or a signal. ``best.ckpt`` is saved each
-    time the validation loss improves: written at once if its last write is ``min_interval`` old,
+    time the monitored metric improves: written at once if its last write is ``min_interval`` old,
     else held in memory (one checkpoint's bytes) and written with the next last.ckpt -- on the
     tutorial's data, writing each one took longer than the ten epochs between. Both go through
     ``trainer.save_checkpoint``, and so through :class:`AtomicCheckpointIO`. (Lightning's
     ModelCheckpoint would keep extra ``epoch=N`` files, or, with ``save_top_k=0``, save last.ckpt
     only at the end.) A ``Checkpoint``, Lightning's public base class, so that Lightning adds no
     checkpoint callback of its own and runs this one last.
+
+    Its state holds the global random states (torch, numpy, Python): a user's
+    ``DataLoader(shuffle=True)`` draws each epoch's order from them, and Lightning's checkpoints do
+    not keep them, so without this a resumed run would shuffle differently from an uninterrupted one.
     """
 
-    def __init__(self, min_interval: float = 5.0, monitor: str = "val/loss", dirpath: Path | None = None) -> None:
-        self.min_interval, self.monitor = min_interval, monitor
+    def __init__(self, min_interval: float = 5.0, monitor: Monitor | None = None, dirpath: Path | None = None) -> None:
+        self.min_interval, self.monitor = min_interval, monitor or Monitor()
         self.dirpath = dirpath
         self.signal: int | None = None  # SIGINT or SIGTERM, once one has asked training to stop
         self._handlers: dict[int, object] = {}
@@ -84,6 +91,8 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         self._last_save_time = self._best_save_time = time.monotonic()
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.monitor.choose(trainer)
         if self.dirpath is None:  # a run directory of the user's logger
             self.dirpath = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
 
@@ -129,6 +138,8 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         self._handlers = {}
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.monitor.due(trainer):  # no validation data: the training loss decides the best
+            self.check_best(trainer, pl_module)
         # Every rank must take part in a save: stop if a signal reached any rank; rank 0's clock decides.
         stop = trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)
         due = time.monotonic() - self._last_save_time >= self.min_interval
@@ -139,13 +150,16 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
             trainer.should_stop = True
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        score = trainer.callback_metrics.get(self.monitor)
-        if trainer.sanity_checking or score is None or not math.isfinite(score.item()):
-            return
-        if self.best_score is None or score.item() < self.best_score:  # the same on every rank: synced
-            # current_epoch counts finished epochs: during fit, validation ends the one under way.
-            fitting = trainer.state.fn == "fit"
-            self.best_score, self.best_epoch = score.item(), trainer.current_epoch + (1 if fitting else 0)
+        if not trainer.sanity_checking and not self.monitor.on_training:
+            self.check_best(trainer, pl_module)
+
+    def check_best(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Save best.ckpt if the monitored metric's latest value is the best yet (every DDP rank calls it)."""
+        score = self.monitor.value(trainer, type(pl_module).__name__)
+        if self.monitor.better(score, self.best_score):  # the same on every rank: synced
+            # current_epoch counts finished epochs: during fit, an epoch's validation or end ends the one under way.
+            fitting = trainer.state.fn == "fit" and trainer.state.status == "running"
+            self.best_score, self.best_epoch = score, trainer.current_epoch + (1 if fitting else 0)
             # Held only while training goes on: after fit (the final validation) nothing would write it.
             soon = time.monotonic() - self._best_save_time < self.min_interval
             self.save(trainer, "best", hold=fitting and soon)
@@ -163,10 +177,35 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
             self._write_held(trainer)  # the best weights, from before it diverged
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "best_epoch": self.best_epoch}
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "rng": _rng_states()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_score, self.best_epoch = state_dict["best_score"], state_dict["best_epoch"]
+        if "rng" in state_dict:  # checkpoints written before the random states were kept have none
+            _set_rng_states(state_dict["rng"])
+
+
+def _rng_states() -> dict[str, Any]:
+    """The global random states, in types torch's safe loader accepts (no numpy objects)."""
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    states = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, position, has_gauss, cached_gaussian = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def _write_atomically(path: Path, checkpoint: dict[str, Any] | bytes) -> None:

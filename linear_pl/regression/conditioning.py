@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from linear_pl.closed_form import Moments
+from linear_pl.regression.closed_form import Moments
 
 Precondition = Literal["none", "standardize", "whiten", "auto"]
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import lightning as L
 import torch
 
-from linear_pl.closed_form import Batches, Moments, tensor_batches
+from linear_pl.regression.closed_form import Batches, Moments, tensor_batches
 
 
 def _xy(batch: object) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,14 +1,15 @@
 """Bad input and library noise: one clear line for the first, silence for the second (nothing else)."""
 
 import logging
+import re
 import warnings
 
 from jsonargparse import Namespace
-from lightning.pytorch.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator
+from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
-from linear_pl.internals import KNOWN_NOISE, one_line
+from linear_pl.runner.internals import KNOWN_NOISE, one_line
 
 
 class UsageError(Exception):
@@ -21,7 +22,22 @@ class OneLineErrorParser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> None:
         if not self.exit_on_error:
             return super().error(message, ex)
-        raise UsageError(one_line(message))
+        line = one_line(message)
+        # --seed is the command's name for LightningCLI's seed_everything.
+        seed = re.match(r'Parser key "seed_everything": .*Got value: (.*)', line)
+        raise UsageError(f"--seed {seed[1]}: must be an integer" if seed else line)
+
+
+def what_was_rejected(error: BaseException) -> str:
+    """A library's rejection of a flag, as one line: the reason at the bottom of any wrapping, led by
+    the flag where Lightning names a Trainer argument (``Trainer(devices='0')``)."""
+    while error.__cause__ is not None:  # jsonargparse wraps what a link or a constructor raised
+        error = error.__cause__
+    message = one_line(str(error)) or type(error).__name__
+    argument = re.search(r"Trainer\((\w+)=([^)]*)\)", message)
+    if argument:
+        message = f"--{argument[1]} {argument[2].strip(chr(39))}: {message}"
+    return message
 
 
 def _not_a_tip(record: logging.LogRecord) -> bool:
@@ -37,6 +53,15 @@ def silence_known_noise() -> None:
     # Lightning 2.6's own calls into jsonargparse APIs deprecated in 4.49 (not ours to change).
     # (jsonargparse's JsonargparseDeprecationWarning is a DeprecationWarning; its class is private.)
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning\.pytorch\.cli")
+    # --optimizer CLASS replaces the model's configure_optimizers: what the user asked for (config.yaml records it).
+    warnings.filterwarnings("ignore", message=r"`\w+\.configure_optimizers` will be overridden by")
+    # torch.compile (--compile) imports TorchScript code that uses its own deprecated decorator.
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is deprecated", category=DeprecationWarning)
+    # Under DDP the test set is split by a DistributedSampler, which may repeat a sample to even out the
+    # processes' shares: the README says so; Lightning's advice to test on one device is not taken.
+    warnings.filterwarnings(
+        "ignore", message=r"Using `DistributedSampler` with the dataloaders. During `trainer.test\(\)`"
+    )
     # Data lives in tensors on the device: worker processes would only add copies.
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     # No validation set (--num_val_samples 0, --val_fraction 0) is a choice; the report says so.
@@ -51,13 +76,16 @@ def silence_known_noise() -> None:
 
 def check_accelerator(name: object) -> None:
     """Fail in one line, before anything starts, when the accelerator is unknown or absent here."""
-    known = ["auto", "cpu", "gpu", *sorted(set(AcceleratorRegistry.available_accelerators()) - {"cpu"})]
+    registry = AcceleratorRegistry.available_accelerators()
+    known = ["auto", "cpu", "gpu", *sorted(set(registry) - {"cpu"})]
     if isinstance(name, str) and name not in known:
         raise UsageError(f"--accelerator {name}: unknown; choose one of {', '.join(known)}")
-    available = {"cuda": CUDAAccelerator.is_available(), "mps": MPSAccelerator.is_available()}
-    have = "cpu" + "".join(f", {k}" for k, ok in available.items() if ok)
-    if name == "gpu" and not any(available.values()) or name in available and not available[name]:
-        raise UsageError(f"--accelerator {name}: no GPU is available on this machine (available: {have})")
+    available = {n: AcceleratorRegistry[n]["accelerator"].is_available() for n in sorted(registry)}
+    have = ", ".join(n for n, ok in available.items() if ok)
+    if name == "gpu" and not (available.get("cuda") or available.get("mps")):
+        raise UsageError(f"--accelerator gpu: no GPU is available on this machine (available: {have})")
+    if name in available and not available[name]:
+        raise UsageError(f"--accelerator {name}: not available on this machine (available: {have})")
 
 
 def check_trainer_flags(trainer: Namespace) -> None:

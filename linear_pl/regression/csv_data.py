@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from linear_pl.data import EVAL_BATCH_SIZE, sliced_loader
+from linear_pl.regression.data import EVAL_BATCH_SIZE, sliced_loader
 
 
 class CSVError(ValueError):

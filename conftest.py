@@ -1,0 +1,12 @@
+"""Collects README.md's ```console sessions as tests (tests/readme_sessions.py says how they run).
+
+This must sit at the top: pytest asks only the conftest.py files above a file to collect it, and
+Sybil only parses files under the directory of the file that makes the Sybil object."""
+
+from sybil import Sybil
+
+from tests.readme_sessions import ConsoleSessionParser
+
+pytest_collect_file = Sybil(
+    parsers=[ConsoleSessionParser()], patterns=["README.md"], fixtures=["tmp_path_factory"]
+).pytest()

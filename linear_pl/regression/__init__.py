@@ -1,0 +1,3 @@
+"""The tutorials' regression example: networks, data, closed form, conditioning, the weights report.
+
+Replace it with yours."""

@@ -1,0 +1,162 @@
+"""Run the shell sessions shown in README.md and compare their output (a Sybil parser).
+
+Only code blocks fenced as ```console are tested. In one, a line starting with ``$ `` is a command
+(continued onto the next line while it ends in a backslash); the lines after it, up to the next
+``$ `` line or the block's end, are its expected output. Each command is one pytest test, named after
+its README line by Sybil (``README.md::line:40,column:1``).
+
+How a command runs:
+- with bash, exactly as written, the bin/ of the Python running pytest first on PATH (so ``python`` is
+  the venv's), pytest's environment otherwise, but with PYTHONWARNINGS unset;
+- in a fresh directory per block, holding symlinks to everything at the top of the README's directory
+  (scripts/, examples/, linear_pl/, README.md, ...) except lightning_logs/: the commands see the
+  repository as it is, and whatever they write at the top (lightning_logs/ when no --default_root_dir
+  is given) lands in that directory, not in the repository, and starts at version_0 every time;
+- the commands of one block run in order in that one directory. A test run on its own (``-k``, ``--lf``)
+  first runs, unchecked, the commands of its block before it, so that it sees the same state;
+- ``$?`` at the start of a command is the exit status of the block's previous command, so that
+  ``$ echo $?`` checks it. An exit status is not checked otherwise: the output is.
+
+What is compared: the command's stdout (a command that redirects stderr, e.g. ending in ``2>&1``, gets
+it in its stdout), trailing whitespace of each line and trailing blank lines ignored. In the expected
+text, two things are not literal (keep this list short):
+- a line of exactly ``...`` matches any number of lines, none included;
+- a timing, a number or range followed by `` s`` (``7.4 s``, ``0.21-0.25 s``), matches any number or
+  range followed by `` s``.
+"""
+
+import difflib
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sybil import Document, Example, Region
+from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
+
+PROMPT = "$ "
+ELLIPSIS = "..."
+NUMBER = r"\d+(?:\.\d+)?"
+TIMING = re.compile(rf"{NUMBER}(?:-{NUMBER})? s\b")  # in the expected text
+ANY_TIMING = rf"{NUMBER}(?:-{NUMBER})? s\b"  # what it matches in the actual text
+NOT_LINKED = {"lightning_logs"}  # the output the per-block directory keeps out of the repository
+TIMEOUT = 600  # seconds for one command
+
+
+@dataclass
+class Command:
+    block: int  # the block's position in the document: the key of its state in the namespace
+    index: int  # this command's position in the block
+    commands: list[str]  # every command of the block, to replay the ones before this one
+    expected: list[str]
+
+    @property
+    def text(self) -> str:
+        return self.commands[self.index]
+
+
+def split_session(lines: list[str]) -> list[tuple[int, int, str, list[str]]]:
+    """(first line, line after the output, command, expected output) for each command of a block.
+    Lines before the first prompt are not part of any command."""
+    starts = [i for i, line in enumerate(lines) if line.startswith(PROMPT)]
+    sessions = []
+    for n, start in enumerate(starts):
+        stop = starts[n + 1] if n + 1 < len(starts) else len(lines)
+        end = start + 1
+        while lines[end - 1].rstrip().endswith("\\") and end < stop:
+            end += 1
+        command = "\n".join([lines[start][len(PROMPT) :], *lines[start + 1 : end]])
+        sessions.append((start, stop, command, lines[end:stop]))
+    return sessions
+
+
+class ConsoleSessionParser:
+    """A Sybil parser: one Region per ``$`` command of each ```console block."""
+
+    def __init__(self) -> None:
+        # Sybil's markdown CodeBlockParser would give one example per block, and also looks into HTML
+        # comments; its lexer alone gives the fenced blocks with their source.
+        self.lexer = FencedCodeBlockLexer(language="console", mapping={"source": "source"})
+
+    def __call__(self, document: Document):
+        for block in self.lexer(document):
+            source = block.lexemes["source"]
+            lines = source.splitlines()
+            # Where each line of the block starts in the document (the lexer strips a list item's or
+            # quote's prefix from the source, so positions are counted in the document's text).
+            line_starts = [block.start + source.offset]
+            for _ in lines:
+                line_starts.append(document.text.find("\n", line_starts[-1]) + 1 or len(document.text))
+            sessions = split_session(lines)
+            commands = [command for _, _, command, _ in sessions]
+            for index, (first, stop, _, expected) in enumerate(sessions):
+                yield Region(
+                    line_starts[first],
+                    line_starts[stop],
+                    parsed=Command(block.start, index, commands, expected),
+                    evaluator=evaluate,
+                )
+
+
+def run(command: str, cwd: Path, status: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.prefix) / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("PYTHONWARNINGS", None)
+    # "(exit N)" sets $? for the command, to the status the block's previous command left.
+    return subprocess.run(
+        ["bash", "-c", f"(exit {status})\n{command}"],
+        cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+
+
+def block_state(example: Example, command: Command) -> dict:
+    """The block's directory, how many of its commands have run there, and the last exit status."""
+    key = ("console block", command.block)
+    if key not in example.namespace:
+        workdir = example.namespace["tmp_path_factory"].mktemp("readme")
+        for entry in Path(example.path).parent.iterdir():
+            if entry.name not in NOT_LINKED:
+                (workdir / entry.name).symlink_to(entry)
+        example.namespace[key] = {"dir": workdir, "done": 0, "status": 0}
+    return example.namespace[key]
+
+
+def expected_pattern(expected: list[str]) -> re.Pattern:
+    parts = []
+    for line in expected:
+        if line == ELLIPSIS:
+            parts.append(r"(?:[^\n]*\n)*")
+        else:
+            parts.append(ANY_TIMING.join(re.escape(literal) for literal in TIMING.split(line)) + r"\n")
+    return re.compile("".join(parts))
+
+
+def normalize(lines: list[str]) -> list[str]:
+    lines = [line.rstrip() for line in lines]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def evaluate(example: Example) -> str | None:
+    """Sybil's evaluator: None if the output matches, else the message pytest shows."""
+    command: Command = example.parsed
+    state = block_state(example, command)
+    for earlier in command.commands[state["done"] : command.index]:
+        state["status"] = run(earlier, state["dir"], state["status"]).returncode
+    proc = run(command.text, state["dir"], state["status"])
+    state["status"], state["done"] = proc.returncode, command.index + 1
+
+    expected, actual = normalize(command.expected), normalize(proc.stdout.splitlines())
+    if expected_pattern(expected).fullmatch("".join(line + "\n" for line in actual)):
+        return None
+    diff = difflib.unified_diff(expected, actual, "expected", "actual", lineterm="")
+    stderr = proc.stderr.rstrip().splitlines()[-20:]
+    return "\n".join([
+        f"$ {command.text}",
+        f"(ran in {state['dir']}, exit status {proc.returncode}; '...' lines and timings in the expected"
+        " output match anything, so they may show in the diff)",
+        *diff,
+        *(["--- stderr (last 20 lines, not compared):", *stderr] if stderr else []),
+    ])  # fmt: skip
