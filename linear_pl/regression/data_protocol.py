@@ -3,7 +3,8 @@
 A data module needs nothing beyond Lightning's ``train_dataloader`` (and ``val_dataloader``) yielding
 ``(x, y)`` batches, x ``[B, d]`` and y ``[B]`` or ``[B, 1]``. It may also expose, and the shipped ones do:
 
-- ``num_features``: d, to size the model before any data is read (else: the first batch's x);
+- ``num_features``: d, to size the model before any data is read (else: the first batch's x; see
+  ``runner/sizing.py``);
 - ``batch_size``: the training batch size, for the stable learning rate (else: the first batch's);
 - ``train_x``, ``train_y``, ``val_x``, ``val_y`` after ``setup``: the data as tensors, read in large
   chunks instead of through the loaders;
@@ -18,6 +19,7 @@ import lightning as L
 import torch
 
 from linear_pl.regression.closed_form import Batches, Moments, tensor_batches
+from linear_pl.runner.sizing import first_batch_x
 
 
 def _xy(batch: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,23 +52,10 @@ def _loader_batches(loader: Iterable) -> Batches:
             yield _xy(batch)
 
 
-def _first_batch(datamodule: L.LightningDataModule) -> torch.Tensor:
-    if not hasattr(datamodule, "train_x"):
-        datamodule.prepare_data()
-        datamodule.setup("fit")  # Lightning calls it again in fit; data modules expect that
-    return next(iter(training_batches(datamodule)))[0]
-
-
-def num_features_of(datamodule: L.LightningDataModule) -> int:
-    """The number of input features: ``num_features`` if exposed, else the width of the first batch's x."""
-    num_features = getattr(datamodule, "num_features", None)
-    return int(num_features) if num_features is not None else _first_batch(datamodule).shape[-1]
-
-
 def batch_size_of(datamodule: L.LightningDataModule) -> int:
     """The training batch size: ``batch_size`` if exposed, else the length of the first batch."""
     batch_size = getattr(datamodule, "batch_size", None)
-    return int(batch_size) if batch_size is not None else len(_first_batch(datamodule))
+    return int(batch_size) if batch_size is not None else len(first_batch_x(datamodule))
 
 
 def true_weights_of(datamodule: L.LightningDataModule | None) -> list[float] | None:

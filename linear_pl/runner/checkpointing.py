@@ -155,11 +155,12 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
 
     def check_best(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Save best.ckpt if the monitored metric's latest value is the best yet (every DDP rank calls it)."""
-        score = self.monitor.value(trainer, type(pl_module).__name__)
+        # current_epoch counts finished epochs: during fit, an epoch's validation or end ends the one under way.
+        fitting = trainer.state.fn == "fit" and trainer.state.status == "running"
+        epoch = trainer.current_epoch + (1 if fitting else 0)
+        score = self.monitor.value(trainer, type(pl_module).__name__, epoch)
         if self.monitor.better(score, self.best_score):  # the same on every rank: synced
-            # current_epoch counts finished epochs: during fit, an epoch's validation or end ends the one under way.
-            fitting = trainer.state.fn == "fit" and trainer.state.status == "running"
-            self.best_score, self.best_epoch = score, trainer.current_epoch + (1 if fitting else 0)
+            self.best_score, self.best_epoch = score, epoch
             # Held only while training goes on: after fit (the final validation) nothing would write it.
             soon = time.monotonic() - self._best_save_time < self.min_interval
             self.save(trainer, "best", hold=fitting and soon)

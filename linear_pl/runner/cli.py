@@ -15,7 +15,6 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from linear_pl.regression.data_protocol import num_features_of
 from linear_pl.runner.checkpointing import (
     AtomicCheckpointIO,
     RunCheckpoints,
@@ -51,6 +50,7 @@ from linear_pl.runner.monitor import Monitor
 from linear_pl.runner.progress import ProgressReport
 from linear_pl.runner.run import evaluate, fit
 from linear_pl.runner.run_dir import choose_run_dir, release_run_dir
+from linear_pl.runner.sizing import num_features_of
 from linear_pl.runner.watch import LossWatch, early_stopping, warn_about_clashes
 
 DESCRIPTION = """\

@@ -45,13 +45,13 @@ class Monitor:
         """Whether the training loss is to be checked at this epoch's end (without validation data)."""
         return self.on_training and (trainer.current_epoch + 1) % self.every == 0
 
-    def value(self, trainer: L.Trainer, model_name: str) -> float:
-        """The metric's latest value; :class:`MonitorMissing` if the model has not logged it."""
+    def value(self, trainer: L.Trainer, model_name: str, epoch: int) -> float:
+        """The metric's latest value, after ``epoch``; :class:`MonitorMissing` if the model has not logged it."""
         metrics = trainer.callback_metrics
         if self.name not in metrics:
             logged = ", ".join(sorted(metrics)) or "nothing"
             raise MonitorMissing(
-                f"--monitor {self.name}: {model_name} logged no {self.name} by epoch {trainer.current_epoch + 1} "
+                f"--monitor {self.name}: {model_name} logged no {self.name} by epoch {epoch} "
                 f"(it logged: {logged}); give one of those, or log it with self.log({self.name!r}, ...)"
             )
         return float(metrics[self.name])
