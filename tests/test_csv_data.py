@@ -31,6 +31,27 @@ def test_reads_the_columns_it_is_told_and_splits_by_seed(tmp_path):
     assert torch.equal(again.val_x, data.val_x) and not torch.equal(other.val_x, data.val_x)
 
 
+def test_a_test_fraction_is_split_off_disjoint_from_validation_and_tested_after_fit(train, tmp_path):
+    rows = "\n".join(f"{i},{i % 7},{3 * i - (i % 7) + 2}" for i in range(40))
+    path = write(tmp_path, "a,b,y\n" + rows + "\n")
+    plain, split = (
+        CSVDataModule(path, "y", val_fraction=0.25),
+        CSVDataModule(path, "y", val_fraction=0.25, test_fraction=0.2),
+    )
+    plain.setup()
+    split.setup()
+    assert (len(split.train_x), len(split.test_x), len(split.val_x)) == (22, 8, 10)
+    assert torch.equal(split.val_x, plain.val_x)  # the validation set is the one it was without a test set
+    ids = [set(t[:, 0].tolist()) for t in (split.train_x, split.test_x, split.val_x)]
+    assert set.union(*ids) == set(map(float, range(40))) and sum(map(len, ids)) == 40  # disjoint, all rows
+    run = train("--data", "csv", "--data.path", path, "--data.target_column", "y", "--data.test_fraction", "0.2",
+                "--bias", "--data.val_fraction", "0.25")  # fmt: skip
+    assert run.status == 0, run.stderr
+    assert set(run.results["test"]) == {"test/loss"} and run.results["test"]["test/loss"] < 1e-3
+    assert "Test (best.ckpt): test_loss " in run.stdout
+    assert "test" not in train("--data", "csv", "--data.path", path, "--data.target_column", "y").results
+
+
 def test_a_csv_you_made_trains_to_the_least_squares_answer(train, tmp_path):
     # y = 3 a - 2 b + 7 exactly, on features far from zero (a is a year): conditioning's job.
     g = torch.Generator().manual_seed(0)

@@ -25,7 +25,7 @@ class CSVError(ValueError):
 class CSVDataModule(L.LightningDataModule):
     """The rows of a CSV file with a header: ``target_column`` is y, ``feature_columns`` (default: all
     the others, in file order) are x. The last ``round(val_fraction * n)`` rows of a permutation seeded
-    by ``seed`` are the validation set."""
+    by ``seed`` are the validation set, the ``round(test_fraction * n)`` before them the test set."""
 
     def __init__(
         self,
@@ -33,6 +33,7 @@ class CSVDataModule(L.LightningDataModule):
         target_column: str,
         feature_columns: list[str] | None = None,
         val_fraction: float = 0.2,
+        test_fraction: float = 0.0,
         batch_size: int = 32,
         shuffle: bool = True,
         seed: int = 0,
@@ -40,14 +41,20 @@ class CSVDataModule(L.LightningDataModule):
         super().__init__()
         if not (isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1):
             raise ValueError(f"batch_size {batch_size}: must be an integer >= 1")
-        if not (isinstance(val_fraction, (int, float)) and 0 <= val_fraction < 1):
-            raise ValueError(f"val_fraction {val_fraction}: must be in [0, 1)")
+        for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
+                raise ValueError(f"{name} {fraction}: must be in [0, 1)")
+        if val_fraction + test_fraction >= 1:
+            raise ValueError(
+                f"test_fraction {test_fraction}: with val_fraction {val_fraction}, leaves no training rows"
+            )
         if feature_columns is not None and not feature_columns:
             raise ValueError("feature_columns []: give at least one column, or leave it out for all")
         if feature_columns is not None and target_column in feature_columns:
             raise ValueError(f"feature_columns {feature_columns}: holds the target column {target_column!r}")
         self.save_hyperparameters()
-        self.path, self.target_column, self.val_fraction = str(path), target_column, val_fraction
+        self.path, self.target_column = str(path), target_column
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self._feature_columns = feature_columns
 
@@ -91,7 +98,7 @@ class CSVDataModule(L.LightningDataModule):
             if len(row) != len(header):
                 raise CSVError(f"{name} line {line}: {len(row)} cells, but the header has {len(header)}")
             values.append([_number(row[i], name, line, header[i]) for i in indices])
-        n_train = len(values) - round(self.val_fraction * len(values))
+        n_train = len(values) - sum(self._held_out(len(values)))
         if n_train < len(wanted) + 1:
             raise CSVError(
                 f"{self.path}: {n_train} training rows for {len(wanted)} features: "
@@ -101,21 +108,34 @@ class CSVDataModule(L.LightningDataModule):
         self._feature_names = wanted
         return table[:, :-1].float(), table[:, -1].float()
 
+    def _held_out(self, n: int) -> tuple[int, int]:
+        """How many of ``n`` rows are validation rows, and how many test rows."""
+        return round(self.val_fraction * n), round(self.test_fraction * n)
+
     def setup(self, stage: str | None = None) -> None:
         x, y = self._table
-        n_val = round(self.val_fraction * len(x))
+        n_val, n_test = self._held_out(len(x))
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))
-        train, val = order[: len(x) - n_val], order[len(x) - n_val :]
+        # Validation last, test before it: without a test set the split is what it always was.
+        n_train = len(x) - n_val - n_test
+        train, test, val = order[:n_train], order[n_train : n_train + n_test], order[n_train + n_test :]
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
         self.train_x, self.train_y = x[train].to(device), y[train].to(device)
         self.val_x, self.val_y = x[val].to(device), y[val].to(device)
+        self.test_x, self.test_y = x[test].to(device), y[test].to(device)
 
     def train_dataloader(self) -> DataLoader:
         return sliced_loader(self.trainer, self.train_x, self.train_y, self.batch_size, self.shuffle, self.seed)
 
     def val_dataloader(self) -> DataLoader:
-        eval_batch_size = max(self.batch_size, EVAL_BATCH_SIZE)
-        return sliced_loader(self.trainer, self.val_x, self.val_y, eval_batch_size, False, self.seed)
+        return self._eval_loader(self.val_x, self.val_y)
+
+    def test_dataloader(self) -> DataLoader:
+        """The test rows (none unless ``test_fraction`` > 0: then no test runs)."""
+        return self._eval_loader(self.test_x, self.test_y)
+
+    def _eval_loader(self, x: torch.Tensor, y: torch.Tensor) -> DataLoader:
+        return sliced_loader(self.trainer, x, y, max(self.batch_size, EVAL_BATCH_SIZE), False, self.seed)
 
 
 def _number(cell: str, name: str, line: int, column: str) -> float:

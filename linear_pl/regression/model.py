@@ -117,6 +117,10 @@ class RegressionModel(L.LightningModule):
         # batch_size weights the epoch mean correctly when the last batch is shorter.
         self.log("val/loss", self.loss(self(x), y), batch_size=len(x), sync_dist=True)
 
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch[0], batch[1]
+        self.log("test/loss", self.loss(self(x), y), batch_size=len(x), sync_dist=True)
+
     def predict_step(self, batch: torch.Tensor | tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(x)
