@@ -9,7 +9,13 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.trainer.connectors import data_connector
 
 from linear_pl import LinearModel, SyntheticDataModule
-from linear_pl.runner.internals import CLASS_PATH_KEY, PerEpochCallback, epoch_about_to_run, one_line
+from linear_pl.runner.internals import (
+    CLASS_PATH_KEY,
+    PerEpochCallback,
+    early_stopping_checks_on_train_epochs,
+    epoch_about_to_run,
+    one_line,
+)
 
 UPGRADE = "Lightning or jsonargparse changed an internal linear_pl relies on: see linear_pl/internals.py"
 
@@ -94,3 +100,17 @@ def test_jsonargparse_errors_still_reduce_to_one_reason(train):
     assert run.status == 2 and run.stderr.count("\n") == 1, f"{UPGRADE}: one_line on {run.stderr!r}"
     assert 'Parser key "model.lr"' in run.stderr, f"{UPGRADE}: one_line on {run.stderr!r}"
     assert one_line("plain message") == "plain message"
+
+
+def test_early_stopping_can_be_told_after_construction_to_check_at_training_epochs_ends():
+    # No validation data: EarlyStopping built to check after validation would never check at all.
+    def stopped_after(switch: bool) -> int:
+        stopping = EarlyStopping("train/loss", patience=1, check_on_train_epoch_end=False)
+        if switch:
+            early_stopping_checks_on_train_epochs(stopping, True)
+        trainer = quiet_trainer(max_epochs=20, callbacks=[stopping], limit_val_batches=0)
+        trainer.fit(LinearModel(lr=1e-30), SyntheticDataModule())  # lr ~0: train/loss never improves
+        return trainer.current_epoch
+
+    assert stopped_after(switch=False) == 20
+    assert stopped_after(switch=True) < 5, f"{UPGRADE}: EarlyStopping._check_on_train_epoch_end"
