@@ -270,3 +270,27 @@ def test_what_lightning_or_jsonargparse_rejects_is_one_line_and_exit_2(train, fl
 def test_results_json_is_strict_json_for_any_model(train):
     run = train(*REGRESSOR, "--max_epochs", "2")
     json.loads((run.run_dir / "results.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+
+
+def test_model_flags_work_for_a_users_model_as_for_the_shipped_ones(train):
+    run = train(*DIGITS, "--lr", "0.005", "--max_epochs", "1")
+    assert run.status == 0, run.stderr
+    assert run.results["lr"] == 0.005
+    assert yaml.safe_load((run.run_dir / "config.yaml").read_text())["model"]["init_args"]["lr"] == 0.005
+
+
+def test_configs_and_checkpoints_written_before_the_split_still_load(train, capsys, tmp_path):
+    # Before linear_pl/runner and linear_pl/regression, the classes lived in linear_pl.model and linear_pl.data.
+    config = tmp_path / "old.yaml"
+    config.write_text(
+        "model:\n  class_path: linear_pl.model.LinearModel\n  init_args: {bias: true}\n"
+        "data:\n  class_path: linear_pl.data.SyntheticDataModule\n  init_args: {true_weights: [2, 3], true_bias: 1}\n"
+    )
+    run = train("--config", str(config), "--max_epochs", "5")
+    assert run.status == 0, run.stderr
+    checkpoint = torch.load(run.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["_class_path"] = "linear_pl.model.LinearModel"
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    assert predict_main(["--ckpt_path", str(old), "--x", "[1, 1]"]) == 0
+    assert float(capsys.readouterr().out) == pytest.approx(6.0, abs=0.01)  # 2 + 3 + 1
