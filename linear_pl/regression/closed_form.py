@@ -26,7 +26,8 @@ class Moments:
     Sums are of ``x - shift``, where ``shift`` is the first batch's mean (up to FLOAT64_MAX_FEATURES
     features): features far from zero (a year, a price) would otherwise lose their variance to
     cancellation. ``sum_xx`` is the full
-    ``[d, d]`` matrix when ``full``, its diagonal ``[d]`` otherwise. All float64, on the CPU.
+    ``[d, d]`` matrix when ``full``, its diagonal ``[d]`` otherwise. All float64, on the CPU: float64
+    arithmetic happens only there (Apple's MPS has no float64), after a chunk is moved to the host.
     """
 
     count: int
@@ -45,24 +46,27 @@ class Moments:
         for x, y in batches:
             if len(x) == 0:
                 continue
-            precise = x.shape[1] <= FLOAT64_MAX_FEATURES
+            precise, dtype = x.shape[1] <= FLOAT64_MAX_FEATURES, x.dtype
+            if precise:  # float64 products, on the host (a copy of each chunk: d is small here)
+                x = x.cpu().double()
+            y = y.reshape(len(x)).to(x.device, x.dtype)
             if moments is None:
                 # Centring costs a copy of each chunk: worth it where the products are exact (float64).
-                shift = x.double().mean(dim=0).to(x.dtype) if precise else torch.zeros_like(x[0])
+                # The first chunk's mean, rounded to the data's own precision.
+                shift = x.mean(dim=0).to(dtype).double() if precise else torch.zeros(x.shape[1], dtype=torch.float64)
                 zeros = torch.zeros(x.shape[1], dtype=torch.float64)
                 square = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64) if full else zeros.clone()
                 moments = cls(0, shift, zeros.clone(), square, zeros.clone(), 0.0, 0.0, full)
-            centred = (x.double() - moments.shift.double()) if precise else x
-            y = y.reshape(len(x)).to(centred.dtype)
+            centred = x - moments.shift if precise else x  # else float32 products on the device, summed on the host
             moments.count += len(x)
-            moments.sum_x += centred.sum(dim=0).double().cpu()
-            moments.sum_xx += ((centred.T @ centred) if full else centred.square().sum(dim=0)).double().cpu()
-            moments.sum_xy += (centred.T @ y).double().cpu()
-            moments.sum_y += y.double().sum().item()
-            moments.sum_yy += y.double().square().sum().item()
+            moments.sum_x += centred.sum(dim=0).cpu().double()
+            moments.sum_xx += ((centred.T @ centred) if full else centred.square().sum(dim=0)).cpu().double()
+            moments.sum_xy += (centred.T @ y).cpu().double()
+            y = y.cpu().double()
+            moments.sum_y += y.sum().item()
+            moments.sum_yy += y.square().sum().item()
         if moments is None:
             raise ValueError("the training data is empty")
-        moments.shift = moments.shift.double().cpu()
         return moments
 
     @property
@@ -141,7 +145,7 @@ def stable_lr_of(
     # float32 norms, squared in float64: one fast pass over x (a float64 copy of a large x would
     # cost more than an epoch of training); the bound needs no more than float32's precision.
     norms = [
-        torch.linalg.vector_norm(x if transform is None else transform(x), dim=1).double().square().cpu()
+        torch.linalg.vector_norm(x if transform is None else transform(x), dim=1).cpu().double().square()
         for x, _ in batches
     ]
     sq_norms = torch.cat(norms) + (1.0 if bias else 0.0)  # the bias is a feature of value 1
@@ -157,7 +161,7 @@ def linear_fit_loss(batches: Batches, weights: list[float], bias: float | None) 
     """Mean squared error of the linear model (weights, bias) on ``(x, y)`` batches; None without samples."""
     squared_error, count = 0.0, 0
     for x, y in batches:
-        w = torch.tensor(weights, dtype=torch.float64, device=x.device)
-        squared_error += (x.double() @ w + (bias or 0.0) - y.reshape(len(x)).double()).square().sum().item()
+        x, y = x.cpu().double(), y.reshape(len(x)).cpu().double()  # float64 on the host only
+        squared_error += (x @ torch.tensor(weights, dtype=torch.float64) + (bias or 0.0) - y).square().sum().item()
         count += len(x)
     return squared_error / count if count else None

@@ -62,8 +62,9 @@ class Preconditioner(nn.Module):
             p = vectors @ torch.diag(eigenvalues.clamp_min(floor).rsqrt()) @ vectors.T
         else:
             p = second.clamp_min(second.max().clamp_min(1e-300) * _RELATIVE_FLOOR).rsqrt()
-        self.matrix.copy_(p)
-        self.shift.copy_(moments.mean if self.centre else torch.zeros_like(moments.mean))
+        # Rounded to the buffers' dtype on the host: float64 never reaches the device.
+        self.matrix.copy_(p.to(self.matrix.dtype))
+        self.shift.copy_((moments.mean if self.centre else torch.zeros_like(moments.mean)).to(self.shift.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x~, the inputs SGD sees (for the stable learning rate; training folds P into the weights)."""

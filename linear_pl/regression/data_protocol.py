@@ -68,7 +68,7 @@ def y_mean_square_of(datamodule: L.LightningDataModule) -> float:
     """The mean of y squared over the training data (reads y alone: cheap beside x's moments)."""
     total, count = 0.0, 0
     for _, y in training_batches(datamodule):
-        total, count = total + y.double().square().sum().item(), count + len(y)
+        total, count = total + y.cpu().double().square().sum().item(), count + len(y)
     return total / count
 
 

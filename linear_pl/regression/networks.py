@@ -49,8 +49,9 @@ class MLP(nn.Module):
     def fit_scaling(self, moments: Moments) -> None:
         """Take the standardization statistics from the training data's moments."""
         unbiased = moments.count / max(moments.count - 1, 1)  # as torch.std
-        self.x_mean.copy_(moments.mean)
-        self.x_std.copy_((moments.second_moment(centred=True) * unbiased).sqrt().clamp_min(1e-6))
+        # Rounded to float32 on the host: float64 never reaches the device.
+        self.x_mean.copy_(moments.mean.to(self.x_mean.dtype))
+        self.x_std.copy_((moments.second_moment(centred=True) * unbiased).sqrt().clamp_min(1e-6).to(self.x_std.dtype))
         self.y_mean.fill_(moments.y_mean)
         y_var = (moments.y_mean_square - moments.y_mean**2) * unbiased
         self.y_std.fill_(max(y_var, 1e-12) ** 0.5)
