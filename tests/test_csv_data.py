@@ -1,5 +1,6 @@
 """The CSV route: a file you made, trained through the command; every kind of bad file is one line, exit 2."""
 
+import polars as pl
 import pytest
 import torch
 
@@ -104,3 +105,50 @@ def test_bad_arguments_name_the_argument(train, tmp_path):
     path = write(tmp_path, "a,y\n1,2\n")
     run = train("--data", "csv", "--data.path", path, "--data.target_column", "y", "--data.val_fraction", "1")
     assert run.status == 2 and "val_fraction 1" in run.stderr and "must be in [0, 1)" in run.stderr
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".feather"])
+def test_parquet_and_feather_read_as_the_csv_does_and_train_the_same(train, tmp_path, suffix):
+    csv_path = str(ROOT / "examples" / "diabetes.csv")
+    table = pl.read_csv(csv_path)
+    path = tmp_path / f"diabetes{suffix}"
+    table.write_parquet(path) if suffix == ".parquet" else table.write_ipc(path)
+    from_csv, from_file = (CSVDataModule(p, "target", test_fraction=0.1) for p in (csv_path, str(path)))
+    for data in (from_csv, from_file):
+        data.setup()
+    assert from_file.feature_names == from_csv.feature_names
+    for split in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y"):
+        assert torch.equal(getattr(from_file, split), getattr(from_csv, split)), split
+    flags = ["--data.target_column", "target", "--bias", "--max_epochs", "20"]
+    by_csv = train("--data", "csv", "--data.path", csv_path, *flags)
+    by_file = train("--data", "csv", "--data.path", str(path), *flags)
+    assert by_file.status == 0, by_file.stderr
+    assert by_file.results["learned_weights"] == by_csv.results["learned_weights"]
+
+
+@pytest.mark.parametrize(
+    ("frame", "flags", "expected"),
+    [
+        (None, [], "data.parquet: cannot read it (No such file or directory)"),
+        ("not parquet", [], "data.parquet: not a parquet file"),
+        ({"a": [1.0, 2.0], "y": [1.0, 2.0]}, ["--data.target_column", "z"], "no column 'z'; the columns are a, y"),
+        ({"a": ["x", "z"], "y": [1.0, 2.0]}, [], "column 'a' is String, not numbers"),
+        ({"a": [1.0, None, 3.0], "y": [1.0, 2.0, 3.0]}, [], "column 'a' has 1 empty (null) cells, first at row 1"),
+        ({"a": [1.0, 2.0, 3.0], "y": [1.0, float("inf"), 3.0]}, [], "column 'y', row 1: inf is not a finite number"),
+        ({"a": [1.0, 2.0, float("nan")], "y": [1.0, 2.0, 3.0]}, [], "column 'a', row 2: nan is not a finite number"),
+        ({"a": [], "y": []}, [], "data.parquet: no data rows"),
+        ({"a": [1.0], "b": [2.0], "y": [3.0]}, [], "1 training rows for 2 features: too few"),
+    ],
+)
+def test_a_bad_parquet_file_is_one_line_naming_the_column_and_row(train, tmp_path, frame, flags, expected):
+    path = tmp_path / "data.parquet"
+    if isinstance(frame, str):
+        path.write_text(frame)
+    elif frame is not None:
+        pl.DataFrame(
+            frame, schema={k: (pl.String if "x" in v else pl.Float64) for k, v in frame.items()}
+        ).write_parquet(path)
+    run = train("--data", "csv", "--data.path", str(path), "--data.target_column", "y", *flags)
+    assert run.status == 2, run.stderr
+    assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1 and expected in run.stderr, run.stderr
+    assert not (run.root / "lightning_logs").exists()

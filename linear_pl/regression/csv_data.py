@@ -1,31 +1,27 @@
-"""Real tabular data from a CSV file: one target column, numeric features, a seeded validation split.
+"""Real tabular data from a file: one target column, numeric features, a seeded validation (and test) split.
 
-``--data csv --data.path FILE --data.target_column NAME``. The file is read once, with the ``csv``
-module, and checked cell by cell: anything that is not a finite number is named by file, line and
-column, before any training or run directory. Like the synthetic data, it then lives in tensors on
-the training device and batches are slices of them.
+``--data csv --data.path FILE --data.target_column NAME``; a ``.parquet``, ``.feather`` or
+``.arrow`` file is read as such, anything else as CSV (``tables.py``). The file is read once and
+checked: anything that is not a finite number is named by file, line (or row) and column, before any
+training or run directory. Like the synthetic data, it then lives in tensors on the training device
+and batches are slices of them.
 """
 
-import csv
-import math
 from functools import cached_property
-from pathlib import Path
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
 from linear_pl.regression.data import EVAL_BATCH_SIZE, sliced_loader
-
-
-class CSVError(ValueError):
-    """A file that cannot be used as training data; the message is one line naming where."""
+from linear_pl.regression.tables import TableError, read_table
 
 
 class CSVDataModule(L.LightningDataModule):
-    """The rows of a CSV file with a header: ``target_column`` is y, ``feature_columns`` (default: all
-    the others, in file order) are x. The last ``round(val_fraction * n)`` rows of a permutation seeded
-    by ``seed`` are the validation set, the ``round(test_fraction * n)`` before them the test set."""
+    """The rows of a CSV (with a header), Parquet or Feather file: ``target_column`` is y,
+    ``feature_columns`` (default: all the others, in file order) are x. The last
+    ``round(val_fraction * n)`` rows of a permutation seeded by ``seed`` are the validation set, the
+    ``round(test_fraction * n)`` before them the test set."""
 
     def __init__(
         self,
@@ -71,42 +67,14 @@ class CSVDataModule(L.LightningDataModule):
 
     @cached_property
     def _table(self) -> tuple[torch.Tensor, torch.Tensor]:
-        name = Path(self.path).name
-        try:
-            with open(self.path, newline="") as f:
-                rows = list(csv.reader(f))
-        except OSError as error:
-            raise CSVError(f"{self.path}: cannot read it ({error.strerror})") from None
-        except (UnicodeDecodeError, csv.Error) as error:
-            raise CSVError(f"{self.path}: not a CSV text file ({error})") from None
-        if not rows or not any(cell.strip() for cell in rows[0]):
-            raise CSVError(f"{self.path}: empty; expected a header line of column names")
-        header = [cell.strip() for cell in rows[0]]
-        duplicates = sorted({c for c in header if header.count(c) > 1})
-        if duplicates:
-            raise CSVError(f"{self.path}: column {duplicates[0]!r} appears more than once in the header")
-        wanted = self._feature_columns or [c for c in header if c != self.target_column]
-        for column in [self.target_column, *wanted]:
-            if column not in header:
-                raise CSVError(f"{self.path}: no column {column!r}; the columns are {', '.join(header)}")
-        data = [(line, row) for line, row in enumerate(rows[1:], start=2) if any(cell.strip() for cell in row)]
-        if not data:
-            raise CSVError(f"{self.path}: a header but no data rows")
-        indices = [header.index(c) for c in wanted] + [header.index(self.target_column)]
-        values = []
-        for line, row in data:
-            if len(row) != len(header):
-                raise CSVError(f"{name} line {line}: {len(row)} cells, but the header has {len(header)}")
-            values.append([_number(row[i], name, line, header[i]) for i in indices])
-        n_train = len(values) - sum(self._held_out(len(values)))
-        if n_train < len(wanted) + 1:
-            raise CSVError(
-                f"{self.path}: {n_train} training rows for {len(wanted)} features: "
+        x, y, self._feature_names = read_table(self.path, self.target_column, self._feature_columns)
+        n_train = len(x) - sum(self._held_out(len(x)))
+        if n_train < x.shape[1] + 1:
+            raise TableError(
+                f"{self.path}: {n_train} training rows for {x.shape[1]} features: "
                 "too few to determine the weights (need at least features + 1)"
             )
-        table = torch.tensor(values, dtype=torch.float64)
-        self._feature_names = wanted
-        return table[:, :-1].float(), table[:, -1].float()
+        return x, y
 
     def _held_out(self, n: int) -> tuple[int, int]:
         """How many of ``n`` rows are validation rows, and how many test rows."""
@@ -136,16 +104,3 @@ class CSVDataModule(L.LightningDataModule):
 
     def _eval_loader(self, x: torch.Tensor, y: torch.Tensor) -> DataLoader:
         return sliced_loader(self.trainer, x, y, max(self.batch_size, EVAL_BATCH_SIZE), False, self.seed)
-
-
-def _number(cell: str, name: str, line: int, column: str) -> float:
-    where = f"{name} line {line}, column {column!r}"
-    if not cell.strip():
-        raise CSVError(f"{where}: empty cell; expected a number")
-    try:
-        value = float(cell)
-    except ValueError:
-        raise CSVError(f"{where}: {cell.strip()!r} is not a number") from None
-    if not math.isfinite(value):
-        raise CSVError(f"{where}: {cell.strip()!r} is not a finite number")
-    return value
