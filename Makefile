@@ -9,7 +9,7 @@ ARGS ?=
 
 .PHONY: install install-test train test lint benchmark clean
 
-# The test extra (pytest, ruff, scikit-learn) only for `make test` and `make lint`: scikit-learn brings
+# The test extra (pytest, ruff, scikit-learn, sybil) only for `make test` and `make lint`: scikit-learn brings
 # scipy, and with scipy installed torchmetrics (which Lightning imports) imports scipy.signal at start-up,
 # 0.6 s on every command here.
 install: $(VENV)/.installed
