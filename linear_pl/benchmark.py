@@ -7,6 +7,11 @@
   Lightning's own floor), and linear_pl's ``Trainer.fit`` built by ``LinearCLI`` as
   ``scripts/train.py`` builds it. ``fit`` alone, best of ``--repeats`` rounds; the data module draws
   its data before the clock starts (``setup`` draws once).
+- ``classifier``: what the run machinery costs a model it did not write: ``examples/digits.py``'s
+  ``DigitsCNN`` on ``Digits``, seed 0, ``--epochs`` epochs, by a bare Trainer (logger, checkpoints,
+  progress bar, summary, sanity check off) and by ``LinearCLI`` as ``scripts/train.py`` builds it.
+  Both validate every epoch (``--log_every_n_epochs 1``). ``fit`` alone, best of ``--repeats`` rounds
+  alternating which way goes first; each fit loads its data (``Digits.setup`` reloads, and fit calls it).
 - ``scale``: the whole command, imports and data included, of ``scripts/train.py`` against
   ``examples/plain_script.py`` on the ``large`` workload: wall time and peak RSS of each process.
 """
@@ -14,6 +19,7 @@
 import argparse
 import contextlib
 import gc
+import importlib
 import io
 import json
 import logging
@@ -27,6 +33,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 
 import lightning as L
 import torch
@@ -42,6 +49,9 @@ from linear_pl.runner.errors import UsageError, silence_known_noise
 GIB = 1 << 30
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = [sys.executable, str(REPO / "scripts" / "train.py")]
+CLASSIFIER_EPOCHS = 20
+DIGITS = ["--model", "examples.digits.DigitsCNN", "--data", "examples.digits.Digits", "--monitor", "val/acc",
+          "--mode", "max"]  # fmt: skip
 
 
 @dataclass
@@ -258,6 +268,70 @@ def scale(workload: Workload) -> dict:
     }  # fmt: skip
 
 
+def digits_example() -> ModuleType:
+    """``examples/digits.py`` as the module ``examples.digits`` (what LinearCLI's --model imports), with
+    the repository root on sys.path, found from this file's location: the benchmark runs from anywhere
+    (cli_main appends the working directory instead)."""
+    if str(REPO) not in sys.path:
+        sys.path.append(str(REPO))
+    return importlib.import_module("examples.digits")
+
+
+def digits_bare(epochs: int, accelerator: str) -> dict:
+    """DigitsCNN's ``Trainer.fit`` on Digits by a bare Trainer, seeded as LinearCLI seeds (--seed 0)."""
+    digits = digits_example()
+    L.seed_everything(0, workers=True)  # as LightningCLI does, before the model draws its weights
+    model, data = digits.DigitsCNN(), digits.Digits(seed=0)
+    # Validates every epoch: Lightning's default check_val_every_n_epoch=1.
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+    )  # fmt: skip
+    start = time.perf_counter()
+    trainer.fit(model, data)
+    val_acc = float(trainer.callback_metrics["val/acc"])  # waits for an accelerator's queued work
+    return {"seconds": time.perf_counter() - start, "val_acc": val_acc, "epochs": trainer.current_epoch}
+
+
+def digits_linear_pl(epochs: int, accelerator: str, root: str) -> dict:
+    """DigitsCNN's ``Trainer.fit`` on Digits as scripts/train.py builds it, validating every epoch.
+
+    ``--patience`` is the number of epochs, so that its early stopping runs but cannot end the run
+    before the bare Trainer's: both train the same epochs.
+    """
+    flags = ["--max_epochs", str(epochs), "--log_every_n_epochs", "1", "--patience", str(epochs)]
+    cli = LinearCLI([*DIGITS, *flags, "--accelerator", accelerator, "--devices", "1", "--default_root_dir", root])
+    with contextlib.redirect_stdout(io.StringIO()):  # the progress lines
+        start = time.perf_counter()
+        cli.trainer.fit(cli.model, cli.datamodule)
+        val_acc = float(cli.trainer.callback_metrics["val/acc"])  # waits for an accelerator's queued work
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "val_acc": val_acc, "epochs": cli.trainer.current_epoch}
+
+
+def classifier(epochs: int, accelerator: str, repeats: int) -> dict:
+    """DigitsCNN on Digits trained by a bare Trainer and by linear_pl, rounds alternating; the best time counts."""
+    # sklearn's first load (its imports, the file's first read) before any clock: for neither way.
+    digits_example().Digits().setup("fit")
+    seconds, val_acc, epochs_run = {}, {}, {}
+    with tempfile.TemporaryDirectory() as root:
+        ways = {
+            "bare": lambda: digits_bare(epochs, accelerator),
+            "linear_pl": lambda: digits_linear_pl(epochs, accelerator, root),
+        }
+        for round_ in range(repeats):
+            for way in sorted(ways, reverse=round_ % 2 == 1):  # bare first, then linear_pl first, ...
+                measured = ways[way]()  # a fresh model, data module and Trainer, seeded alike
+                gc.collect()
+                seconds[way] = min(seconds.get(way, float("inf")), measured["seconds"])
+                val_acc[way], epochs_run[way] = measured["val_acc"], measured["epochs"]
+    return {
+        "model": "examples.digits.DigitsCNN", "data": "examples.digits.Digits", "epochs": epochs,
+        "repeats": repeats, "validate_every_n_epochs": 1, "epochs_run": epochs_run, "fit_seconds": seconds,
+        "bare_over_linear_pl": seconds["bare"] / seconds["linear_pl"], "val_acc": val_acc,
+    }  # fmt: skip
+
+
 def format_report(report: dict) -> str:
     """The printed tables."""
     lines = [f"machine: {report['machine']}"]
@@ -288,6 +362,18 @@ def format_report(report: dict) -> str:
                 f"{r['peak_rss_bytes']['linear_pl'] / GIB:>7.2f}Gi"
             )
         lines.append("(samples/s of Trainer.fit or the loop alone, best of rounds; goal pl/bare >= 0.9)")
+    if r := report.get("classifier"):
+        lines += ["", f"{'model':<9} {'epochs':>6} {'bare s':>8} {'linear_pl s':>11} {'bare/pl':>7} "
+                      f"{'bare val/acc':>12} {'pl val/acc':>10}"]  # fmt: skip
+        seconds, acc = r["fit_seconds"], r["val_acc"]
+        lines.append(
+            f"{'DigitsCNN':<9} {r['epochs']:>6} {seconds['bare']:>8.3f} {seconds['linear_pl']:>11.3f} "
+            f"{r['bare_over_linear_pl']:>7.2f} {acc['bare']:>12.4f} {acc['linear_pl']:>10.4f}"
+        )
+        lines.append(
+            f"(examples/digits.py; Trainer.fit seconds alone, best of {r['repeats']} rounds alternating the ways; "
+            "both validate every epoch, linear_pl with --log_every_n_epochs 1; goal bare/pl >= 0.95)"
+        )
     if rows := report.get("scale"):
         lines.append("")
         for r in rows:
@@ -315,13 +401,18 @@ def parse_size(text: str) -> Workload:
 def benchmark_main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the tables, and write them as JSON with --json FILE."""
     parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--section", choices=["answer", "floor", "scale"], help="run one section (default: all)")
+    parser.add_argument(
+        "--section", choices=["answer", "floor", "classifier", "scale"], help="run one section (default: all)"
+    )
     parser.add_argument("--workload", choices=sorted(WORKLOADS), help="floor and scale on one workload")
     parser.add_argument("--size", help="a custom workload for floor and scale: N,d,batch,epochs")
     parser.add_argument("--seeds", type=int, default=10, help="answer: data seeds 0..N-1")
     parser.add_argument("--train_flags", default="", help="answer: extra flags for scripts/train.py")
-    parser.add_argument("--repeats", type=int, default=3, help="floor: rounds per workload; the best time counts")
-    parser.add_argument("--accelerator", default="auto", help="floor: cpu, gpu or auto (one device)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="floor, classifier: rounds per workload; the best time counts"
+    )
+    parser.add_argument("--epochs", type=int, default=CLASSIFIER_EPOCHS, help="classifier: epochs of each fit")
+    parser.add_argument("--accelerator", default="auto", help="floor, classifier: cpu, gpu or auto (one device)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     try:
@@ -329,6 +420,8 @@ def benchmark_main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--repeats {args.repeats}: must be >= 1")
         if args.seeds < 1:
             raise UsageError(f"--seeds {args.seeds}: must be >= 1")
+        if args.epochs < 1:
+            raise UsageError(f"--epochs {args.epochs}: must be >= 1")
         chosen = [parse_size(args.size)] if args.size else []
         chosen += [WORKLOADS[args.workload]] if args.workload else []
     except UsageError as error:
@@ -336,7 +429,7 @@ def benchmark_main(argv: list[str] | None = None) -> int:
         return 2
     silence_known_noise()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # "GPU available: ..." per Trainer
-    sections = [args.section] if args.section else ["answer", "floor", "scale"]
+    sections = [args.section] if args.section else ["answer", "floor", "classifier", "scale"]
     report: dict = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"torch {torch.__version__}, lightning {L.__version__}"
@@ -345,6 +438,8 @@ def benchmark_main(argv: list[str] | None = None) -> int:
         report["answer"] = time_to_answer(args.seeds, args.train_flags.split())
     if "floor" in sections:
         report["floor"] = [floor(w, args.accelerator, args.repeats) for w in (chosen or WORKLOADS.values())]
+    if "classifier" in sections:
+        report["classifier"] = classifier(args.epochs, args.accelerator, args.repeats)
     if "scale" in sections:
         report["scale"] = [scale(w) for w in (chosen or [WORKLOADS["large"]])]
     print(format_report(report))

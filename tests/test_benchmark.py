@@ -20,6 +20,25 @@ def test_floor_reports_three_ways_on_a_custom_workload(script, tmp_path):
     assert "custom" in run.stdout and "pl/bare" in run.stdout
 
 
+def test_classifier_trains_the_digits_example_both_ways(script, tmp_path):
+    run = script("benchmark", "--section", "classifier", "--epochs", "1", "--repeats", "1", "--accelerator", "cpu",
+                 "--json", "c.json")  # fmt: skip
+    assert run.status == 0, run.stderr
+    report = json.loads((tmp_path / "c.json").read_text())
+    row = report["classifier"]
+    assert (row["model"], row["epochs"], row["repeats"], row["validate_every_n_epochs"]) == (
+        "examples.digits.DigitsCNN", 1, 1, 1)  # fmt: skip
+    assert row["epochs_run"] == {"bare": 1, "linear_pl": 1}
+    seconds = row["fit_seconds"]
+    assert set(seconds) == {"bare", "linear_pl"} and all(v > 0 for v in seconds.values())
+    assert row["bare_over_linear_pl"] == pytest.approx(seconds["bare"] / seconds["linear_pl"])
+    assert set(row["val_acc"]) == {"bare", "linear_pl"} and all(0 <= v <= 1 for v in row["val_acc"].values())
+    assert set(report) == {"machine", "classifier"}
+    # One table row, and nothing else on stdout: linear_pl's progress lines are kept out of it.
+    assert "DigitsCNN" in run.stdout and "bare/pl" in run.stdout and "Epoch [" not in run.stdout
+    assert f"{row['bare_over_linear_pl']:.2f}" in run.stdout
+
+
 def test_answer_and_scale_run_the_commands(script, tmp_path):
     run = script("benchmark", "--section", "answer", "--seeds", "1", "--train_flags", "--max_epochs 3",
                  "--json", "a.json")  # fmt: skip
@@ -35,7 +54,8 @@ def test_answer_and_scale_run_the_commands(script, tmp_path):
 
 
 @pytest.mark.parametrize(("flags", "message"), [(["--repeats", "0"], "--repeats 0: must be >= 1"),
-                                                (["--seeds", "0"], "--seeds 0: must be >= 1")])  # fmt: skip
+                                                (["--seeds", "0"], "--seeds 0: must be >= 1"),
+                                                (["--epochs", "0"], "--epochs 0: must be >= 1")])  # fmt: skip
 def test_bad_counts_are_one_line_and_exit_2(script, flags, message):
     run = script("benchmark", *flags)
     assert (run.status, run.stderr) == (2, f"error: {message}\n")
