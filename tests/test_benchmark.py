@@ -32,6 +32,7 @@ def test_classifier_trains_the_digits_example_both_ways(script, tmp_path):
     seconds = row["fit_seconds"]
     assert set(seconds) == {"bare", "linear_pl"} and all(v > 0 for v in seconds.values())
     assert row["bare_over_linear_pl"] == pytest.approx(seconds["bare"] / seconds["linear_pl"])
+    assert len(row["round_ratios"]) == 1 and row["median_round_ratio"] == row["round_ratios"][0]
     assert set(row["val_acc"]) == {"bare", "linear_pl"} and all(0 <= v <= 1 for v in row["val_acc"].values())
     assert set(report) == {"machine", "classifier"}
     # One table row, and nothing else on stdout: linear_pl's progress lines are kept out of it.
