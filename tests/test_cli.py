@@ -30,7 +30,7 @@ def test_flat_flags_set_the_nested_keys():
     assert (c.trainer.accelerator, c.trainer.max_epochs, c.trainer.check_val_every_n_epoch) == ("cpu", 7, 2)
     assert {k: v for k, v in cli.model.hparams.items() if not k.startswith("_")} == {
         "num_features": 4, "bias": True, "precondition": "auto", "lr": 0.003, "momentum": 0.5,
-        "lr_scheduler": "step", "step_size": 3, "gamma": 0.1,
+        "lr_scheduler": "step", "step_size": 3, "gamma": 0.1, "baseline": "auto",
     }  # fmt: skip
     assert dict(c.data.init_args) == {
         "true_weights": [2.0, 3.0, 4.0, 7.0], "true_bias": 1.5, "num_samples": 20, "num_val_samples": 4,

@@ -75,12 +75,38 @@ def y_mean_square_of(datamodule: L.LightningDataModule) -> float:
 def moments_of(datamodule: L.LightningDataModule, full: bool = True) -> Moments:
     """The training data's :class:`Moments`, computed once per data module and kept on it.
 
-    The model (conditioning, scaling, stable lr), the convergence stop and the report all need them;
-    one pass over the data serves them all. The diagonal moments are cheaper (d, not d x d, per
-    sample): they serve until something asks for the full ones.
+    The model (conditioning, scaling), the convergence stop and the report all need them; one pass
+    over the data serves them all. The diagonal moments are cheaper (d, not d x d, per sample): the
+    model asks for the full ones at once when the report's least-squares baseline will need them,
+    and the diagonal ones are then cut from those.
     """
     cached = getattr(datamodule, "_linear_pl_moments", None)
     if cached is None or (full and not cached.full):
         cached = Moments.of(training_batches(datamodule), full)
         datamodule._linear_pl_moments = cached
-    return cached
+    return cached if full else cached.diagonal()
+
+
+# A pass that only serves a warning (the too-large --lr check) reads this many rows at most.
+SAMPLE_ROWS = 65536
+
+
+def training_sample(datamodule: L.LightningDataModule, rows: int = SAMPLE_ROWS) -> Batches:
+    """At most ``rows`` training samples as ``(x, y)`` batches: a seeded random choice of ``train_x``'s
+    rows if held (the run's random state untouched), else the loader's first batches."""
+    if hasattr(datamodule, "train_x"):
+        x, y = datamodule.train_x, datamodule.train_y
+        if len(x) <= rows:
+            return tensor_batches(x, y)
+        chosen = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:rows].to(x.device)
+        return tensor_batches(x[chosen], y[chosen])
+    return _first_rows(_loader_batches(datamodule.train_dataloader()), rows)
+
+
+def _first_rows(batches: Batches, rows: int) -> Batches:
+    taken = 0
+    for x, y in batches:
+        if taken >= rows:
+            return
+        taken += len(x)
+        yield x, y

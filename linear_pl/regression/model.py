@@ -6,6 +6,7 @@ the convergence stop, the learning-rate guard) as callbacks of its own.
 """
 
 import math
+import sys
 from typing import Any, Literal
 
 import lightning as L
@@ -14,12 +15,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from linear_pl.regression.callbacks import ConvergenceStop
-from linear_pl.regression.closed_form import SAFETY_FACTOR, stable_lr_of
+from linear_pl.regression.closed_form import SAFETY_FACTOR, baseline_cost_fraction, stable_lr_of
 from linear_pl.regression.conditioning import Precondition, Preconditioner, resolve
-from linear_pl.regression.data_protocol import batch_size_of, moments_of, training_batches
+from linear_pl.regression.data_protocol import batch_size_of, moments_of, training_batches, training_sample
 from linear_pl.regression.networks import MLP, DotProduct
 from linear_pl.regression.report import WeightsReport
 from linear_pl.runner.internals import choose_data_hooks_once, publish_metric
+
+# --baseline auto computes the least-squares baseline when it costs at most this fraction of the run.
+BASELINE_MAX_COST = 0.1
 
 
 class RegressionModel(L.LightningModule):
@@ -39,7 +43,10 @@ class RegressionModel(L.LightningModule):
         lr_scheduler: Literal["none", "step", "exponential", "cosine", "plateau"] = "none",
         step_size: int = 100,
         gamma: float = 0.5,
+        baseline: Literal["auto", "on", "off"] = "auto",
     ) -> None:
+        """``baseline``: compute the least-squares fit the report compares with (``on``), not
+        (``off``), or only where it costs at most BASELINE_MAX_COST of the run (``auto``)."""
         super().__init__()
         if lr != "auto" and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"lr {lr}: must be a finite number > 0, or auto")
@@ -47,6 +54,8 @@ class RegressionModel(L.LightningModule):
             raise ValueError(f"momentum {momentum}: must be in [0, 1)")
         self.lr = lr  # a float once setup() has resolved "auto"
         self.momentum, self.lr_scheduler, self.step_size, self.gamma = momentum, lr_scheduler, step_size, gamma
+        self.baseline = baseline
+        self.computes_baseline = baseline != "off"  # decided for the run's size at fit (see setup)
         self.stable_lr = math.inf  # the largest stable lr, where the model knows it (see LinearModel)
         self._epoch_loss_sum: torch.Tensor | None = None  # see training_step
         self._epoch_samples = 0
@@ -79,13 +88,35 @@ class RegressionModel(L.LightningModule):
         if stage != "fit":
             return
         datamodule = self.trainer.datamodule
+        self.computes_baseline = self._decide_baseline()
         if datamodule is not None:
+            if self.computes_baseline:  # one pass gives the baseline's d x d moments and conditioning's
+                moments_of(datamodule, full=True)
             # A resumed run computes the same values, then loads the checkpoint's over them.
             self.fit_to_data(datamodule)
         if self.lr == "auto":
             if datamodule is None:
                 raise ValueError('lr="auto" needs the data as a LightningDataModule')
             self.lr = self.auto_lr(datamodule)
+
+    def _decide_baseline(self) -> bool:
+        """Whether the report's least-squares baseline is computed: ``baseline``, or for ``auto`` its
+        estimated cost against this run's (one line when it is skipped)."""
+        if self.baseline != "auto":
+            return self.baseline == "on"
+        max_epochs = self.trainer.max_epochs
+        cost = baseline_cost_fraction(
+            self.hparams.get("num_features", 1), max_epochs if max_epochs and max_epochs > 0 else 10**9
+        )
+        if cost <= BASELINE_MAX_COST:
+            return True
+        if self.trainer.is_global_zero:
+            print(
+                f"note: the least-squares baseline would cost about {cost:.0%} of this run "
+                f"(n x d^2 products, d = {self.hparams.get('num_features')}): skipped; --baseline on computes it",
+                file=sys.stderr,
+            )
+        return False
 
     def on_train_epoch_start(self) -> None:
         self._epoch_loss_sum = torch.zeros((), device=self.device)
@@ -198,7 +229,9 @@ class LinearModel(RegressionModel):
         # the gradients of world_size batches: one batch of that many times the size.
         batch_size = batch_size_of(datamodule) * self.trainer.world_size
         transform = None if conditioner is None else (lambda x: conditioner.to(x.device)(x))
-        self.stable_lr = stable_lr_of(training_batches(datamodule), self.net.bias is not None, batch_size, transform)
+        # --lr auto trains at it, so every sample counts; a given lr is only warned about, from a sample.
+        batches = training_batches(datamodule) if self.lr == "auto" else training_sample(datamodule)
+        self.stable_lr = stable_lr_of(batches, self.net.bias is not None, batch_size, transform)
 
     def auto_lr(self, datamodule: L.LightningDataModule) -> float:
         return SAFETY_FACTOR * self.stable_lr

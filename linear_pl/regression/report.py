@@ -82,7 +82,10 @@ class WeightsReport(RunExtra):
             if bias:
                 errors.append(abs(learned_bias - (true_bias or 0.0)))
             max_abs_error = max(errors)
-        ls_weights, ls_bias = moments_of(datamodule).least_squares(bias)
+        ls_weights, ls_bias, ls_val_loss = None, None, None
+        if pl_module.computes_baseline:  # skipped where it would cost more than a tenth of the run
+            ls_weights, ls_bias = moments_of(datamodule).least_squares(bias)
+            ls_val_loss = linear_fit_loss(validation_batches(datamodule), ls_weights, ls_bias)
         results.update(
             target=getattr(datamodule, "target", None),
             true_weights=true_weights,
@@ -93,7 +96,7 @@ class WeightsReport(RunExtra):
             learned_bias=learned_bias,
             least_squares_weights=ls_weights,
             least_squares_bias=ls_bias,
-            least_squares_val_loss=linear_fit_loss(validation_batches(datamodule), ls_weights, ls_bias),
+            least_squares_val_loss=ls_val_loss,
             max_abs_error=max_abs_error,
             converged=results["stopped_because"] == "converged",
         )
@@ -116,7 +119,10 @@ def format_table(
     if results["learned_weights"] is None:
         return verdict(results, lr_was_auto=lr_was_auto, limit=limit)
     truth = results["true_weights"]
-    learned, ls = results["learned_weights"], results["least_squares_weights"]
+    learned, ls = (
+        results["learned_weights"],
+        results["least_squares_weights"] or [None] * len(results["learned_weights"]),
+    )
     names = list(names) if names and len(names) == len(learned) else [f"w{i}" for i in range(len(learned))]
     rows = list(zip(truth or learned, learned, ls))
     if results["learned_bias"] is not None:
@@ -126,13 +132,19 @@ def format_table(
     if truth is not None:
         lines = [f"{'':>{width}} {'true':>12} {'learned':>12} {'least sq.':>12} {'|error|':>10}"]
         for name, (true, w, fit) in zip(names, rows):
-            lines.append(f"{name:>{width}} {true:12.4f} {w:12.4f} {fit:12.4f} {abs(w - true):10.2e}")
+            lines.append(f"{name:>{width}} {true:12.4f} {w:12.4f} {_cell(fit)} {abs(w - true):10.2e}")
     else:
         lines = [f"{'':>{width}} {'learned':>12} {'least sq.':>12} {'|difference|':>12}"]
         for name, (_, w, fit) in zip(names, rows):
-            lines.append(f"{name:>{width}} {w:12.4f} {fit:12.4f} {abs(w - fit):12.2e}")
+            difference = f"{'-':>12}" if fit is None else f"{abs(w - fit):12.2e}"
+            lines.append(f"{name:>{width}} {w:12.4f} {_cell(fit)} {difference}")
     lines.append(verdict(results, lr_was_auto=lr_was_auto, limit=limit))
     return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    """A least-squares cell: empty (a dash) where the baseline was skipped."""
+    return f"{'-':>12}" if value is None else f"{value:12.4f}"
 
 
 def verdict(

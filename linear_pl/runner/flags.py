@@ -14,7 +14,7 @@ PRESETS_DIR = Path(__file__).parent.parent / "presets"
 # A model or data flag applies only to the classes that take that argument.
 FLAT_FLAGS = {
     "trainer": ["accelerator", "devices", "strategy", "num_nodes", "precision", "max_epochs", "default_root_dir"],
-    "model": ["lr", "momentum", "step_size", "gamma", "bias", "precondition", "hidden_sizes"],
+    "model": ["lr", "momentum", "step_size", "gamma", "bias", "precondition", "hidden_sizes", "baseline"],
     "data": [
         "batch_size",
         "num_samples",
