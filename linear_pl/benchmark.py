@@ -1,4 +1,4 @@
-"""How fast is linear_pl? Time to the answer, Lightning's floor per step, and a plain script's pace at scale.
+"""How fast is linear_pl? The answer, Lightning's floor, a classifier, a plain script's pace, large files.
 
 - ``answer``: the default run over data seeds 0..N-1, with preconditioning and without: epochs and
   time to recover the weights; the whole command against ``examples/tutorial1.py``.
@@ -13,7 +13,11 @@
   Both validate every epoch (``--log_every_n_epochs 1``). ``fit`` alone, best of ``--repeats`` rounds
   alternating which way goes first; each fit loads its data (``Digits.setup`` reloads, and fit calls it).
 - ``scale``: the whole command, imports and data included, of ``scripts/train.py`` against
-  ``examples/plain_script.py`` on the ``large`` workload: wall time and peak RSS of each process.
+  ``examples/plain_script.py`` on the ``large`` workload: wall time and peak RSS of each process; and
+  the time to import torch, and Lightning, in a new process.
+- ``files``: a generated table of ``--file_rows`` rows (1M) x 20 features + target as CSV and as
+  Parquet: the whole command on it minus the same on its first 1,000 rows (the load cost), against
+  polars' own read into a float32 tensor; the command's peak RSS.
 """
 
 import argparse
@@ -47,6 +51,7 @@ from linear_pl.runner.cli import LinearCLI
 from linear_pl.runner.errors import UsageError, silence_known_noise
 
 GIB = 1 << 30
+SECTIONS = ["answer", "floor", "classifier", "scale", "files"]
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = [sys.executable, str(REPO / "scripts" / "train.py")]
 CLASSIFIER_EPOCHS = 20
@@ -259,13 +264,70 @@ def scale(workload: Workload) -> dict:
         ours_seconds, ours_rss = run_command([*TRAIN, *workload.flags(lr), "--default_root_dir", root], Path(root))
         plain_seconds, plain_rss = run_command(plain, Path(root))
     data_bytes = (workload.num_samples + 10) * (workload.num_features + 1) * 4
+    # The part no template on Lightning can avoid, on its own row: importing it, beside torch alone.
+    imports = {"torch": import_seconds("torch"), "lightning": import_seconds("lightning")}
     return {
+        "import_seconds": imports,
         **asdict(workload),
         "linear_pl_seconds": ours_seconds, "plain_script_seconds": plain_seconds,
         "plain_over_linear_pl": plain_seconds / ours_seconds,
         "linear_pl_peak_rss_bytes": ours_rss, "plain_script_peak_rss_bytes": plain_rss,
         "data_bytes": data_bytes, "rss_goal_bytes": 1.5 * data_bytes + GIB,
     }  # fmt: skip
+
+
+def import_seconds(module: str, repeats: int = 3) -> float:
+    """Wall seconds of ``python -c "import module"`` in a new process, best of ``repeats``."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True, capture_output=True)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+# The files section's table: 20 features and a target, 1,000 rows for the command's fixed costs.
+FILE_FEATURES, SMALL_ROWS = 20, 1000
+_POLARS_READ = """
+import sys, time
+import polars as pl, torch
+start = time.perf_counter()
+read = pl.read_csv if sys.argv[1].endswith(".csv") else pl.read_parquet
+read(sys.argv[1]).to_torch(dtype=pl.Float32)
+print(time.perf_counter() - start)
+"""
+
+
+def files(rows: int) -> list[dict]:
+    """A generated table of ``rows`` x 20 features + target as CSV and as Parquet: the whole command on it
+    against the same command on its first 1,000 rows (the load cost), polars' own read of it into a
+    float32 tensor (imports excluded), and the command's peak RSS."""
+    import polars as pl  # noqa: PLC0415 -- only this section needs it
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(rows, FILE_FEATURES, generator=generator)
+    y = x @ torch.randn(FILE_FEATURES, generator=generator) + 0.1 * torch.randn(rows, generator=generator)
+    table = pl.DataFrame({**{f"x{i}": x[:, i].numpy() for i in range(FILE_FEATURES)}, "y": y.numpy()})
+    del x, y
+    flags = ["--data", "csv", "--data.target_column", "y", "--bias", "--batch_size", "1024", "--max_epochs", "1"]
+    results = []
+    with tempfile.TemporaryDirectory() as root:
+        for kind in ("csv", "parquet"):
+            big, small = Path(root) / f"big.{kind}", Path(root) / f"small.{kind}"
+            for frame, path in ((table, big), (table.head(SMALL_ROWS), small)):
+                frame.write_csv(path) if kind == "csv" else frame.write_parquet(path)
+            command = [*TRAIN, *flags, "--default_root_dir", root, "--data.path"]
+            big_seconds, big_rss = run_command([*command, str(big)], Path(root))
+            small_seconds, _ = run_command([*command, str(small)], Path(root))
+            read = subprocess.run([sys.executable, "-c", _POLARS_READ, str(big)], check=True, capture_output=True)
+            data_bytes = rows * (FILE_FEATURES + 1) * 4
+            results.append({
+                "kind": kind, "rows": rows, "features": FILE_FEATURES, "file_bytes": big.stat().st_size,
+                "command_seconds": big_seconds, "small_command_seconds": small_seconds,
+                "load_seconds": big_seconds - small_seconds, "polars_read_seconds": float(read.stdout),
+                "peak_rss_bytes": big_rss, "data_bytes": data_bytes, "rss_goal_bytes": 2 * data_bytes + 1.5 * GIB,
+            })  # fmt: skip
+    return results
 
 
 def digits_example() -> ModuleType:
@@ -383,6 +445,21 @@ def format_report(report: dict) -> str:
             "and the median of the rounds' bare/pl; both validate every epoch, linear_pl with "
             "--log_every_n_epochs 1; goal bare/pl >= 0.95)"
         )
+    if rows := report.get("files"):
+        lines += ["", f"{'file':<8} {'rows':>9} {'MB':>6} {'command s':>9} {'1k rows s':>9} {'load s':>7} "
+                      f"{'polars s':>8} {'load/polars':>11} {'peak RSS':>9} {'RSS goal':>9}"]  # fmt: skip
+        for r in rows:
+            lines.append(
+                f"{r['kind']:<8} {r['rows']:>9} {r['file_bytes'] / 1e6:>6.0f} {r['command_seconds']:>9.2f} "
+                f"{r['small_command_seconds']:>9.2f} {r['load_seconds']:>7.2f} {r['polars_read_seconds']:>8.2f} "
+                f"{r['load_seconds'] / r['polars_read_seconds']:>11.2f} {r['peak_rss_bytes'] / GIB:>7.2f}Gi "
+                f"{r['rss_goal_bytes'] / GIB:>7.2f}Gi"
+            )
+        lines.append(
+            f"(scripts/train.py --data csv --bias --batch_size 1024 --max_epochs 1 on a generated "
+            f"{FILE_FEATURES}-feature table, against the same on its first 1,000 rows; polars' own read into a "
+            "float32 tensor; goal for CSV: load/polars <= 3, peak RSS <= 2 x data + 1.5 GiB)"
+        )
     if rows := report.get("scale"):
         lines.append("")
         for r in rows:
@@ -392,6 +469,11 @@ def format_report(report: dict) -> str:
                 f"{r['plain_script_seconds']:.2f} s, plain/linear_pl {r['plain_over_linear_pl']:.2f} (goal >= 0.8); "
                 f"peak RSS {r['linear_pl_peak_rss_bytes'] / GIB:.2f} Gi vs "
                 f"{r['plain_script_peak_rss_bytes'] / GIB:.2f} Gi (goal <= {r['rss_goal_bytes'] / GIB:.2f} Gi)"
+            )
+            imports = r["import_seconds"]
+            lines.append(
+                f"importing, in a new process: torch {imports['torch']:.2f} s, lightning {imports['lightning']:.2f} s "
+                "(torch included): the part of the command no Lightning template avoids"
             )
     return "\n".join(lines)
 
@@ -410,9 +492,7 @@ def parse_size(text: str) -> Workload:
 def benchmark_main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the tables, and write them as JSON with --json FILE."""
     parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--section", choices=["answer", "floor", "classifier", "scale"], help="run one section (default: all)"
-    )
+    parser.add_argument("--section", choices=SECTIONS, help="run one section (default: all)")
     parser.add_argument("--workload", choices=sorted(WORKLOADS), help="floor and scale on one workload")
     parser.add_argument("--size", help="a custom workload for floor and scale: N,d,batch,epochs")
     parser.add_argument("--seeds", type=int, default=10, help="answer: data seeds 0..N-1")
@@ -421,6 +501,7 @@ def benchmark_main(argv: list[str] | None = None) -> int:
         "--repeats", type=int, default=3, help="floor, classifier: rounds per workload; the best time counts"
     )
     parser.add_argument("--epochs", type=int, default=CLASSIFIER_EPOCHS, help="classifier: epochs of each fit")
+    parser.add_argument("--file_rows", type=int, default=1_000_000, help="files: rows of the generated table")
     parser.add_argument("--accelerator", default="auto", help="floor, classifier: cpu, gpu or auto (one device)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
@@ -431,6 +512,8 @@ def benchmark_main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--seeds {args.seeds}: must be >= 1")
         if args.epochs < 1:
             raise UsageError(f"--epochs {args.epochs}: must be >= 1")
+        if args.file_rows <= SMALL_ROWS:
+            raise UsageError(f"--file_rows {args.file_rows}: must be > {SMALL_ROWS}")
         chosen = [parse_size(args.size)] if args.size else []
         chosen += [WORKLOADS[args.workload]] if args.workload else []
     except UsageError as error:
@@ -438,7 +521,7 @@ def benchmark_main(argv: list[str] | None = None) -> int:
         return 2
     silence_known_noise()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # "GPU available: ..." per Trainer
-    sections = [args.section] if args.section else ["answer", "floor", "classifier", "scale"]
+    sections = [args.section] if args.section else SECTIONS
     report: dict = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"torch {torch.__version__}, lightning {L.__version__}"
@@ -451,6 +534,8 @@ def benchmark_main(argv: list[str] | None = None) -> int:
         report["classifier"] = classifier(args.epochs, args.accelerator, args.repeats)
     if "scale" in sections:
         report["scale"] = [scale(w) for w in (chosen or [WORKLOADS["large"]])]
+    if "files" in sections:
+        report["files"] = files(args.file_rows)
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

@@ -52,11 +52,25 @@ def test_answer_and_scale_run_the_commands(script, tmp_path):
     (row,) = json.loads((tmp_path / "s.json").read_text())["scale"]
     assert row["linear_pl_seconds"] > 0 and row["plain_script_seconds"] > 0
     assert row["linear_pl_peak_rss_bytes"] > row["data_bytes"]
+    assert set(row["import_seconds"]) == {"torch", "lightning"} and "lightning" in run.stdout
+    assert 0 < row["import_seconds"]["torch"] < row["import_seconds"]["lightning"]  # Lightning imports torch
+
+
+def test_files_times_a_generated_csv_and_parquet_against_a_small_one(script, tmp_path):
+    run = script("benchmark", "--section", "files", "--file_rows", "3000", "--json", "f.json")
+    assert run.status == 0, run.stderr
+    rows = json.loads((tmp_path / "f.json").read_text())["files"]
+    assert [r["kind"] for r in rows] == ["csv", "parquet"] and all(r["rows"] == 3000 for r in rows)
+    for r in rows:
+        assert r["load_seconds"] == pytest.approx(r["command_seconds"] - r["small_command_seconds"])
+        assert r["polars_read_seconds"] > 0 and r["peak_rss_bytes"] > r["data_bytes"] == 3000 * 21 * 4
+    assert "load/polars" in run.stdout
 
 
 @pytest.mark.parametrize(("flags", "message"), [(["--repeats", "0"], "--repeats 0: must be >= 1"),
                                                 (["--seeds", "0"], "--seeds 0: must be >= 1"),
-                                                (["--epochs", "0"], "--epochs 0: must be >= 1")])  # fmt: skip
+                                                (["--epochs", "0"], "--epochs 0: must be >= 1"),
+                                                (["--file_rows", "10"], "--file_rows 10: must be > 1000")])  # fmt: skip
 def test_bad_counts_are_one_line_and_exit_2(script, flags, message):
     run = script("benchmark", *flags)
     assert (run.status, run.stderr) == (2, f"error: {message}\n")
