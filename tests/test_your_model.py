@@ -141,11 +141,14 @@ def test_validate_and_test_a_checkpoint(train):
 
 
 def test_a_monitor_the_model_never_logs_is_one_line_naming_what_it_logged(train):
-    run = train(*DIGITS[:4], "--monitor", "val/f1", "--max_epochs", "3")
-    assert run.status == 2
-    (line,) = [line for line in run.stderr.splitlines() if line.startswith("error:")]
-    assert "--monitor val/f1: DigitsCNN logged no val/f1" in line and "val/acc, val/loss" in line
-    assert "last good checkpoint kept" in line
+    # After a validation inside fit (epoch 1), and after the final one (a run shorter than the interval).
+    for interval, epoch in (("1", 1), ("10", 3)):
+        run = train(*DIGITS[:4], "--monitor", "val/f1", "--max_epochs", "3", "--log_every_n_epochs", interval)
+        assert run.status == 2, run.stderr
+        assert "Traceback" not in run.stderr
+        (line,) = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+        assert f"--monitor val/f1: DigitsCNN logged no val/f1 by epoch {epoch}" in line and "val/acc, val/loss" in line
+        assert "last good checkpoint kept" in line
 
 
 def test_without_validation_data_the_training_loss_is_watched_and_stops_the_run(train):

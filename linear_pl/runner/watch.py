@@ -60,7 +60,11 @@ class PlateauStop(PerEpochCallback, EarlyStopping):
     data, on the training loss at the epochs validation would have run."""
 
     def __init__(self, monitor: Monitor, patience: int, min_delta: float) -> None:
-        super().__init__(monitor.name, min_delta=min_delta, patience=patience, mode=monitor.mode, check_finite=False)
+        # strict=False: a metric the model never logs is reported by RunCheckpoints in one line, not
+        # by Lightning's RuntimeError here (this callback runs first).
+        super().__init__(
+            monitor.name, min_delta=min_delta, patience=patience, mode=monitor.mode, check_finite=False, strict=False
+        )
         self.watched = monitor
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
