@@ -85,7 +85,6 @@ class LinearCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, command: str = "fit", **kwargs) -> None:
         args = expand_names(expand_presets(sys.argv[1:] if args is None else list(args)))
-        self.command = command
         self.evaluating = command != "fit"
         self.model_path = chosen_class_path(args, "model", MODEL_NAMES["linear"])
         self.data_path = chosen_class_path(args, "data", DATA_NAMES["synthetic"])
@@ -161,7 +160,9 @@ class LinearCLI(LightningCLI):
         parser.add_argument(
             "--checkpoint_every_seconds", type=float, default=5.0, help="refresh last.ckpt at most this often"
         )
-        parser.add_argument("--compile", type=bool, default=False, help="wrap the model in torch.compile")
+        parser.add_argument(
+            "--compile", type=bool, default=False, help="compile the model's forward with torch.compile"
+        )
         presets = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
         parser.add_argument("--preset", type=str | None, default=None, help=f"a shipped config: {presets}")
         # A model that takes num_features sizes itself from the data; the run's one seed also seeds

@@ -68,9 +68,15 @@ def has_validation_data(trainer: L.Trainer) -> bool:
     if trainer.limit_val_batches == 0:
         return False
     source = trainer.datamodule if trainer.datamodule is not None else trainer.lightning_module
-    if not is_overridden("val_dataloader", source):
+    return serves_batches(source, "val_dataloader")
+
+
+def serves_batches(source: L.LightningDataModule | L.LightningModule | None, hook: str) -> bool:
+    """Whether ``source`` has a ``hook`` loader of its own (``val_dataloader``, ``test_dataloader``)
+    with at least one batch."""
+    if source is None or not is_overridden(hook, source):
         return False
     try:
-        return len(source.val_dataloader()) > 0
+        return len(getattr(source, hook)()) > 0
     except TypeError:  # an iterable without a length: it may have batches
         return True

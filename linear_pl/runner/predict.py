@@ -27,8 +27,10 @@ ROWS_PER_BATCH = 4096
 
 def build_parser(data_class_path: str | None = None) -> OneLineErrorParser:
     """The predict command's flags; ``--data`` defaults to the class the arguments name (if any)."""
-    parser = OneLineErrorParser(prog="predict.py", description=__doc__, env_prefix="LINEAR_PL_PREDICT")
-    parser.add_argument("--ckpt_path", type=str, required=True, help="last or best (of the newest run), or a path")
+    parser = OneLineErrorParser(prog="predict.py", description=__doc__)
+    parser.add_argument(
+        "--ckpt_path", type=str, required=True, help="last or best (of the newest run that has one), or a path"
+    )
     parser.add_argument("--default_root_dir", type=str, default=".", help="where to look for last and best")
     parser.add_argument(
         "--x", type=str | None, default=None, help='one row "[1, 1, 1]" or several "[[1, 1, 1], [2, 0, 1]]"'

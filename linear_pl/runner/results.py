@@ -8,11 +8,10 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from linear_pl.runner.checkpointing import RunCheckpoints
 from linear_pl.runner.extras import extras_of
-from linear_pl.runner.monitor import TRAIN_LOSS
+from linear_pl.runner.monitor import TRAIN_LOSS, serves_batches
 from linear_pl.runner.progress import ProgressReport
 
 # The final values each logger's hyperparameters are paired with (TensorBoard's HPARAMS tab), where present.
@@ -89,13 +88,7 @@ def verdict(results: dict[str, Any]) -> str:
 
 def has_test_data(trainer: L.Trainer) -> bool:
     """Whether the data module has a test set: a test_dataloader of its own, with at least one batch."""
-    datamodule = trainer.datamodule
-    if datamodule is None or not is_overridden("test_dataloader", datamodule):
-        return False
-    try:
-        return len(datamodule.test_dataloader()) > 0
-    except TypeError:  # an iterable without a length
-        return True
+    return serves_batches(trainer.datamodule, "test_dataloader")
 
 
 def run_test_set(trainer: L.Trainer, model: L.LightningModule, best: Path | None) -> dict[str, float]:
