@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install install-test train test lint benchmark clean
+.PHONY: install install-test install-sweep train sweep test lint benchmark clean
 
 # The test extra (pytest, ruff, scikit-learn, sybil) only for `make test` and `make lint`: scikit-learn brings
 # scipy, and with scipy installed torchmetrics (which Lightning imports) imports scipy.signal at start-up,
@@ -26,8 +26,18 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
+# Optuna, optuna-integration and matplotlib, for `make sweep` (the test extra includes them).
+install-sweep: $(VENV)/.installed-sweep
+
+$(VENV)/.installed-sweep: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[sweep]"
+	touch $@
+
 train: install
 	$(PY) scripts/train.py $(ARGS)
+
+sweep: install-sweep
+	$(PY) scripts/sweep.py $(ARGS)
 
 test: install-test
 	$(PY) -m pytest $(ARGS)

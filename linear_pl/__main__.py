@@ -1,12 +1,12 @@
-"""The ``linear-pl`` command (also ``python -m linear_pl``): ``linear-pl fit|validate|test|predict [flags]``.
+"""The ``linear-pl`` command (also ``python -m linear_pl``): ``linear-pl fit|validate|test|predict|sweep [flags]``.
 
-``fit``, ``validate`` and ``test`` are ``scripts/train.py`` and ``predict`` is ``scripts/predict.py``: the same
-functions, the same flags.
+``fit``, ``validate`` and ``test`` are ``scripts/train.py``, ``predict`` is ``scripts/predict.py`` and ``sweep``
+is ``scripts/sweep.py``: the same functions, the same flags.
 """
 
 import sys
 
-USAGE = "usage: linear-pl {fit,validate,test,predict} [flags]   (linear-pl fit --help, linear-pl predict --help)"
+USAGE = "usage: linear-pl {fit,validate,test,predict,sweep} [flags]   (linear-pl fit --help, linear-pl sweep --help)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,10 +21,14 @@ def main(argv: list[str] | None = None) -> int:
         from linear_pl.runner.predict import predict_main  # noqa: PLC0415
 
         return predict_main(rest)
+    if command == "sweep":
+        from linear_pl.sweep.command import sweep_main  # noqa: PLC0415 -- Optuna is an extra: [sweep]
+
+        return sweep_main(rest)
     if command in ("-h", "--help"):
         print(USAGE)
         return 0
-    print(f"error: {command or 'no command'}: choose fit, validate, test or predict\n{USAGE}", file=sys.stderr)
+    print(f"error: {command or 'no command'}: choose fit, validate, test, predict or sweep\n{USAGE}", file=sys.stderr)
     return 2
 
 

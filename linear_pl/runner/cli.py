@@ -81,11 +81,22 @@ class LinearCLI(LightningCLI):
     """LightningCLI for linear_pl: the nested keys (--model.lr) plus flat aliases (--lr) and presets.
 
     ``command`` is ``fit`` (train), or ``validate`` or ``test`` (evaluate a checkpoint, write nothing).
+    A caller that runs the command many times in one process (a sweep) may hand each run its own
+    ``run_dir`` and ``callbacks``, or ask it only to ``parse`` the flags (``self.config``; nothing is built).
     """
 
-    def __init__(self, args: list[str] | None = None, command: str = "fit", **kwargs) -> None:
+    def __init__(
+        self,
+        args: list[str] | None = None,
+        command: str = "fit",
+        run_dir: Path | None = None,
+        callbacks: list[L.Callback] | None = None,
+        parse_only: bool = False,
+        **kwargs,
+    ) -> None:
         args = expand_names(expand_presets(sys.argv[1:] if args is None else list(args)))
         self.evaluating = command != "fit"
+        self.given_run_dir, self.given_callbacks, self.parse_only = run_dir, callbacks or [], parse_only
         self.model_path = chosen_class_path(args, "model", MODEL_NAMES["linear"])
         self.data_path = chosen_class_path(args, "data", DATA_NAMES["synthetic"])
         self.chosen_model = import_class(self.model_path, "model", L.LightningModule)
@@ -176,6 +187,8 @@ class LinearCLI(LightningCLI):
         parser.link_arguments("log_every_n_epochs", "trainer.check_val_every_n_epoch")
 
     def instantiate_classes(self) -> None:
+        if self.parse_only:
+            return
         # Whatever Lightning, jsonargparse or the classes reject while the Trainer, model and data are
         # built is bad input: one line, exit 2. The classes name their arguments; the command speaks in flags.
         try:
@@ -187,6 +200,8 @@ class LinearCLI(LightningCLI):
             raise UsageError(as_flag(what_was_rejected(error), classes)) from None
 
     def after_instantiate_classes(self) -> None:
+        if self.parse_only:
+            return
         if self.checkpoint is not None:
             check_checkpoint_fits(self.ckpt_path, self.checkpoint, self.model)
             if self.evaluating:  # the weights alone: no training state, nothing written
@@ -203,9 +218,13 @@ class LinearCLI(LightningCLI):
         if config.logger in (None, True) and not (self.evaluating or config.fast_dev_run):
             # Resuming continues the checkpoint's run. default_hp_metric=False: the hparams get a real
             # metric at the end instead of -1.
-            self.run_dir = choose_run_dir(self.root, version_of(self.ckpt_path, self.root))
-            version = None if self.run_dir is None else self.run_dir.name
-            kwargs["logger"] = TensorBoardLogger(self.root, version=version, default_hp_metric=False)
+            if self.given_run_dir is not None:  # the caller claimed it
+                self.run_dir = self.given_run_dir
+                where = {"save_dir": self.run_dir.parent, "name": "", "version": self.run_dir.name}
+            else:
+                self.run_dir = choose_run_dir(self.root, version_of(self.ckpt_path, self.root))
+                where = {"save_dir": self.root, "version": None if self.run_dir is None else self.run_dir.name}
+            kwargs["logger"] = TensorBoardLogger(**where, default_hp_metric=False)
         if self.evaluating:
             kwargs["logger"] = False
         self.monitor = Monitor(self.config.monitor, self.config.mode, self.config.log_every_n_epochs)
@@ -219,7 +238,7 @@ class LinearCLI(LightningCLI):
         )
         self.early_stopping = early_stopping(theirs, self.monitor, self.config.patience, self.config.min_delta)
         warn_about_clashes(theirs)
-        ours = [self.progress, self.loss_watch, self.checkpoints]
+        ours = [*self.given_callbacks, self.progress, self.loss_watch, self.checkpoints]
         ours += [self.early_stopping] if self.early_stopping not in theirs else []
         kwargs["callbacks"] = theirs + [c for c in ours if c is not None]
         kwargs["plugins"] = [AtomicCheckpointIO()]
@@ -246,11 +265,16 @@ def compiled(model: L.LightningModule) -> L.LightningModule:
     return model
 
 
+def importable_from_cwd() -> None:
+    """--data mymodule.MyData finds mymodule.py in the current directory, as ``python -m`` would."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+
+
 def cli_main(args: list[str] | None = None) -> int:
     """Train (``fit``, the default), or ``validate`` or ``test`` a checkpoint; returns the exit status."""
     silence_known_noise()
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())  # --data mymodule.MyData finds mymodule.py here, as `python -m` would
+    importable_from_cwd()
     args = sys.argv[1:] if args is None else list(args)
     command = args.pop(0) if args[:1] in (["fit"], ["validate"], ["test"]) else "fit"  # LightningCLI's spelling
     try:

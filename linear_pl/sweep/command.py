@@ -1,0 +1,259 @@
+"""The sweep command: ``python scripts/sweep.py --space FILE [--n_trials N] [--study NAME] [--storage URL]
+[--n_jobs K] [--pruner median|hyperband|none] [train.py's flags]``.
+
+train.py's flags are every trial's base configuration; the space's params go after them. Everything is
+checked before any trial runs. With ``--n_jobs K`` this process starts K workers, each this command with
+``--worker``, and waits; a signal is passed on to them once.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+from lightning.pytorch import Trainer
+from optuna.distributions import CategoricalDistribution, distribution_to_json
+
+from linear_pl.runner.cli import LinearCLI, importable_from_cwd
+from linear_pl.runner.errors import UsageError, silence_known_noise
+from linear_pl.runner.flags import init_parameters
+from linear_pl.runner.internals import one_line
+from linear_pl.runner.run import EXIT_STATUS
+from linear_pl.sweep.outputs import best_table, draw_plots, listed, ranked, write_best_config, write_trials_csv
+from linear_pl.sweep.space import as_flags, check_keys, ends, load_space
+from linear_pl.sweep.storage import STORAGE_ENV, describe, masked, open_storage, quiet_optuna, storage_url
+from linear_pl.sweep.trial import StopRequest
+from linear_pl.sweep.worker import counted, work
+
+PRUNERS = {
+    "median": optuna.pruners.MedianPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "none": optuna.pruners.NopPruner,
+}
+
+
+SAMPLERS = ("tpe", "random", "grid")
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        raise UsageError(message)
+
+
+def sweep_parser() -> argparse.ArgumentParser:
+    parser = OneLineArgumentParser(
+        prog="sweep.py",
+        allow_abbrev=False,  # the rest are train.py's flags: --n must not be taken for --n_trials
+        description="Search hyperparameters with Optuna: each trial is a train.py run with the space's "
+        "params over the other flags (train.py --help lists them).",
+    )
+    parser.add_argument("--space", type=Path, required=True, help="a YAML file: config key -> {type, low, high, ...}")
+    parser.add_argument("--n_trials", type=int, default=20, help="trials in the study, counting those already run")
+    parser.add_argument("--study", help="the study's name (default: the space file's name)")
+    parser.add_argument("--storage", help=f"a database URL or journal file shared by workers (or ${STORAGE_ENV})")
+    parser.add_argument("--n_jobs", type=int, default=1, help="worker processes on this machine")
+    parser.add_argument("--pruner", choices=PRUNERS, default="median", help="stops hopeless trials early")
+    parser.add_argument(
+        "--sampler", choices=SAMPLERS, default="tpe", help="TPE, random, or grid (every combination of categoricals)"
+    )
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --n_jobs' processes
+    return parser
+
+
+def sweep_main(argv: list[str] | None = None) -> int:
+    """Run the sweep; returns the exit status: 0, 2 bad input, 130/143 interrupted (the study is kept)."""
+    silence_known_noise()
+    quiet_optuna()
+    importable_from_cwd()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    url = None
+    try:
+        options, base_args = sweep_parser().parse_known_args(argv)
+        url = storage_url(options.storage)
+        return _sweep(options, base_args, url, argv)
+    except UsageError as error:
+        print(f"error: {masked(one_line(str(error)), url)}", file=sys.stderr)
+        return 2
+
+
+def _sweep(options: argparse.Namespace, base_args: list[str], url: str | None, argv: list[str]) -> int:
+    if options.n_trials < 1 or options.n_jobs < 1:
+        raise UsageError("--n_trials and --n_jobs must be >= 1")
+    if any(arg == "--ckpt_path" or arg.startswith("--ckpt_path=") for arg in base_args):
+        raise UsageError("--ckpt_path: every trial of a sweep trains from the start")
+    space = load_space(options.space)
+    if options.sampler == "grid" and not all(isinstance(d, CategoricalDistribution) for d in space.values()):
+        raise UsageError(f"--sampler grid: every key of --space {options.space} must be categorical (the grid)")
+    base = check_base(base_args)
+    check_space(options.space, space, base, base_args)
+    config = base.config
+    name = options.study or options.space.stem
+    study_dir = Path(config.trainer.default_root_dir or ".") / "sweeps" / name
+    study = open_study(name, url, study_dir, space, config.monitor, config.mode, options.pruner)
+    if not options.worker:
+        done = counted(study)
+        print(
+            f"Study {name!r}: {plural(options.n_trials, 'trial')} of {config.monitor} ({config.mode}), {done} done; "
+            f"{options.sampler} sampler seeded by --seed {config.seed_everything}, {options.pruner} pruner; "
+            f"kept in {describe(url, study_dir)}",
+            flush=True,
+        )
+    if options.worker or options.n_jobs == 1:
+        status = run_worker(study, space, base_args, config, options, study_dir)
+    else:
+        status = run_workers(argv, options.n_jobs, url)
+    if options.worker:
+        return status
+    report(study, space, base_args, config.monitor, study_dir)
+    if status in EXIT_STATUS.values():
+        print(f"Interrupted: the study is kept; continue it with: {continue_command(argv, url)}", file=sys.stderr)
+    return status
+
+
+def check_base(base_args: list[str]) -> LinearCLI:
+    """The base flags, parsed as train.py parses them (nothing built): one line for any it refuses."""
+    base = LinearCLI(base_args, parse_only=True)
+    trainer = base.config.trainer
+    if "ddp" in str(trainer.strategy) or (isinstance(trainer.devices, int | list) and trainer.devices not in (1, [0])):
+        raise UsageError("a sweep runs each trial in one process on one device: use --n_jobs for trials side by side")
+    return base
+
+
+def check_space(path: Path, space: dict, base: LinearCLI, base_args: list[str]) -> None:
+    """Every key is an argument of the run's classes, and the run accepts both ends of every range and
+    every choice (each parsed as train.py parses it, nothing built)."""
+    takes = {"model": init_parameters(base.chosen_model), "data": init_parameters(base.chosen_data)}
+    takes["trainer"] = init_parameters(Trainer)
+    # LightningCLI's --optimizer/--lr_scheduler CLASS: their keys are checked by parsing, below.
+    takes |= {group: set() for group in ("optimizer", "lr_scheduler") if base.config.get(group) is not None}
+    check_keys(path, space, takes)
+    for key, distribution in space.items():
+        for value in ends(distribution):
+            try:
+                LinearCLI([*base_args, *as_flags({key: value})], parse_only=True)
+            except UsageError as error:
+                raise UsageError(f"--space {path}: {key} {value}: {error}") from None
+
+
+def open_study(
+    name: str, url: str | None, study_dir: Path, space: dict, monitor: str, mode: str, pruner: str
+) -> optuna.Study:
+    """The study, created or continued; one line if it exists with another space or direction, or if its
+    directory holds trials of an earlier study of the same name."""
+    storage = open_storage(url, study_dir)
+    trial_dirs = sorted(study_dir.glob("trial_*"))  # listed before the study's trials are read: see below
+    direction = "minimize" if mode == "min" else "maximize"
+    study = optuna.create_study(
+        study_name=name, storage=storage, direction=direction, pruner=PRUNERS[pruner](), load_if_exists=True
+    )
+    if study.direction.name.lower() != direction:
+        raise UsageError(f"--study {name}: it {study.direction.name.lower()}s; --mode {mode} asks the opposite")
+    described = {key: json.loads(distribution_to_json(d)) for key, d in space.items()}
+    known = study.user_attrs.get("space")
+    if known is None:
+        study.set_user_attr("space", described)
+        study.set_user_attr("monitor", monitor)
+    elif known != described or study.user_attrs.get("monitor") != monitor:
+        raise UsageError(
+            f"--study {name}: it searches another space or metric ({', '.join(known)}; "
+            f"{study.user_attrs.get('monitor')}); give a new --study NAME"
+        )
+    # A trial's directory is made after its trial is in the study, so one not in it is left from another study.
+    numbers = {t.number for t in study.get_trials(deepcopy=False)}
+    leftover = [d for d in trial_dirs if d.name.removeprefix("trial_").isdigit() and int(d.name[6:]) not in numbers]
+    if leftover:
+        raise UsageError(f"{study_dir}: holds {leftover[0].name}, not a trial of study {name!r}; give another --study")
+    study_dir.mkdir(parents=True, exist_ok=True)
+    return study
+
+
+def run_worker(
+    study: optuna.Study, space: dict, base_args: list[str], config, options: argparse.Namespace, study_dir: Path
+) -> int:
+    """Run trials in this process; the first SIGINT/SIGTERM ends the running trial cleanly."""
+    stop = StopRequest()
+    previous = {signum: signal.signal(signum, stop) for signum in EXIT_STATUS}
+    seed = config.seed_everything
+    try:
+        return work(study, space, base_args, config.monitor, options.n_trials, study_dir, seed, stop, options.sampler)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run_workers(argv: list[str], n_jobs: int, url: str | None) -> int:
+    """Start ``n_jobs`` worker processes and wait for them. They have sessions of their own, so that a
+    terminal's Ctrl-C reaches them once, from here; the storage URL goes by environment, not command line."""
+    command = [sys.executable, "-m", "linear_pl", "sweep", *without_storage(argv), "--worker"]
+    environment = {**os.environ, **({STORAGE_ENV: url} if url else {})}
+    # The cores shared out: K workers of torch's default thread count each would contend for them (on
+    # this 2-core machine, 2 workers ran a trial 8x slower). A thread count the user set is kept.
+    environment.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n_jobs)))
+    workers = [subprocess.Popen(command, env=environment, start_new_session=True) for _ in range(n_jobs)]
+    received: list[int] = []
+
+    def pass_on(signum: int, frame: object) -> None:
+        received.append(signum)
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, pass_on) for signum in EXIT_STATUS}
+    try:
+        statuses = [worker.wait() for worker in workers]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        return EXIT_STATUS[received[0]]
+    return next((status for status in statuses if status != 0), 0)
+
+
+def without_storage(argv: list[str]) -> list[str]:
+    """``argv`` without ``--storage URL``."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--storage":
+            skip = True
+        elif not arg.startswith("--storage="):
+            kept.append(arg)
+    return kept
+
+
+def continue_command(argv: list[str], url: str | None) -> str:
+    """The command that continues the study: the same one, a password masked (give it again, or by
+    $LINEAR_PL_STORAGE, where the command line has none)."""
+    return masked(shlex.join(["python", "scripts/sweep.py", *argv]), url)
+
+
+def report(study: optuna.Study, space: dict, base_args: list[str], monitor: str, study_dir: Path) -> None:
+    """Write trials.csv, best.yaml and the plots; print the best five and how to rerun the best."""
+    keys = list(space)
+    write_trials_csv(study, keys, study_dir / "trials.csv")
+    trials = listed(study)
+    states = {state: sum(t.state.name == state for t in trials) for state in ("COMPLETE", "PRUNED", "FAIL")}
+    summary = ", ".join(f"{count} {word}" for word, count in zip(("complete", "pruned", "failed"), states.values()))
+    best = ranked(study)
+    if not best:
+        print(f"{plural(len(trials), 'trial')} ({summary}); none complete, so no best config. Trials: {study_dir / 'trials.csv'}")
+        return
+    print(f"Best {min(5, len(best))} of {plural(len(trials), 'trial')} ({summary}):")
+    print(best_table(study, monitor, keys))
+    for note in draw_plots(study, study_dir):
+        print(note)
+    best_path = study_dir / "best.yaml"
+    write_best_config(base_args, best[0], best_path)
+    print(f"Trials: {study_dir / 'trials.csv'}; plots: {study_dir / 'optimization_history.png'}, param_importances.png")
+    print(f"Best config (trial {best[0].number}): {best_path}")
+    print(f"Rerun it with: python scripts/train.py --config {best_path}")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -1,0 +1,81 @@
+"""What a sweep leaves in its study directory: trials.csv, best.yaml, two plots; and its closing table."""
+
+import csv
+import warnings
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances
+
+from linear_pl.runner.cli import LinearCLI
+from linear_pl.runner.internals import one_line
+from linear_pl.sweep.space import as_flags, shown
+
+PLOTS = {"optimization_history.png": plot_optimization_history, "param_importances.png": plot_param_importances}
+
+
+def listed(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's trials that ran or are running (not one asked for after the count was reached)."""
+    return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+
+
+def write_trials_csv(study: optuna.Study, keys: list[str], path: Path) -> None:
+    """One row a trial: number, state, value, each param, epochs, seconds, run directory, a failure's reason."""
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["number", "state", "value", *keys, "epochs", "seconds", "run_dir", "reason"])
+        for t in listed(study):
+            attrs = t.user_attrs
+            writer.writerow(
+                [t.number, t.state.name, t.value, *(t.params.get(k) for k in keys)]
+                + [attrs.get("epochs"), attrs.get("seconds"), attrs.get("run_dir"), attrs.get("reason")]
+            )
+
+
+def ranked(study: optuna.Study) -> list[FrozenTrial]:
+    """The complete trials, best first."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    return sorted(complete, key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+
+
+def write_best_config(base_args: list[str], best: FrozenTrial, path: Path) -> None:
+    """The best trial's complete config: its params over the base flags, as the trial's config.yaml has them.
+
+    Built here from the flags rather than copied from the trial's config.yaml, which may be on another machine.
+    """
+    cli = LinearCLI([*base_args, *as_flags(best.params)], parse_only=True)
+    path.write_text(cli.parser.dump(cli.config, skip_none=False))
+
+
+def draw_plots(study: optuna.Study, study_dir: Path) -> list[str]:
+    """The optimization history and the param importances as PNGs; a line for a plot that cannot be drawn."""
+    plt.switch_backend("Agg")  # files only, no window
+    notes = []
+    for name, plot in PLOTS.items():
+        try:
+            with warnings.catch_warnings():  # Optuna marks its matplotlib backend experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # Importances from too few trials are equal: the plot shows that; no need to warn.
+                warnings.filterwarnings("ignore", message="The number of trials is too small to compute importances")
+                axes = plot(study)
+            axes.figure.savefig(study_dir / name, dpi=100, bbox_inches="tight")
+        except (ValueError, RuntimeError) as error:  # e.g. importances need two complete trials
+            notes.append(f"{name}: not drawn ({one_line(str(error))})")
+        finally:
+            plt.close("all")
+    return notes
+
+
+def best_table(study: optuna.Study, monitor: str, keys: list[str], top: int = 5) -> str:
+    """The best ``top`` complete trials as a table."""
+    trials = ranked(study)[:top]
+    header = ["trial", monitor, "epochs", "seconds", *keys]
+    rows = [
+        [str(t.number), f"{t.value:.4g}", str(t.user_attrs.get("epochs")), f"{t.user_attrs.get('seconds', 0):.1f}"]
+        + [shown(t.params[k]) for k in keys]
+        for t in trials
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in [header, *rows])

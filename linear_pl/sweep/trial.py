@@ -1,0 +1,160 @@
+"""One trial: a normal training run, in this process, in its own directory, with Optuna's pruning callback.
+
+Each trial is the command ``train.py`` with the sweep's base flags and the trial's params after them,
+built and run by the same code (``LinearCLI``, ``fit``), so a trial writes what any run writes:
+TensorBoard events, hparams, config.yaml, checkpoints, results.json. Its printed output goes to
+``train.log`` in its directory; the sweep prints one line a trial instead.
+"""
+
+import gc
+import json
+import logging
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import lightning as L
+import optuna
+from optuna.trial import TrialState
+from optuna_integration import PyTorchLightningPruningCallback
+
+from linear_pl.runner.cli import LinearCLI
+from linear_pl.runner.errors import UsageError
+from linear_pl.runner.extras import RunExtra
+from linear_pl.runner.internals import one_line
+from linear_pl.runner.run import EXIT_STATUS, fit
+from linear_pl.sweep.space import as_flags
+
+LOG_NAME = "train.log"
+LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+
+
+class PruneTrial(PyTorchLightningPruningCallback, RunExtra):
+    """Optuna's Lightning pruning callback, stopping a hopeless trial the way early stopping does.
+
+    The integration raises ``TrialPruned`` out of ``trainer.fit``; here the trial stops at that
+    validation instead, so that it still ends as a run: its checkpoints, its final line, results.json.
+    The sweep then tells Optuna it was pruned. It also puts the trial's number and params in results.json.
+    """
+
+    def __init__(self, trial: optuna.Trial, monitor: str, params: dict[str, Any]) -> None:
+        super().__init__(trial, monitor)
+        self.params = params
+        self.pruned_at: int | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        try:
+            super().on_validation_end(trainer, pl_module)
+        except optuna.TrialPruned:
+            self.pruned_at = trainer.current_epoch
+            trainer.should_stop = True
+
+    def stop_reason(self) -> str | None:
+        return None if self.pruned_at is None else "pruned"
+
+    def summarize(self, trainer: L.Trainer, pl_module: L.LightningModule, results: dict[str, Any]) -> None:
+        results["trial"] = self._trial.number
+        results["params"] = self.params
+
+
+@dataclass
+class Outcome:
+    """How a trial ended, for Optuna and for the sweep's line."""
+
+    state: TrialState
+    value: float | None = None  # the monitored metric at its best epoch
+    epochs: int | None = None
+    reason: str | None = None  # a failed trial's one line
+    status: int = 0  # the run's exit status: 130/143 interrupted, 2 a flag the run refused
+
+
+def run_trial(trial: optuna.Trial, base_args: list[str], monitor: str, run_dir: Path, stop: "StopRequest") -> Outcome:
+    """Train with ``base_args`` and the trial's params in ``run_dir`` (created here), and say how it ended."""
+    args = [*base_args, *as_flags(trial.params)]
+    run_dir.mkdir(parents=True)
+    with open(run_dir / LOG_NAME, "w") as log, redirect_stdout(log), redirect_stderr(log), logging_to(log):
+        print("train.py", *args, flush=True)
+        outcome = _train(trial, args, monitor, run_dir, stop)
+    if outcome.state == TrialState.FAIL and outcome.reason is None:
+        outcome.reason = _last_error(run_dir)
+    gc.collect()  # the trial's model, data and Trainer, before the next one is built
+    return outcome
+
+
+@contextmanager
+def logging_to(stream: TextIO) -> Iterator[None]:
+    """Lightning's log lines ("GPU available: ...") into ``stream``: its handlers hold the stderr of
+    their making, which redirect_stderr does not change."""
+    handlers = [h for name in LIGHTNING_LOGGERS for h in logging.getLogger(name).handlers]
+    previous = [h.setStream(stream) for h in handlers if isinstance(h, logging.StreamHandler)]
+    try:
+        yield
+    finally:
+        for handler, old in zip(handlers, previous):
+            handler.setStream(old)
+
+
+def _train(trial: optuna.Trial, args: list[str], monitor: str, run_dir: Path, stop: "StopRequest") -> Outcome:
+    pruning = PruneTrial(trial, monitor, trial.params)
+    try:
+        cli = LinearCLI(args, run_dir=run_dir, callbacks=[pruning])
+    except UsageError as error:  # a value this run refuses (its class checks its arguments)
+        print(f"error: {one_line(str(error))}")
+        return Outcome(TrialState.FAIL, reason=one_line(str(error)))
+    except Exception as error:
+        return _raised(error)
+    if stop.signum is not None:  # asked to stop while the trial was being built
+        return Outcome(TrialState.FAIL, reason="interrupted", status=EXIT_STATUS[stop.signum])
+    stop.running = cli.checkpoints
+    try:
+        status = fit(cli, args)
+    except Exception as error:  # the user's model raised: this trial fails, the sweep goes on
+        return _raised(error)
+    finally:
+        stop.running = None
+    results = _read_results(run_dir)
+    epochs = results.get("epochs")
+    if status in EXIT_STATUS.values():
+        return Outcome(TrialState.FAIL, epochs=epochs, reason="interrupted", status=status)
+    if status != 0:  # diverged, a failed write, the metric never logged: the run printed why
+        return Outcome(TrialState.FAIL, epochs=epochs, status=status)
+    if pruning.pruned_at is not None:
+        return Outcome(TrialState.PRUNED, epochs=epochs)
+    if results.get("best_value") is None:
+        return Outcome(TrialState.FAIL, epochs=epochs, reason=f"no {monitor} was recorded")
+    return Outcome(TrialState.COMPLETE, value=results["best_value"], epochs=epochs)
+
+
+def _raised(error: Exception) -> Outcome:
+    traceback.print_exc()  # into train.log, for the user to debug
+    return Outcome(TrialState.FAIL, reason=one_line(f"{type(error).__name__}: {error}"))
+
+
+def _read_results(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "results.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _last_error(run_dir: Path) -> str:
+    """The run's own one-line error, as it printed it."""
+    lines = (run_dir / LOG_NAME).read_text().splitlines()
+    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    return errors[-1] if errors else "the run failed (see its train.log)"
+
+
+class StopRequest:
+    """The first SIGINT or SIGTERM: the running trial stops at its epoch's end, and no trial starts after it."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.running = None  # the running trial's RunCheckpoints, which stops it
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt  # a second signal: stop now
+        self.signum = signum
+        if self.running is not None:
+            self.running.signal = signum
