@@ -49,13 +49,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             self.held[path] = buffer.getvalue()
             return
         self.held.pop(path, None)  # superseded
-        _write_atomically(path, checkpoint)
+        write_atomically(path, checkpoint)
 
     def flush(self) -> None:
         """Write the checkpoints held in memory."""
         while self.held:
             path, data = self.held.popitem()
-            _write_atomically(path, data)
+            write_atomically(path, data)
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return super().load_checkpoint(path, map_location=map_location, weights_only=True)
@@ -209,8 +209,9 @@ def _set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def _write_atomically(path: Path, checkpoint: dict[str, Any] | bytes) -> None:
-    """A checkpoint, or one already serialized, to ``path`` through a flushed temporary file beside it."""
+def write_atomically(path: Path, checkpoint: dict[str, Any] | bytes) -> None:
+    """A checkpoint, or any bytes (one already serialized, a sweep's file), to ``path`` through a flushed
+    temporary file beside it: a reader never sees half a file, nor a crash leaves one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

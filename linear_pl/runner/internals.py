@@ -116,4 +116,8 @@ def one_line(message: str) -> str:
         if required:  # a class's arguments without defaults, spelled as the flags that give them
             flags = ", ".join(f"--{group[1]}.{name.strip()}" for name in required[1].split(","))
             reason = f"the following arguments are required: {flags}"
+    key = re.match(r'Parser key "(\w[\w.]*)":$', lines[0])  # a plain argument's own Union (int or None)
+    if key and not reason.startswith("Parser key"):
+        given = next((line.removeprefix("Given value: ") for line in lines if line.startswith("Given value: ")), None)
+        reason = f'Parser key "{key[1]}": {reason}' + (f". Got value: {given}" if given is not None else "")
     return " ".join(reason.split())

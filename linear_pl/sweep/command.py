@@ -9,6 +9,7 @@ checked before any trial runs. With ``--n_jobs K`` this process starts K workers
 import argparse
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -89,7 +90,7 @@ def _sweep(options: argparse.Namespace, base_args: list[str], url: str | None, a
     space = load_space(options.space)
     if options.sampler == "grid" and not all(isinstance(d, CategoricalDistribution) for d in space.values()):
         raise UsageError(f"--sampler grid: every key of --space {options.space} must be categorical (the grid)")
-    base = check_base(base_args)
+    base, base_args = check_base(base_args)
     check_space(options.space, space, base, base_args)
     config = base.config
     name = options.study or options.space.stem
@@ -115,13 +116,24 @@ def _sweep(options: argparse.Namespace, base_args: list[str], url: str | None, a
     return status
 
 
-def check_base(base_args: list[str]) -> LinearCLI:
-    """The base flags, parsed as train.py parses them (nothing built): one line for any it refuses."""
+def check_base(base_args: list[str]) -> tuple[LinearCLI, list[str]]:
+    """The base flags, parsed as train.py parses them (nothing built), and the flags every trial takes:
+    one line for any the run refuses, and for more than one device.
+
+    A trial runs in the worker's process. Under DDP, Lightning would start the other ranks by running
+    this process's command line again -- the sweep itself -- so a trial has one device (``auto`` is 1).
+    """
     base = LinearCLI(base_args, parse_only=True)
-    trainer = base.config.trainer
-    if "ddp" in str(trainer.strategy) or (isinstance(trainer.devices, int | list) and trainer.devices not in (1, [0])):
-        raise UsageError("a sweep runs each trial in one process on one device: use --n_jobs for trials side by side")
-    return base
+    devices, strategy = base.config.trainer.devices, str(base.config.trainer.strategy)
+    one = (
+        devices in (1, "1") or (isinstance(devices, list) and len(devices) == 1) or re.fullmatch(r"\d+,", f"{devices}")
+    )
+    if not (one or devices == "auto") or "ddp" in strategy or "fsdp" in strategy or "deepspeed" in strategy:
+        raise UsageError(
+            f"--devices {devices} --strategy {strategy}: a sweep runs each trial on one device, in its worker's "
+            "process; --n_jobs runs trials side by side"
+        )
+    return base, base_args + (["--trainer.devices=1"] if devices == "auto" else [])
 
 
 def check_space(path: Path, space: dict, base: LinearCLI, base_args: list[str]) -> None:
@@ -230,7 +242,7 @@ def without_storage(argv: list[str]) -> list[str]:
 def continue_command(argv: list[str], url: str | None) -> str:
     """The command that continues the study: the same one, a password masked (give it again, or by
     $LINEAR_PL_STORAGE, where the command line has none)."""
-    return masked(shlex.join(["python", "scripts/sweep.py", *argv]), url)
+    return shlex.join(["python", "scripts/sweep.py", *(masked(arg, url) for arg in argv)])
 
 
 def report(study: optuna.Study, space: dict, base_args: list[str], monitor: str, study_dir: Path) -> None:
@@ -242,7 +254,7 @@ def report(study: optuna.Study, space: dict, base_args: list[str], monitor: str,
     summary = ", ".join(f"{count} {word}" for word, count in zip(("complete", "pruned", "failed"), states.values()))
     best = ranked(study)
     if not best:
-        print(f"{plural(len(trials), 'trial')} ({summary}); none complete, so no best config. Trials: {study_dir / 'trials.csv'}")
+        print(f"{plural(len(trials), 'trial')} ({summary}); no best config yet. Trials: {study_dir / 'trials.csv'}")
         return
     print(f"Best {min(5, len(best))} of {plural(len(trials), 'trial')} ({summary}):")
     print(best_table(study, monitor, keys))

@@ -1,6 +1,7 @@
 """What a sweep leaves in its study directory: trials.csv, best.yaml, two plots; and its closing table."""
 
 import csv
+import io
 import warnings
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances
 
+from linear_pl.runner.checkpointing import write_atomically
 from linear_pl.runner.cli import LinearCLI
 from linear_pl.runner.internals import one_line
 from linear_pl.sweep.space import as_flags, shown
@@ -17,21 +19,25 @@ PLOTS = {"optimization_history.png": plot_optimization_history, "param_importanc
 
 
 def listed(study: optuna.Study) -> list[FrozenTrial]:
-    """The study's trials that ran or are running (not one asked for after the count was reached)."""
-    return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+    """The study's trials that ran or are running: not one waiting to run (an interrupted trial's params,
+    queued), nor one asked for after the count was reached."""
+    trials = study.get_trials(deepcopy=False)
+    return [t for t in trials if t.state != TrialState.WAITING and not t.user_attrs.get("surplus")]
 
 
 def write_trials_csv(study: optuna.Study, keys: list[str], path: Path) -> None:
     """One row a trial: number, state, value, each param, epochs, seconds, run directory, a failure's reason."""
-    with open(path, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["number", "state", "value", *keys, "epochs", "seconds", "run_dir", "reason"])
-        for t in listed(study):
-            attrs = t.user_attrs
-            writer.writerow(
-                [t.number, t.state.name, t.value, *(t.params.get(k) for k in keys)]
-                + [attrs.get("epochs"), attrs.get("seconds"), attrs.get("run_dir"), attrs.get("reason")]
-            )
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["number", "state", "value", *keys, "epochs", "seconds", "run_dir", "reason"])
+    for t in listed(study):
+        attrs = t.user_attrs
+        writer.writerow(
+            [t.number, t.state.name, t.value, *(t.params.get(k) for k in keys)]
+            + [attrs.get("epochs"), attrs.get("seconds"), attrs.get("run_dir"), attrs.get("reason")]
+        )
+    # Atomically, as every file here: workers that finish together each write the study's files.
+    write_atomically(path, text.getvalue().encode())
 
 
 def ranked(study: optuna.Study) -> list[FrozenTrial]:
@@ -46,7 +52,7 @@ def write_best_config(base_args: list[str], best: FrozenTrial, path: Path) -> No
     Built here from the flags rather than copied from the trial's config.yaml, which may be on another machine.
     """
     cli = LinearCLI([*base_args, *as_flags(best.params)], parse_only=True)
-    path.write_text(cli.parser.dump(cli.config, skip_none=False))
+    write_atomically(path, cli.parser.dump(cli.config, skip_none=False).encode())
 
 
 def draw_plots(study: optuna.Study, study_dir: Path) -> list[str]:
@@ -57,10 +63,13 @@ def draw_plots(study: optuna.Study, study_dir: Path) -> list[str]:
         try:
             with warnings.catch_warnings():  # Optuna marks its matplotlib backend experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                # Importances from too few trials are equal: the plot shows that; no need to warn.
+                # Importances from too few or too alike trials are equal: the plot shows that; no need to warn.
                 warnings.filterwarnings("ignore", message="The number of trials is too small to compute importances")
+                warnings.filterwarnings("ignore", message="Target and region quantiles select the same set of trials")
                 axes = plot(study)
-            axes.figure.savefig(study_dir / name, dpi=100, bbox_inches="tight")
+            png = io.BytesIO()
+            axes.figure.savefig(png, format="png", dpi=100, bbox_inches="tight")
+            write_atomically(study_dir / name, png.getvalue())
         except (ValueError, RuntimeError) as error:  # e.g. importances need two complete trials
             notes.append(f"{name}: not drawn ({one_line(str(error))})")
         finally:

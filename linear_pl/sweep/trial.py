@@ -89,11 +89,13 @@ def logging_to(stream: TextIO) -> Iterator[None]:
     """Lightning's log lines ("GPU available: ...") into ``stream``: its handlers hold the stderr of
     their making, which redirect_stderr does not change."""
     handlers = [h for name in LIGHTNING_LOGGERS for h in logging.getLogger(name).handlers]
-    previous = [h.setStream(stream) for h in handlers if isinstance(h, logging.StreamHandler)]
+    previous = {h: h.stream for h in handlers if type(h) is logging.StreamHandler}  # not a file's, nor pytest's
+    for handler in previous:
+        handler.setStream(stream)
     try:
         yield
     finally:
-        for handler, old in zip(handlers, previous):
+        for handler, old in previous.items():
             handler.setStream(old)
 
 
