@@ -80,6 +80,9 @@ def sweep_main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"error: {masked(one_line(str(error)), url)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, the running trial recorded
+        say_interrupted(argv, url)
+        return EXIT_STATUS[signal.SIGINT]
 
 
 def _sweep(options: argparse.Namespace, base_args: list[str], url: str | None, argv: list[str]) -> int:
@@ -112,7 +115,7 @@ def _sweep(options: argparse.Namespace, base_args: list[str], url: str | None, a
         return status
     report(study, space, base_args, config.monitor, study_dir)
     if status in EXIT_STATUS.values():
-        print(f"Interrupted: the study is kept; continue it with: {continue_command(argv, url)}", file=sys.stderr)
+        say_interrupted(argv, url)
     return status
 
 
@@ -237,6 +240,10 @@ def without_storage(argv: list[str]) -> list[str]:
         elif not arg.startswith("--storage="):
             kept.append(arg)
     return kept
+
+
+def say_interrupted(argv: list[str], url: str | None) -> None:
+    print(f"Interrupted: the study is kept; continue it with: {continue_command(argv, url)}", file=sys.stderr)
 
 
 def continue_command(argv: list[str], url: str | None) -> str:

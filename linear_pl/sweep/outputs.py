@@ -80,10 +80,9 @@ def draw_plots(study: optuna.Study, study_dir: Path) -> list[str]:
 def best_table(study: optuna.Study, monitor: str, keys: list[str], top: int = 5) -> str:
     """The best ``top`` complete trials as a table."""
     trials = ranked(study)[:top]
-    header = ["trial", monitor, "epochs", "seconds", *keys]
+    header = ["trial", monitor, "epochs", *keys]  # (seconds: in trials.csv)
     rows = [
-        [str(t.number), f"{t.value:.4g}", str(t.user_attrs.get("epochs")), f"{t.user_attrs.get('seconds', 0):.1f}"]
-        + [shown(t.params[k]) for k in keys]
+        [str(t.number), f"{t.value:.4g}", str(t.user_attrs.get("epochs"))] + [shown(t.params[k]) for k in keys]
         for t in trials
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]

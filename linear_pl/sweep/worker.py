@@ -67,7 +67,13 @@ def work(
             break
         run_dir = study_dir / f"trial_{trial.number}"
         start = time.perf_counter()
-        outcome = run_trial(trial, base_args, monitor, run_dir, stop)
+        try:
+            outcome = run_trial(trial, base_args, monitor, run_dir, stop)
+        except KeyboardInterrupt:  # a second signal, outside the trial's training: recorded, then stop now
+            trial.set_user_attr("interrupted", True)
+            study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
+            study.tell(trial, state=TrialState.FAIL)
+            raise
         seconds = time.perf_counter() - start
         for key, value in {"run_dir": str(run_dir), "epochs": outcome.epochs, "seconds": round(seconds, 2)}.items():
             trial.set_user_attr(key, value)
