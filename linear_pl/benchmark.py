@@ -18,10 +18,16 @@
 - ``files``: a generated table of ``--file_rows`` rows (1M) x 20 features + target as CSV and as
   Parquet: the whole command on it minus the same on its first 1,000 rows (the load cost), against
   polars' own read into a float32 tensor; the command's peak RSS.
+- ``sweep``: three ``scripts/sweep.py`` studies on the ``mlp-sine`` preset, ``--seed 0``, each in a
+  directory of its own: a grid of 10 log-spaced learning rates x 3 hidden sizes, TPE over the same
+  space (lr a log range from the grid's lowest to its highest) with median pruning, and the same TPE
+  without pruning. Each's best val/loss, trial states and trial-epochs (trials.csv); TPE's best against
+  the grid's, and the share of the trial-epochs pruning saves.
 """
 
 import argparse
 import contextlib
+import csv
 import gc
 import importlib
 import io
@@ -41,6 +47,7 @@ from types import ModuleType
 
 import lightning as L
 import torch
+import yaml
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
@@ -51,7 +58,7 @@ from linear_pl.runner.cli import LinearCLI
 from linear_pl.runner.errors import UsageError, silence_known_noise
 
 GIB = 1 << 30
-SECTIONS = ["answer", "floor", "classifier", "scale", "files"]
+SECTIONS = ["answer", "floor", "classifier", "scale", "files", "sweep"]
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = [sys.executable, str(REPO / "scripts" / "train.py")]
 CLASSIFIER_EPOCHS = 20
@@ -111,10 +118,11 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def run_command(command: list[str], cwd: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one Python script's whole command, in its own process."""
+def run_command(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one Python script's whole command, in its own process, with
+    ``env`` over this process's environment."""
     with tempfile.NamedTemporaryFile() as peak:
-        env = {**os.environ, "LINEAR_PL_PEAK_RSS": peak.name}
+        env = {**os.environ, **(env or {}), "LINEAR_PL_PEAK_RSS": peak.name}
         start = time.perf_counter()
         proc = subprocess.run([command[0], "-c", _MEASURED, *command[1:]], cwd=cwd, env=env, capture_output=True)
         seconds = time.perf_counter() - start
@@ -330,6 +338,75 @@ def files(rows: int) -> list[dict]:
     return results
 
 
+# The sweep section: the MLP on the sine target, a grid of 10 log-spaced rates from 1e-4 (slow: val/loss
+# 12-30 after 60 epochs) to 1e-2 (diverges at once; above about 4e-3 it does) x 3 sizes, and TPE over the same.
+SWEEP_PRESET, SWEEP_TRIALS, SWEEP_EPOCHS = "mlp-sine", 30, 60
+SWEEP_LRS = [float(f"{1e-4 * 100 ** (i / 9):.3g}") for i in range(10)]
+SWEEP_HIDDEN_SIZES = [[32], [64, 64], [128, 128]]
+SWEEPS = {"grid": ("grid", "none"), "tpe-median": ("tpe", "median"), "tpe-none": ("tpe", "none")}
+STATES = ("COMPLETE", "PRUNED", "FAIL")
+
+
+def sweep_space(sampler: str) -> dict:
+    """The space file's contents: the grid's categoricals, or for TPE the rate as a log range over the grid's."""
+    hidden = {"type": "categorical", "choices": SWEEP_HIDDEN_SIZES}
+    if sampler == "grid":
+        return {"model.lr": {"type": "categorical", "choices": SWEEP_LRS}, "model.hidden_sizes": hidden}
+    lr = {"type": "float", "low": SWEEP_LRS[0], "high": SWEEP_LRS[-1], "log": True}
+    return {"model.lr": lr, "model.hidden_sizes": hidden}
+
+
+def run_sweep(name: str, trials: int, epochs: int) -> dict:
+    """One study by scripts/sweep.py in a new directory: its trials.csv summed up, and its wall time."""
+    sampler, pruner = SWEEPS[name]
+    with tempfile.TemporaryDirectory() as root:
+        space = Path(root) / "space.yaml"
+        space.write_text(yaml.safe_dump(sweep_space(sampler), sort_keys=False))
+        command = [
+            sys.executable, str(REPO / "scripts" / "sweep.py"), "--space", str(space), "--study", name,
+            "--n_trials", str(trials), "--sampler", sampler, "--pruner", pruner, "--preset", SWEEP_PRESET,
+            "--max_epochs", str(epochs), "--seed", "0", "--default_root_dir", root,
+        ]  # fmt: skip
+        # One torch thread a trial, as sweep.py's --n_jobs gives its workers on this 2-core machine: the MLP
+        # at batch 32 gains nothing from two, which ran it 20x slower beside another busy process (the same
+        # losses either way). A thread count the user set is kept.
+        seconds, _ = run_command(command, Path(root), {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+        with open(Path(root) / "sweeps" / name / "trials.csv", newline="") as file:
+            rows = list(csv.DictReader(file))
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    best = min(complete, key=lambda r: float(r["value"]), default=None)
+    return {
+        "name": name, "sampler": sampler, "pruner": pruner, "trials": len(rows),
+        "states": {state: sum(r["state"] == state for r in rows) for state in STATES},
+        "points": len({(r["model.lr"], r["model.hidden_sizes"]) for r in rows}),  # distinct params
+        "trial_epochs": sum(int(r["epochs"] or 0) for r in rows),  # empty: failed before an epoch
+        "best_value": float(best["value"]) if best else None,
+        "best_params": {"model.lr": float(best["model.lr"]), "model.hidden_sizes": best["model.hidden_sizes"]}
+        if best else None,
+        "wall_seconds": seconds,
+    }  # fmt: skip
+
+
+def sweep(trials: int, epochs: int) -> dict:
+    """The grid (every point once, up to ``trials``), TPE with median pruning and TPE without, each ``trials``
+    trials of ``epochs`` epochs at most; TPE's best over the grid's, and the trial-epochs pruning saves."""
+    grid_trials = min(trials, len(SWEEP_LRS) * len(SWEEP_HIDDEN_SIZES))
+    rows = [run_sweep(name, grid_trials if name == "grid" else trials, epochs) for name in SWEEPS]
+    grid, pruned, unpruned = rows
+    return {
+        "preset": SWEEP_PRESET, "epochs": epochs, "trials": trials, "seed": 0, "lrs": SWEEP_LRS,
+        "hidden_sizes": SWEEP_HIDDEN_SIZES, "sweeps": rows,
+        "tpe_over_grid": ratio(pruned["best_value"], grid["best_value"]),
+        "unpruned_tpe_over_grid": ratio(unpruned["best_value"], grid["best_value"]),
+        "pruning_saves": 1 - pruned["trial_epochs"] / unpruned["trial_epochs"] if unpruned["trial_epochs"] else None,
+    }  # fmt: skip
+
+
+def ratio(value: float | None, reference: float | None) -> float | None:
+    """``value / reference``; None where either is missing (a study with no complete trial)."""
+    return None if value is None or not reference else value / reference
+
+
 def digits_example() -> ModuleType:
     """``examples/digits.py`` as the module ``examples.digits`` (what LinearCLI's --model imports), with
     the repository root on sys.path, found from this file's location: the benchmark runs from anywhere
@@ -475,7 +552,36 @@ def format_report(report: dict) -> str:
                 f"importing, in a new process: torch {imports['torch']:.2f} s, lightning {imports['lightning']:.2f} s "
                 "(torch included): the part of the command no Lightning template avoids"
             )
+    if r := report.get("sweep"):
+        lines += ["", f"{'sweep':<10} {'trials':>6} {'points':>6} {'complete':>8} {'pruned':>6} {'failed':>6} "
+                      f"{'epochs':>6} {'wall s':>7} {'best val/loss':>13} {'at lr':>9} {'hidden':>10}"]  # fmt: skip
+        for row in r["sweeps"]:
+            states, best = row["states"], row["best_params"]
+            at = f"{best['model.lr']:>9.3g} {best['model.hidden_sizes']:>10}" if best else f"{'-':>9} {'-':>10}"
+            lines.append(
+                f"{row['name']:<10} {row['trials']:>6} {row['points']:>6} {states['COMPLETE']:>8} "
+                f"{states['PRUNED']:>6} {states['FAIL']:>6} {row['trial_epochs']:>6} {row['wall_seconds']:>7.1f} "
+                f"{shown(row['best_value'], '.4g'):>13} {at}"
+            )
+        epochs = {row["name"]: row["trial_epochs"] for row in r["sweeps"]}
+        lines.append(
+            f"tpe-median best / grid best {shown(r['tpe_over_grid'])} (goal <= 1; tpe-none's "
+            f"{shown(r['unpruned_tpe_over_grid'])}); pruning saves 1 - {epochs['tpe-median']}/{epochs['tpe-none']} "
+            f"= {shown(r['pruning_saves'])} of the trial-epochs (goal >= 0.33)"
+        )
+        hidden = ", ".join(json.dumps(h) for h in r["hidden_sizes"])
+        lines.append(
+            f"(scripts/sweep.py --preset {r['preset']} --max_epochs {r['epochs']} --seed {r['seed']}, "
+            f"{r['trials']} trials each; grid: model.lr {len(r['lrs'])} rates {r['lrs'][0]:g}-{r['lrs'][-1]:g} "
+            f"log-spaced x model.hidden_sizes {hidden}, every point once, no pruning; TPE: model.lr a log range over "
+            "the same; points: distinct params; epochs: the trials' epochs summed; failed: diverged)"
+        )
     return "\n".join(lines)
+
+
+def shown(value: float | None, spec: str = ".2f") -> str:
+    """A number as ``spec`` formats it, or "-" where there is none (a study with no complete trial)."""
+    return "-" if value is None else format(value, spec)
 
 
 def parse_size(text: str) -> Workload:
@@ -502,6 +608,8 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--epochs", type=int, default=CLASSIFIER_EPOCHS, help="classifier: epochs of each fit")
     parser.add_argument("--file_rows", type=int, default=1_000_000, help="files: rows of the generated table")
+    parser.add_argument("--sweep_trials", type=int, default=SWEEP_TRIALS, help="sweep: trials of each study")
+    parser.add_argument("--sweep_epochs", type=int, default=SWEEP_EPOCHS, help="sweep: --max_epochs of each trial")
     parser.add_argument("--accelerator", default="auto", help="floor, classifier: cpu, gpu or auto (one device)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
@@ -514,6 +622,10 @@ def benchmark_main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--epochs {args.epochs}: must be >= 1")
         if args.file_rows <= SMALL_ROWS:
             raise UsageError(f"--file_rows {args.file_rows}: must be > {SMALL_ROWS}")
+        if args.sweep_trials < 1:
+            raise UsageError(f"--sweep_trials {args.sweep_trials}: must be >= 1")
+        if args.sweep_epochs < 1:
+            raise UsageError(f"--sweep_epochs {args.sweep_epochs}: must be >= 1")
         chosen = [parse_size(args.size)] if args.size else []
         chosen += [WORKLOADS[args.workload]] if args.workload else []
     except UsageError as error:
@@ -536,6 +648,8 @@ def benchmark_main(argv: list[str] | None = None) -> int:
         report["scale"] = [scale(w) for w in (chosen or [WORKLOADS["large"]])]
     if "files" in sections:
         report["files"] = files(args.file_rows)
+    if "sweep" in sections:
+        report["sweep"] = sweep(args.sweep_trials, args.sweep_epochs)
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

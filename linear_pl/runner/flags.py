@@ -118,6 +118,19 @@ def _class_in_config(path: str, group: str) -> str | None:
     return entry if isinstance(entry, str) else entry.get("class_path") if isinstance(entry, dict) else None
 
 
+def without_flag(args: list[str], flag: str) -> list[str]:
+    """``args`` without ``flag`` and its value (given as ``flag value`` or ``flag=value``)."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == flag:
+            skip = True
+        elif not arg.startswith(f"{flag}="):
+            kept.append(arg)
+    return kept
+
+
 def chosen_class_path(args: list[str], group: str, default: str) -> str:
     """The class ``--model``/``--data`` names in the end: the last one given by a flag or a config file.
 

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from linear_pl.runner.errors import UsageError
+from linear_pl.runner.flags import without_flag
 
 # Set by the process that claimed the directory, for the DDP ranks Lightning relaunches from it
 # (they inherit its environment, with LOCAL_RANK > 0): every rank of a run writes into one directory.
@@ -91,12 +92,4 @@ def release_run_dir(run_dir: Path | None) -> None:
 
 def continue_command(args: list[str]) -> str:
     """The command that continues an interrupted run: the same flags, ``--ckpt_path last``."""
-    kept, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg == "--ckpt_path":
-            skip = True
-        elif not arg.startswith("--ckpt_path="):
-            kept.append(arg)
-    return shlex.join(["python", "scripts/train.py", *kept, "--ckpt_path", "last"])
+    return shlex.join(["python", "scripts/train.py", *without_flag(args, "--ckpt_path"), "--ckpt_path", "last"])

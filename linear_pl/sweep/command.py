@@ -22,7 +22,7 @@ from optuna.distributions import CategoricalDistribution, distribution_to_json
 
 from linear_pl.runner.cli import LinearCLI, importable_from_cwd
 from linear_pl.runner.errors import UsageError, silence_known_noise
-from linear_pl.runner.flags import init_parameters
+from linear_pl.runner.flags import init_parameters, without_flag
 from linear_pl.runner.internals import one_line
 from linear_pl.runner.run import EXIT_STATUS
 from linear_pl.sweep.outputs import best_table, draw_plots, listed, ranked, write_best_config, write_trials_csv
@@ -204,7 +204,7 @@ def run_worker(
 def run_workers(argv: list[str], n_jobs: int, url: str | None) -> int:
     """Start ``n_jobs`` worker processes and wait for them. They have sessions of their own, so that a
     terminal's Ctrl-C reaches them once, from here; the storage URL goes by environment, not command line."""
-    command = [sys.executable, "-m", "linear_pl", "sweep", *without_storage(argv), "--worker"]
+    command = [sys.executable, "-m", "linear_pl", "sweep", *without_flag(argv, "--storage"), "--worker"]
     environment = {**os.environ, **({STORAGE_ENV: url} if url else {})}
     # The cores shared out: K workers of torch's default thread count each would contend for them (on
     # this 2-core machine, 2 workers ran a trial 8x slower). A thread count the user set is kept.
@@ -227,19 +227,6 @@ def run_workers(argv: list[str], n_jobs: int, url: str | None) -> int:
     if received:
         return EXIT_STATUS[received[0]]
     return next((status for status in statuses if status != 0), 0)
-
-
-def without_storage(argv: list[str]) -> list[str]:
-    """``argv`` without ``--storage URL``."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--storage":
-            skip = True
-        elif not arg.startswith("--storage="):
-            kept.append(arg)
-    return kept
 
 
 def say_interrupted(argv: list[str], url: str | None) -> None:
