@@ -67,10 +67,42 @@ def test_files_times_a_generated_csv_and_parquet_against_a_small_one(script, tmp
     assert "load/polars" in run.stdout
 
 
-@pytest.mark.parametrize(("flags", "message"), [(["--repeats", "0"], "--repeats 0: must be >= 1"),
-                                                (["--seeds", "0"], "--seeds 0: must be >= 1"),
-                                                (["--epochs", "0"], "--epochs 0: must be >= 1"),
-                                                (["--file_rows", "10"], "--file_rows 10: must be > 1000")])  # fmt: skip
+def test_sweep_runs_a_grid_and_tpe_with_and_without_pruning(script, tmp_path):
+    run = script("benchmark", "--section", "sweep", "--sweep_trials", "3", "--sweep_epochs", "2", "--json", "w.json")
+    assert run.status == 0, run.stderr
+    report = json.loads((tmp_path / "w.json").read_text())
+    assert set(report) == {"machine", "sweep"}
+    r = report["sweep"]
+    assert (r["preset"], r["epochs"], r["trials"], len(r["lrs"]), len(r["hidden_sizes"])) == ("mlp-sine", 2, 3, 10, 3)
+    assert r["lrs"][0] == 1e-4 and r["lrs"][-1] == 3e-3 and r["lrs"] == sorted(r["lrs"])
+    sweeps = {row["name"]: row for row in r["sweeps"]}
+    assert [(row["name"], row["sampler"], row["pruner"]) for row in r["sweeps"]] == [
+        ("grid", "grid", "none"), ("tpe-median", "tpe", "median"), ("tpe-none", "tpe", "none")]  # fmt: skip
+    for row in r["sweeps"]:
+        assert row["trials"] == sum(row["states"].values()) == 3 and 1 <= row["points"] <= 3
+        assert 0 < row["trial_epochs"] <= 3 * 2 and row["wall_seconds"] > 0
+        assert row["best_value"] > 0 and r["lrs"][0] <= row["best_params"]["model.lr"] <= r["lrs"][-1]
+        assert json.loads(row["best_params"]["model.hidden_sizes"]) in r["hidden_sizes"]
+    assert sweeps["grid"]["best_params"]["model.lr"] in r["lrs"]  # a point of the grid
+    assert r["tpe_over_grid"] == pytest.approx(sweeps["tpe-median"]["best_value"] / sweeps["grid"]["best_value"])
+    assert r["unpruned_tpe_over_grid"] == pytest.approx(sweeps["tpe-none"]["best_value"] / sweeps["grid"]["best_value"])
+    epochs = sweeps["tpe-median"]["trial_epochs"], sweeps["tpe-none"]["trial_epochs"]
+    assert r["pruning_saves"] == pytest.approx(1 - epochs[0] / epochs[1])
+    assert f"pruning saves 1 - {epochs[0]}/{epochs[1]} = {r['pruning_saves']:.2f}" in run.stdout
+    assert f"grid best {r['tpe_over_grid']:.2f}" in run.stdout and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--repeats", "0"], "--repeats 0: must be >= 1"),
+        (["--seeds", "0"], "--seeds 0: must be >= 1"),
+        (["--epochs", "0"], "--epochs 0: must be >= 1"),
+        (["--file_rows", "10"], "--file_rows 10: must be > 1000"),
+        (["--sweep_trials", "0"], "--sweep_trials 0: must be >= 1"),
+        (["--sweep_epochs", "0"], "--sweep_epochs 0: must be >= 1"),
+    ],
+)
 def test_bad_counts_are_one_line_and_exit_2(script, flags, message):
     run = script("benchmark", *flags)
     assert (run.status, run.stderr) == (2, f"error: {message}\n")

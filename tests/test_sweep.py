@@ -183,6 +183,20 @@ def test_a_trial_that_raises_or_diverges_fails_with_its_reason_and_the_sweep_goe
     assert "failed: RuntimeError: boom" in run.stdout and "Traceback" not in run.stdout + run.stderr
 
 
+def test_a_grid_runs_every_point_once_and_stops(sweep, tmp_path):
+    space = (
+        "model.lr: {type: categorical, choices: [0.0003, 0.001]}\n"
+        "model.hidden_sizes: {type: categorical, choices: [[16], [32]]}\n"
+    )
+    run = sweep("--n_trials", "10", "--sampler", "grid", "--pruner", "none", *FAST, space=space)
+    assert run.status == 0, run.stderr
+    assert run.stdout.startswith("Study 'space': 4 trials of val/loss (min), 0 done; grid sampler")
+    points = {(r["model.lr"], r["model.hidden_sizes"]) for r in rows(tmp_path / "sweeps" / "space")}
+    assert points == {(lr, hidden) for lr in ("0.0003", "0.001") for hidden in ("[16]", "[32]")}
+    assert sweep("--n_trials", "10", "--sampler", "grid", "--pruner", "none", *FAST, space=space).status == 0
+    assert len(rows(tmp_path / "sweeps" / "space")) == 4  # the grid was done: no trial ran again
+
+
 @pytest.mark.parametrize(
     ("space", "message"),
     [
@@ -212,7 +226,8 @@ def test_a_bad_space_is_one_line_before_any_trial(sweep, tmp_path, space, messag
     ("flags", "message"),
     [
         (["--space", "missing.yaml"], "error: --space missing.yaml: cannot read it (No such file or directory)"),
-        (["--n_trials", "0"], "error: --n_trials and --n_jobs must be >= 1"),
+        (["--n_trials", "0"], "error: --n_trials and --n_jobs must be >= 1, --prune_after >= 0"),
+        (["--prune_after", "-1"], "error: --n_trials and --n_jobs must be >= 1, --prune_after >= 0"),
         (["--ckpt_path", "last"], "error: --ckpt_path: every trial of a sweep trains from the start"),
         (["--devices", "2"], "error: --devices 2 --strategy auto: a sweep runs each trial on one device"),
         (["--strategy", "ddp"], "error: --devices auto --strategy ddp: a sweep runs each trial on one device"),

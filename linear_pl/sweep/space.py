@@ -94,3 +94,7 @@ def ends(distribution: BaseDistribution) -> list[Any]:
 def shown(value: Any) -> str:
     """A param's value as the sweep prints it: floats to 4 significant digits."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from linear_pl.runner.errors import UsageError
 from linear_pl.runner.run import EXIT_STATUS
-from linear_pl.sweep.space import shown
+from linear_pl.sweep.space import plural, shown
 from linear_pl.sweep.trial import Outcome, StopRequest, run_trial
 
 
@@ -31,17 +31,26 @@ def counted(study: optuna.Study, below: int | None = None) -> int:
     return sum(counts(t) for t in trials if below is None or t.number < below)
 
 
+class Grid(GridSampler):
+    """Optuna's grid sampler, which stops the study once every point is taken, by ``study.stop()``: that
+    works only inside ``study.optimize``. The worker stops at ``--n_trials`` (at most the grid's size) itself."""
+
+    def after_trial(self, *args, **kwargs) -> None:
+        pass
+
+
 def sampler_for(kind: str, space: dict[str, BaseDistribution], seed: int, position: int) -> BaseSampler:
     """The sampler for the trial at ``position`` in the study: TPE, random, or a grid over categorical
-    choices, seeded from ``--seed`` and the trial's place.
+    choices, seeded from ``--seed``.
 
-    A fixed seed alone would have every worker draw the same params; with the place mixed in, one
-    worker's sweep is still reproducible. constant_liar: TPE takes running trials as poor, so that
-    workers sampling at once do not all pick the same point.
+    TPE and random mix in the trial's place: a fixed seed alone would have every worker draw the same
+    params, and with the place mixed in one worker's sweep is still reproducible. constant_liar: TPE
+    takes running trials as poor, so that workers sampling at once do not all pick the same point.
+    The grid keeps one seed, its order of points: it takes a point no trial has taken yet.
     """
-    seed = seed * 1_000_003 + position
     if kind == "grid":
-        return GridSampler({key: list(d.choices) for key, d in space.items()}, seed=seed)
+        return Grid({key: list(d.choices) for key, d in space.items()}, seed=seed)
+    seed = seed * 1_000_003 + position
     return RandomSampler(seed=seed) if kind == "random" else TPESampler(seed=seed, constant_liar=True)
 
 
@@ -94,7 +103,7 @@ def work(
 def trial_line(number: int, params: dict, outcome: Outcome, monitor: str, seconds: float) -> str:
     """``Trial 3  model.lr=0.0123  model.hidden_sizes=[64, 64]  val/loss 2.316 (100 epochs)  6.1 s``."""
     values = "  ".join(f"{key}={shown(value)}" for key, value in params.items())
-    epochs = f"{outcome.epochs} epochs" if outcome.epochs is not None else "no epoch"
+    epochs = "no epoch" if outcome.epochs is None else plural(outcome.epochs, "epoch")
     if outcome.state == TrialState.COMPLETE:
         result = f"{monitor} {outcome.value:.4g} ({epochs})"
     elif outcome.state == TrialState.PRUNED:
