@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return predict_main(rest)
     if command == "sweep":
-        from linear_pl.sweep.command import sweep_main  # noqa: PLC0415 -- Optuna is an extra: [sweep]
+        from linear_pl.sweep import main as sweep_main  # noqa: PLC0415
 
         return sweep_main(rest)
     if command in ("-h", "--help"):

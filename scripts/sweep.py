@@ -2,7 +2,7 @@
 
 import sys
 
-from linear_pl.sweep.command import sweep_main
+from linear_pl.sweep import main
 
 if __name__ == "__main__":
-    sys.exit(sweep_main())
+    sys.exit(main())

@@ -382,6 +382,13 @@ def test_n_jobs_workers_share_the_study_and_sigterm_reaches_them_once(tmp_path):
     assert not [line for line in out.splitlines() if "Traceback" in line]
 
 
+def test_without_the_sweep_extra_the_command_says_so_in_one_line():
+    hidden = "import sys; sys.modules['optuna'] = None; from linear_pl.sweep import main; sys.exit(main(['--help']))"
+    run = subprocess.run([sys.executable, "-c", hidden], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr == 'error: sweeps need the sweep extra (optuna is missing): pip install -e ".[sweep]"\n'
+
+
 def test_the_sweep_command_is_also_linear_pl_sweep():
     out = subprocess.run([sys.executable, "-m", "linear_pl", "sweep", "--help"], capture_output=True, text=True,
                          env={**os.environ, "COLUMNS": "200"})  # fmt: skip
