@@ -83,7 +83,8 @@ def test_linear_pl_command_fits_and_predicts(tmp_path):
     assert predict.returncode == 0, predict.stderr
     assert len(predict.stdout.split()) == 1
     wrong = subprocess.run([command, "train"], capture_output=True, text=True, timeout=60)
-    assert wrong.returncode == 2 and wrong.stderr.startswith("error: train: choose fit, validate, test, predict or sweep")
+    assert wrong.returncode == 2
+    assert wrong.stderr.startswith("error: train: choose fit, validate, test, predict or sweep")
 
 
 def test_on_exactly_linear_data_the_verdict_says_so_instead_of_a_ratio(train):

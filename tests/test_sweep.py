@@ -226,6 +226,7 @@ def test_a_bad_space_is_one_line_before_any_trial(sweep, tmp_path, space, messag
     ("flags", "message"),
     [
         (["--space", "missing.yaml"], "error: --space missing.yaml: cannot read it (No such file or directory)"),
+        (["--space", str(ROOT / "docs" / "sweep_history.png")], f"error: --space {ROOT}/docs/sweep_history.png: not a"),
         (["--n_trials", "0"], "error: --n_trials and --n_jobs must be >= 1, --prune_after >= 0"),
         (["--prune_after", "-1"], "error: --n_trials and --n_jobs must be >= 1, --prune_after >= 0"),
         (["--ckpt_path", "last"], "error: --ckpt_path: every trial of a sweep trains from the start"),
@@ -249,6 +250,10 @@ def test_a_metric_no_trial_logs_stops_the_sweep_in_one_line(sweep, tmp_path):
     assert run.status == 2
     assert run.stderr.startswith("error: --monitor val/acc: ") and run.stderr.count("\n") == 1, run.stderr
     assert len(list((tmp_path / "sweeps" / "space").glob("trial_*"))) == 1
+    # The study has no value yet: the same name takes the right metric.
+    run = sweep("--n_trials", "3", *FAST)  # the failed trial counts: two more
+    assert run.status == 0, run.stderr
+    assert [r["state"] for r in rows(tmp_path / "sweeps" / "space")] == ["FAIL", "COMPLETE", "COMPLETE"]
 
 
 def test_the_same_command_continues_the_study_and_another_space_needs_another_name(sweep, tmp_path):
@@ -259,7 +264,7 @@ def test_the_same_command_continues_the_study_and_another_space_needs_another_na
     run = sweep("--n_trials", "4", *FAST, space="model.lr: {type: float, low: 0.001, high: 0.01}\n")
     assert run.status == 2 and run.stderr.startswith("error: --study space: it searches another space or metric")
     run = sweep("--n_trials", "4", *FAST, "--mode", "max")
-    assert run.status == 2 and "error: --study space: it minimizes; --mode max asks the opposite" in run.stderr
+    assert run.status == 2 and "error: --study space: it minimizes, --mode max the opposite; give a new" in run.stderr
     (tmp_path / "sweeps" / "space" / "study.journal").unlink()  # the study gone, its trials' directories left
     run = sweep("--n_trials", "4", *FAST)
     assert run.status == 2 and "holds trial_0, not a trial of study 'space'; give another --study" in run.stderr
@@ -336,6 +341,9 @@ def test_ctrl_c_records_the_running_trial_and_the_printed_command_continues(tmp_
     out, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 130, err
     assert trial_numbers(out) == [0] and "interrupted (" in out and "its params run first" in out
+    assert "1 trial (0 complete, 0 pruned, 0 failed, 1 interrupted); no best config yet." in out
+    # The trial's own log names its own checkpoint (train.py's "last" is the newest run under lightning_logs/).
+    assert "--ckpt_path sweeps/space/trial_0/checkpoints/last.ckpt" in log.read_text()
     line = err.strip().splitlines()[-1]
     prefix = "Interrupted: the study is kept; continue it with: python scripts/sweep.py "
     assert line.startswith(prefix) and line.endswith(" ".join(["--space", "space.yaml", *flags]))

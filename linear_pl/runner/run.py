@@ -84,9 +84,13 @@ def fit(cli: "LinearCLI", args: list[str]) -> int:
         return 1
     if stopped_because == "interrupted":
         signum = interrupted or cli.checkpoints.signal
+        last = run_dir / "checkpoints" / "last.ckpt"
+        # "last" is the newest run's under lightning_logs/: a run in a directory of its caller's (a sweep's
+        # trial) names its own.
+        checkpoint = "last" if cli.given_run_dir is None else str(last)
         print(
             f"Interrupted ({signal.Signals(signum).name}) after epoch {trainer.current_epoch}: "
-            f"{run_dir / 'checkpoints' / 'last.ckpt'} saved; continue with: {continue_command(args)}",
+            f"{last} saved; continue with: {continue_command(args, checkpoint)}",
             file=sys.stderr,
         )
         return EXIT_STATUS[signum]

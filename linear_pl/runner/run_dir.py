@@ -90,6 +90,6 @@ def release_run_dir(run_dir: Path | None) -> None:
             return
 
 
-def continue_command(args: list[str]) -> str:
-    """The command that continues an interrupted run: the same flags, ``--ckpt_path last``."""
-    return shlex.join(["python", "scripts/train.py", *without_flag(args, "--ckpt_path"), "--ckpt_path", "last"])
+def continue_command(args: list[str], checkpoint: str = "last") -> str:
+    """The command that continues an interrupted run: the same flags, ``--ckpt_path last`` (or the path given)."""
+    return shlex.join(["python", "scripts/train.py", *without_flag(args, "--ckpt_path"), "--ckpt_path", checkpoint])

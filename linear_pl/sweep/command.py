@@ -20,6 +20,7 @@ from pathlib import Path
 import optuna
 from lightning.pytorch import Trainer
 from optuna.distributions import CategoricalDistribution, distribution_to_json
+from optuna.trial import TrialState
 
 from linear_pl.runner.cli import LinearCLI, importable_from_cwd
 from linear_pl.runner.errors import UsageError, silence_known_noise
@@ -180,10 +181,14 @@ def open_study(
         study_name=name, storage=storage, direction=direction, pruner=pruner, load_if_exists=True
     )
     if study.direction.name.lower() != direction:
-        raise UsageError(f"--study {name}: it {study.direction.name.lower()}s; --mode {mode} asks the opposite")
+        raise UsageError(
+            f"--study {name}: it {study.direction.name.lower()}s, --mode {mode} the opposite; give a new --study NAME"
+        )
     described = {key: json.loads(distribution_to_json(d)) for key, d in space.items()}
     known = study.user_attrs.get("space")
-    if known is None:
+    # A study none of whose trials has a value yet (its metric was never logged, say) takes the new ones.
+    valued = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    if known is None or not valued:
         study.set_user_attr("space", described)
         study.set_user_attr("monitor", monitor)
     elif known != described or study.user_attrs.get("monitor") != monitor:
@@ -257,8 +262,11 @@ def report(study: optuna.Study, space: dict, base_args: list[str], monitor: str,
     keys = list(space)
     write_trials_csv(study, keys, study_dir / "trials.csv")
     trials = listed(study)
+    interrupted = sum(bool(t.user_attrs.get("interrupted")) for t in trials)
     states = {state: sum(t.state.name == state for t in trials) for state in ("COMPLETE", "PRUNED", "FAIL")}
+    states["FAIL"] -= interrupted  # Optuna's FAIL, but not counted: said apart
     summary = ", ".join(f"{count} {word}" for word, count in zip(("complete", "pruned", "failed"), states.values()))
+    summary += f", {interrupted} interrupted" if interrupted else ""
     best = ranked(study)
     if not best:
         print(f"{plural(len(trials), 'trial')} ({summary}); no best config yet. Trials: {study_dir / 'trials.csv'}")

@@ -30,6 +30,8 @@ def load_space(path: Path) -> dict[str, BaseDistribution]:
         entries = yaml.safe_load(path.read_text())
     except OSError as error:
         raise UsageError(f"--space {path}: cannot read it ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--space {path}: not a YAML file (not text)") from None
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""

@@ -49,6 +49,8 @@ class PruneTrial(PyTorchLightningPruningCallback, RunExtra):
         try:
             super().on_validation_end(trainer, pl_module)
         except optuna.TrialPruned:
+            if trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs:
+                return  # its last epoch: the trial ran to its end, and is complete
             self.pruned_at = trainer.current_epoch
             trainer.should_stop = True
 
