@@ -7,6 +7,7 @@ RDB storage), or a journal file on a filesystem they share.
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import optuna
@@ -60,5 +61,7 @@ def open_storage(url: str | None, study_dir: Path) -> BaseStorage:
 
 
 def quiet_optuna() -> None:
-    """Optuna's own INFO lines (a line per trial, "A new study created") would repeat the sweep's."""
+    """Optuna's own INFO lines (a line per trial, "A new study created") would repeat the sweep's; and
+    the pruning callback's warning of a metric never logged repeats the run's own error line."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", message=r"The metric '.*' is not in the evaluation logs for pruning")
