@@ -87,7 +87,7 @@ def sweep_main(argv: list[str] | None = None) -> int:
 def _sweep(options: argparse.Namespace, base_args: list[str], url: str | None, argv: list[str]) -> int:
     if options.n_trials < 1 or options.n_jobs < 1 or options.prune_after < 0:
         raise UsageError("--n_trials and --n_jobs must be >= 1, --prune_after >= 0")
-    if any(arg == "--ckpt_path" or arg.startswith("--ckpt_path=") for arg in base_args):
+    if without_flag(base_args, "--ckpt_path") != base_args:
         raise UsageError("--ckpt_path: every trial of a sweep trains from the start")
     space = load_space(options.space)
     if options.sampler == "grid" and not all(isinstance(d, CategoricalDistribution) for d in space.values()):

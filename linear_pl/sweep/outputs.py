@@ -14,15 +14,14 @@ from linear_pl.runner.checkpointing import write_atomically
 from linear_pl.runner.cli import LinearCLI
 from linear_pl.runner.internals import one_line
 from linear_pl.sweep.space import as_flags, shown
+from linear_pl.sweep.worker import ran
 
 PLOTS = {"optimization_history.png": plot_optimization_history, "param_importances.png": plot_param_importances}
 
 
 def listed(study: optuna.Study) -> list[FrozenTrial]:
-    """The study's trials that ran or are running: not one waiting to run (an interrupted trial's params,
-    queued), nor one asked for after the count was reached."""
-    trials = study.get_trials(deepcopy=False)
-    return [t for t in trials if t.state != TrialState.WAITING and not t.user_attrs.get("surplus")]
+    """The study's trials that ran or are running."""
+    return [t for t in study.get_trials(deepcopy=False) if ran(t)]
 
 
 def write_trials_csv(study: optuna.Study, keys: list[str], path: Path) -> None:
@@ -42,7 +41,7 @@ def write_trials_csv(study: optuna.Study, keys: list[str], path: Path) -> None:
 
 def ranked(study: optuna.Study) -> list[FrozenTrial]:
     """The complete trials, best first."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return sorted(complete, key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
 
 

@@ -40,9 +40,8 @@ class PruneTrial(PyTorchLightningPruningCallback, RunExtra):
     The sweep then tells Optuna it was pruned. It also puts the trial's number and params in results.json.
     """
 
-    def __init__(self, trial: optuna.Trial, monitor: str, params: dict[str, Any]) -> None:
+    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
         super().__init__(trial, monitor)
-        self.params = params
         self.pruned_at: int | None = None
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -59,7 +58,7 @@ class PruneTrial(PyTorchLightningPruningCallback, RunExtra):
 
     def summarize(self, trainer: L.Trainer, pl_module: L.LightningModule, results: dict[str, Any]) -> None:
         results["trial"] = self._trial.number
-        results["params"] = self.params
+        results["params"] = self._trial.params
 
 
 @dataclass
@@ -70,7 +69,7 @@ class Outcome:
     value: float | None = None  # the monitored metric at its best epoch
     epochs: int | None = None
     reason: str | None = None  # a failed trial's one line
-    status: int = 0  # the run's exit status: 130/143 interrupted, 2 a flag the run refused
+    status: int = 0  # the run's exit status: 130/143 interrupted, 2 the monitored metric never logged
 
 
 def run_trial(trial: optuna.Trial, base_args: list[str], monitor: str, run_dir: Path, stop: "StopRequest") -> Outcome:
@@ -102,7 +101,7 @@ def logging_to(stream: TextIO) -> Iterator[None]:
 
 
 def _train(trial: optuna.Trial, args: list[str], monitor: str, run_dir: Path, stop: "StopRequest") -> Outcome:
-    pruning = PruneTrial(trial, monitor, trial.params)
+    pruning = PruneTrial(trial, monitor)
     try:
         cli = LinearCLI(args, run_dir=run_dir, callbacks=[pruning])
     except UsageError as error:  # a value this run refuses (its class checks its arguments)

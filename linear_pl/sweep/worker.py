@@ -18,11 +18,22 @@ from linear_pl.sweep.space import plural, shown
 from linear_pl.sweep.trial import Outcome, StopRequest, run_trial
 
 
+def ran(trial: FrozenTrial) -> bool:
+    """Whether a trial ran or is running: not one waiting to run (an interrupted trial's params, queued),
+    nor one asked for after the count was reached (closed unrun)."""
+    return trial.state != TrialState.WAITING and not trial.user_attrs.get("surplus")
+
+
 def counts(trial: FrozenTrial) -> bool:
-    """Whether a trial counts toward ``--n_trials``: all that ended or are running, except one a signal
-    interrupted (its params run again, as a waiting trial) and one asked for after the count was reached."""
-    ran = trial.state != TrialState.WAITING
-    return ran and not trial.user_attrs.get("interrupted") and not trial.user_attrs.get("surplus")
+    """Whether a trial counts toward ``--n_trials``: all that ran or are running, except one a signal
+    interrupted (its params run again)."""
+    return ran(trial) and not trial.user_attrs.get("interrupted")
+
+
+def requeue(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Mark an interrupted trial, and queue its params: the study's next ask takes them."""
+    trial.set_user_attr("interrupted", True)
+    study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
 
 
 def counted(study: optuna.Study, below: int | None = None) -> int:
@@ -79,8 +90,7 @@ def work(
         try:
             outcome = run_trial(trial, base_args, monitor, run_dir, stop)
         except KeyboardInterrupt:  # a second signal, outside the trial's training: recorded, then stop now
-            trial.set_user_attr("interrupted", True)
-            study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
+            requeue(study, trial)
             study.tell(trial, state=TrialState.FAIL)
             raise
         seconds = time.perf_counter() - start
@@ -89,8 +99,7 @@ def work(
         if outcome.reason is not None:
             trial.set_user_attr("reason", outcome.reason)
         if outcome.status in EXIT_STATUS.values():
-            trial.set_user_attr("interrupted", True)
-            study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})  # the next ask takes it
+            requeue(study, trial)
         study.tell(trial, outcome.value, state=outcome.state)
         print(trial_line(trial.number, trial.params, outcome, monitor, seconds), flush=True)
         if outcome.status in EXIT_STATUS.values():
