@@ -1,0 +1,49 @@
+"""What a project tells the run machinery about itself: its default model and data, their short names,
+its presets and its own defaults. The runner knows no model; a project registers one profile.
+
+The project registers it in ``profile.py`` beside ``runner/`` (``PROFILE = Profile(...)``). Without that
+file the runner has Lightning's own defaults, and ``--model`` and ``--data`` must be given.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import import_module
+from pathlib import Path
+
+DESCRIPTION = """\
+Train any LightningModule on any LightningDataModule. --model and --data take a class path (or a short
+name the project registers); every argument of the chosen classes is a flag (--hidden_size, same as
+--model.hidden_size), and every Trainer argument is --trainer.NAME. --monitor NAME --mode min|max: what
+best.ckpt and early stopping follow. `validate|test|predict --ckpt_path best|last|PATH` rebuild the
+checkpoint's run."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A project's defaults for the command line. Every field is optional."""
+
+    model: str | None = None  # the default --model class path
+    data: str | None = None  # the default --data class path
+    model_names: Mapping[str, str] = field(default_factory=dict)  # --model NAME -> class path
+    data_names: Mapping[str, str] = field(default_factory=dict)  # --data NAME -> class path
+    presets: Path | None = None  # a folder of NAME.yaml configs, for --preset NAME
+    description: str = DESCRIPTION
+    trainer_defaults: Mapping[str, object] = field(default_factory=dict)  # over Lightning's own
+    model_defaults: Mapping[str, object] = field(default_factory=dict)  # init args, for the command only
+    log_every_n_epochs: int = 1  # print a progress line, and validate, every N epochs
+    silence: Callable[[], None] | None = None  # the project's own warning filters, for its own data
+
+    def preset_names(self) -> list[str]:
+        return sorted(p.stem for p in self.presets.glob("*.yaml")) if self.presets else []
+
+
+def project_profile() -> Profile:
+    """The profile of the package this runner sits in (its ``profile.PROFILE``), or Lightning's defaults."""
+    name = f"{__name__.split('.')[0]}.profile"
+    try:
+        module = import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name != name:
+            raise  # the profile is there, and imports something missing: the project's bug, shown whole
+        return Profile()
+    return module.PROFILE
