@@ -1,7 +1,7 @@
 """The ``linear-pl`` command (also ``python -m linear_pl``): ``linear-pl fit|validate|test|predict|sweep [flags]``.
 
-``fit``, ``validate`` and ``test`` are ``scripts/train.py``, ``predict`` is ``scripts/predict.py`` and ``sweep``
-is ``scripts/sweep.py``: the same functions, the same flags.
+``fit``, ``validate``, ``test`` and ``predict`` are ``scripts/train.py``'s (``predict`` is also ``scripts/predict.py``),
+and ``sweep`` is ``scripts/sweep.py``: the same functions, the same flags.
 """
 
 import sys
@@ -13,14 +13,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the subcommand named by the first argument; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command, rest = (argv[0], argv[1:]) if argv else (None, [])
-    if command in ("fit", "validate", "test"):
+    if command in ("fit", "validate", "test", "predict"):
         from linear_pl.runner.cli import cli_main  # noqa: PLC0415 -- import Lightning only when needed
 
         return cli_main([command, *rest])
-    if command == "predict":
-        from linear_pl.runner.predict import predict_main  # noqa: PLC0415
-
-        return predict_main(rest)
     if command == "sweep":
         from linear_pl.sweep import main as sweep_main  # noqa: PLC0415
 

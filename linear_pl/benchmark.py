@@ -4,12 +4,12 @@
   time to recover the weights; the whole command against ``examples/tutorial1.py``.
 - ``floor``: each workload trained three ways on the same tensors, in one process: the tutorial's
   plain loop batched by slicing, a bare LightningModule (logger, checkpoints, progress bar off:
-  Lightning's own floor), and linear_pl's ``Trainer.fit`` built by ``LinearCLI`` as
+  Lightning's own floor), and linear_pl's ``Trainer.fit`` built by ``build_run`` as
   ``scripts/train.py`` builds it. ``fit`` alone, best of ``--repeats`` rounds; the data module draws
   its data before the clock starts (``setup`` draws once).
 - ``classifier``: what the run machinery costs a model it did not write: ``examples/digits.py``'s
   ``DigitsCNN`` on ``Digits``, seed 0, ``--epochs`` epochs, by a bare Trainer (logger, checkpoints,
-  progress bar, summary, sanity check off) and by ``LinearCLI`` as ``scripts/train.py`` builds it.
+  progress bar, summary, sanity check off) and by ``build_run`` as ``scripts/train.py`` builds it.
   Both validate every epoch (``--log_every_n_epochs 1``). ``fit`` alone, best of ``--repeats`` rounds
   alternating which way goes first; each fit loads its data (``Digits.setup`` reloads, and fit calls it).
 - ``scale``: the whole command, imports and data included, of ``scripts/train.py`` against
@@ -54,8 +54,9 @@ from torch.utils.data import DataLoader
 from linear_pl.regression.closed_form import SAFETY_FACTOR, stable_lr
 from linear_pl.regression.data import TUTORIAL_WEIGHTS, SlicedBatches, SyntheticDataModule
 from linear_pl.regression.model import DotProduct
-from linear_pl.runner.cli import LinearCLI
+from linear_pl.runner.cli import build_run
 from linear_pl.runner.errors import UsageError, silence_known_noise
+from linear_pl.runner.run import Run
 
 GIB = 1 << 30
 SECTIONS = ["answer", "floor", "classifier", "scale", "files", "sweep"]
@@ -197,14 +198,14 @@ def bare_lightning(
     return time.perf_counter() - start
 
 
-def linear_pl_cli(workload: Workload, lr: float, accelerator: str, root: str) -> LinearCLI:
+def linear_pl_cli(workload: Workload, lr: float, accelerator: str, root: str) -> Run:
     """linear_pl as scripts/train.py builds it, its data drawn (``setup`` draws once; fit keeps it)."""
-    cli = LinearCLI([*workload.flags(lr), "--accelerator", accelerator, "--default_root_dir", root])
+    cli = build_run([*workload.flags(lr), "--accelerator", accelerator, "--default_root_dir", root])
     cli.datamodule.setup("fit")
     return cli
 
 
-def linear_pl_fit(cli: LinearCLI) -> float:
+def linear_pl_fit(cli: Run) -> float:
     """``Trainer.fit`` of a CLI made by :func:`linear_pl_cli`; returns seconds."""
     with contextlib.redirect_stdout(io.StringIO()):  # the progress lines
         start = time.perf_counter()
@@ -411,7 +412,7 @@ def ratio(value: float | None, reference: float | None) -> float | None:
 
 
 def digits_example() -> ModuleType:
-    """``examples/digits.py`` as the module ``examples.digits`` (what LinearCLI's --model imports), with
+    """``examples/digits.py`` as the module ``examples.digits`` (what --model imports), with
     the repository root on sys.path, found from this file's location: the benchmark runs from anywhere
     (cli_main appends the working directory instead)."""
     if str(REPO) not in sys.path:
@@ -420,7 +421,7 @@ def digits_example() -> ModuleType:
 
 
 def digits_bare(epochs: int, accelerator: str) -> dict:
-    """DigitsCNN's ``Trainer.fit`` on Digits by a bare Trainer, seeded as LinearCLI seeds (--seed 0)."""
+    """DigitsCNN's ``Trainer.fit`` on Digits by a bare Trainer, seeded as the run seeds (--seed 0)."""
     digits = digits_example()
     L.seed_everything(0, workers=True)  # as LightningCLI does, before the model draws its weights
     model, data = digits.DigitsCNN(), digits.Digits(seed=0)
@@ -442,7 +443,7 @@ def digits_linear_pl(epochs: int, accelerator: str, root: str) -> dict:
     before the bare Trainer's: both train the same epochs.
     """
     flags = ["--max_epochs", str(epochs), "--log_every_n_epochs", "1", "--patience", str(epochs)]
-    cli = LinearCLI([*DIGITS, *flags, "--accelerator", accelerator, "--devices", "1", "--default_root_dir", root])
+    cli = build_run([*DIGITS, *flags, "--accelerator", accelerator, "--devices", "1", "--default_root_dir", root])
     with contextlib.redirect_stdout(io.StringIO()):  # the progress lines
         start = time.perf_counter()
         cli.trainer.fit(cli.model, cli.datamodule)

@@ -1,8 +1,10 @@
-"""Predict with a trained checkpoint: python scripts/predict.py --ckpt_path last --x "[1, 1, 1]"  (see --help)."""
+"""Predict with a trained checkpoint: python scripts/predict.py --ckpt_path last --x "[1, 1, 1]"  (see --help).
+
+The short spelling of ``python scripts/train.py predict ...``."""
 
 import sys
 
-from linear_pl.runner.predict import predict_main
+from linear_pl.runner.cli import cli_main
 
 if __name__ == "__main__":
-    sys.exit(predict_main())
+    sys.exit(cli_main(["predict", *sys.argv[1:]]))

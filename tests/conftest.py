@@ -15,6 +15,8 @@ import pytest
 from linear_pl.runner.cli import cli_main
 
 ROOT = Path(__file__).resolve().parent.parent
+# The runner's tests train a plain-Lightning classifier (tests/lit_classifier.py), not the example.
+CLASSIFIER = ["--model", "lit_classifier.Classifier", "--data", "lit_classifier.Blobs"]
 
 
 @dataclass
@@ -42,6 +44,12 @@ def assert_clean(run: "Run") -> None:
     output = run.stdout + run.stderr
     assert "Warning" not in run.stderr and "Tip" not in output and "Traceback" not in output, run.stderr
     assert not re.search(r"\.py:\d+: ", output), output
+
+
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    """Every test runs in its own directory: a run it starts without --default_root_dir writes nothing here."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

@@ -8,14 +8,15 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import assert_clean
-from linear_pl import SyntheticDataModule
+from linear_pl.regression import SyntheticDataModule
 from linear_pl.regression.closed_form import SAFETY_FACTOR, stable_lr
-from linear_pl.runner.cli import LinearCLI
+from linear_pl.runner.cli import build_run
+from linear_pl.runner.run import Run
 
 
-def parse(*flags: str) -> LinearCLI:
-    """Parse and instantiate as the script does, without training."""
-    return LinearCLI(list(flags))
+def parse(*flags: str) -> Run:
+    """Parse and build the run as the script does, without training (in the test's own directory)."""
+    return build_run(list(flags))
 
 
 def test_flat_flags_set_the_nested_keys():

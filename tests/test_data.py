@@ -4,7 +4,7 @@ import lightning as L
 import pytest
 import torch
 
-from linear_pl import LinearModel, SyntheticDataModule
+from linear_pl.regression import LinearModel, SyntheticDataModule
 from linear_pl.regression.closed_form import least_squares, stable_lr
 from linear_pl.regression.data import TUTORIAL_WEIGHTS
 

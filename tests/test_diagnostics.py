@@ -4,7 +4,7 @@ and the least-squares baseline skipped where it would cost more than a tenth of 
 import torch
 
 import linear_pl.regression.closed_form
-from linear_pl import SyntheticDataModule
+from linear_pl.regression import SyntheticDataModule
 from linear_pl.regression.data_protocol import training_sample
 
 WIDE = ["--true_weights", "[" + ", ".join(["1"] * 64) + "]", "--num_samples", "2000", "--batch_size", "100",

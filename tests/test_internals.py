@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.trainer.connectors import data_connector
 
-from linear_pl import LinearModel, SyntheticDataModule
+from linear_pl.regression import LinearModel, SyntheticDataModule
 from linear_pl.runner.internals import (
     CLASS_PATH_KEY,
     PerEpochCallback,

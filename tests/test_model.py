@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from linear_pl import DotProduct, LinearModel, SyntheticDataModule
+from linear_pl.regression import DotProduct, LinearModel, SyntheticDataModule
 
 
 def test_forward_takes_one_sample_or_a_batch():

@@ -5,7 +5,7 @@ import io
 import pytest
 import torch
 
-from linear_pl.runner.predict import predict_main
+from linear_pl.runner.cli import cli_main
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def trained(train):
 
 
 def predict(capsys, *flags):
-    status = predict_main(list(flags))
+    status = cli_main(["predict", *flags])
     out, err = capsys.readouterr()
     return status, out, err
 

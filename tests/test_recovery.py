@@ -2,7 +2,7 @@
 
 import pytest
 
-from linear_pl import SyntheticDataModule
+from linear_pl.regression import SyntheticDataModule
 from linear_pl.regression.closed_form import SAFETY_FACTOR, stable_lr
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 
-from linear_pl.runner.predict import predict_main
+from linear_pl.runner.cli import cli_main
 
 
 class InterruptAfterEpoch(L.Callback):
@@ -55,7 +55,9 @@ def test_after_the_default_run_best_serves_validate_and_predict(train, capsys):
     validated = train("validate", "--ckpt_path", "best")
     assert validated.status == 0, validated.stderr
     assert float(validated.stdout.split("val_loss ")[1]) == pytest.approx(run.results["best_val_loss"], rel=1e-5)
-    status = predict_main(["--ckpt_path", "best", "--default_root_dir", str(run.root), "--x", "[1, 1, 1, 1, 1, 1, 1]"])
+    status = cli_main(
+        ["predict", "--ckpt_path", "best", "--default_root_dir", str(run.root), "--x", "[1, 1, 1, 1, 1, 1, 1]"]
+    )
     assert status == 0
     assert float(capsys.readouterr().out) == pytest.approx(45.0, abs=0.01)  # the sum of the true weights
 

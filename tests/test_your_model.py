@@ -17,7 +17,7 @@ import linear_pl.runner.checkpointing
 from conftest import ROOT
 from examples.digits import Digits
 from examples.my_regressor import MyRegressor
-from linear_pl.runner.predict import predict_main
+from linear_pl.runner.cli import cli_main
 
 DIGITS = ["--model", "examples.digits.DigitsCNN", "--data", "examples.digits.Digits", "--monitor", "val/acc",
           "--mode", "max", "--log_every_n_epochs", "1"]  # fmt: skip
@@ -152,7 +152,7 @@ def test_a_monitor_the_model_never_logs_is_one_line_naming_what_it_logged(train)
 
 
 def test_without_validation_data_the_training_loss_is_watched_and_stops_the_run(train):
-    run = train("--data", "csv", "--data.path", "examples/diabetes.csv", "--data.target_column", "target",
+    run = train("--data", "csv", "--data.path", str(ROOT / "examples" / "diabetes.csv"), "--data.target_column", "target",
                 "--data.val_fraction", "0", "--bias", "--patience", "3")  # fmt: skip
     assert run.status == 0, run.stderr
     assert run.stderr.count("note: no validation data: best.ckpt and early stopping watch train/loss") == 1
@@ -184,7 +184,7 @@ def test_lightning_cli_optimizer_and_scheduler_flags(train):
 
 def test_predict_any_model_over_its_data_modules_predict_dataloader(train, capsys):
     trained = train(*DIGITS, "--max_epochs", "3")
-    status = predict_main(["--ckpt_path", "best", "--default_root_dir", str(trained.root), "--data",
+    status = cli_main(["predict", "--ckpt_path", "best", "--default_root_dir", str(trained.root), "--data",
                            "examples.digits.Digits"])  # fmt: skip
     out = capsys.readouterr().out.split()
     data = Digits()
@@ -200,7 +200,7 @@ def test_predict_names_a_class_that_cannot_be_imported(train, capsys, tmp_path):
     checkpoint["hyper_parameters"]["_class_path"] = "nowhere.Model"
     moved = tmp_path / "moved.ckpt"
     torch.save(checkpoint, moved)
-    status = predict_main(["--ckpt_path", str(moved), "--data", "examples.digits.Digits"])
+    status = cli_main(["predict", "--ckpt_path", str(moved), "--data", "examples.digits.Digits"])
     err = capsys.readouterr().err
     assert status == 2 and err.startswith(f"error: --ckpt_path {moved}: its model class nowhere.Model: cannot import")
 
@@ -295,5 +295,5 @@ def test_configs_and_checkpoints_written_before_the_split_still_load(train, caps
     checkpoint["hyper_parameters"]["_class_path"] = "linear_pl.model.LinearModel"
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
-    assert predict_main(["--ckpt_path", str(old), "--x", "[1, 1]"]) == 0
+    assert cli_main(["predict", "--ckpt_path", str(old), "--x", "[1, 1]"]) == 0
     assert float(capsys.readouterr().out) == pytest.approx(6.0, abs=0.01)  # 2 + 3 + 1

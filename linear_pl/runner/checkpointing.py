@@ -16,7 +16,7 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from linear_pl.runner.errors import UsageError
+from linear_pl.runner.errors import RunFilesError, UsageError
 from linear_pl.runner.internals import PerEpochCallback
 from linear_pl.runner.monitor import Monitor
 from linear_pl.runner.watch import TrainingDiverged
@@ -49,13 +49,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             self.held[path] = buffer.getvalue()
             return
         self.held.pop(path, None)  # superseded
-        write_atomically(path, checkpoint)
+        try:
+            write_atomically(path, checkpoint)
+        except OSError as error:
+            raise RunFilesError.of(error) from error
 
     def flush(self) -> None:
         """Write the checkpoints held in memory."""
         while self.held:
             path, data = self.held.popitem()
-            write_atomically(path, data)
+            try:
+                write_atomically(path, data)
+            except OSError as error:
+                raise RunFilesError.of(error) from error
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return super().load_checkpoint(path, map_location=map_location, weights_only=True)
@@ -69,8 +75,8 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
     save (tiny epochs would otherwise spend more time writing checkpoints than training), at the end
     of training, and when training stops on an exception or a signal. ``best.ckpt`` is saved each
     time the monitored metric improves: written at once if its last write is ``min_interval`` old,
-    else held in memory (one checkpoint's bytes) and written with the next last.ckpt -- on the
-    tutorial's data, writing each one took longer than the ten epochs between. Both go through
+    else held in memory (one checkpoint's bytes) and written with the next last.ckpt -- on a small
+    model's data, writing each one took longer than the ten epochs between. Both go through
     ``trainer.save_checkpoint``, and so through :class:`AtomicCheckpointIO`. (Lightning's
     ModelCheckpoint would keep extra ``epoch=N`` files, or, with ``save_top_k=0``, save last.ckpt
     only at the end.) A ``Checkpoint``, Lightning's public base class, so that Lightning adds no
@@ -272,7 +278,7 @@ def check_checkpoint_fits(path: Path, checkpoint: dict, model: torch.nn.Module) 
     if expected != found:
         raise UsageError(
             f"--ckpt_path {path}: holds parameters {found}, but this run's model has {expected} "
-            "(give the --model, --data, --bias, --precondition or --hidden_sizes it was trained with)"
+            "(give the --model, --data and the arguments it was trained with)"
         )
 
 

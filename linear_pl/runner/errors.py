@@ -2,18 +2,28 @@
 
 import logging
 import re
+import sysconfig
+import traceback
 import warnings
+from pathlib import Path
 
 from jsonargparse import Namespace
 from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.cli import LightningArgumentParser
-from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from linear_pl.runner.internals import KNOWN_NOISE, one_line
 
 
 class UsageError(Exception):
     """Bad input: reported as one line on stderr, exit status 2."""
+
+
+class RunFilesError(OSError):
+    """A file the run writes (a checkpoint, results.json) could not be written: a full disk, a lost mount."""
+
+    @classmethod
+    def of(cls, error: OSError) -> "RunFilesError":
+        return cls(error.errno, error.strerror or str(error), error.filename)
 
 
 class OneLineErrorParser(LightningArgumentParser):
@@ -28,11 +38,17 @@ class OneLineErrorParser(LightningArgumentParser):
         raise UsageError(f"--seed {seed[1]}: must be an integer" if seed else line)
 
 
+def root_cause(error: BaseException) -> BaseException:
+    """What was raised first, under any wrapping (jsonargparse wraps what a link or a constructor raised)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
 def what_was_rejected(error: BaseException) -> str:
     """A library's rejection of a flag, as one line: the reason at the bottom of any wrapping, led by
     the flag where Lightning names a Trainer argument (``Trainer(devices='0')``)."""
-    while error.__cause__ is not None:  # jsonargparse wraps what a link or a constructor raised
-        error = error.__cause__
+    error = root_cause(error)
     message = one_line(str(error)) or type(error).__name__
     argument = re.search(r"Trainer\((\w+)=([^)]*)\)", message)
     if argument:
@@ -62,14 +78,6 @@ def silence_known_noise() -> None:
     warnings.filterwarnings(
         "ignore", message=r"Using `DistributedSampler` with the dataloaders. During `trainer.test\(\)`"
     )
-    # Data lives in tensors on the device: worker processes would only add copies.
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-    # No validation set (--num_val_samples 0, --val_fraction 0) is a choice; the report says so.
-    warnings.filterwarnings("ignore", message=r"Total length of `DataLoader` across ranks is zero")
-    # linear_pl's models log once an epoch, never per step, so no epoch is too short to log. (Lightning's
-    # log_every_n_steps stays 50: at 1 it would look for step metrics at every step, 3% of a step here.)
-    short_epochs = r"The number of training batches \(\d+\) is smaller than the logging interval"
-    warnings.filterwarnings("ignore", message=short_epochs, category=PossibleUserWarning)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
         logging.getLogger(name).addFilter(_not_a_tip)  # a set: added once however often this runs
 
@@ -93,3 +101,24 @@ def check_trainer_flags(trainer: Namespace) -> None:
     check_accelerator(trainer.accelerator)
     if trainer.max_epochs is not None and trainer.max_epochs < 1:
         raise UsageError(f"--max_epochs {trainer.max_epochs}: must be >= 1")
+
+
+def _library_paths() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    return tuple(str(Path(paths[key]).resolve()) for key in ("stdlib", "platstdlib", "purelib", "platlib"))
+
+
+def raised_in_user_code(error: BaseException) -> bool:
+    """Whether an exception comes from the user's code (their model, data, steps), not the run's or a library's.
+
+    The innermost frame of the traceback that is not a library's decides: the runner's own files mean ours
+    (a checkpoint that could not be written), anything else the user's (their setup() opening a missing file).
+    """
+    error = root_cause(error)
+    libraries, runner = _library_paths(), str(Path(__file__).resolve().parent)
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        filename = str(Path(frame.filename).resolve())
+        if filename.startswith(libraries) or frame.filename.startswith("<"):
+            continue
+        return not filename.startswith(runner)
+    return False

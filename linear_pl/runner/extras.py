@@ -1,7 +1,7 @@
 """How a model adds to what a run reports: callbacks it brings through ``configure_callbacks()``.
 
-The run machinery asks a model only what Lightning asks of it. A model that has more to say -- the
-regression example's weights table, its least-squares baseline, its convergence stop -- returns
+The run machinery asks a model only what Lightning asks of it. A model that has more to say -- a
+weights table, a closed-form baseline, a convergence stop -- returns
 :class:`RunExtra` callbacks from ``LightningModule.configure_callbacks()``, Lightning's own way for a
 model to bring callbacks. The run finds them among the trainer's callbacks and asks them the four
 questions below; a model without them runs without them.

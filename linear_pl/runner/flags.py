@@ -1,125 +1,231 @@
-"""The command's spellings: flat flags, short class names, presets, and which class takes which flag."""
+"""The command's spellings: which classes the flags choose, their arguments as flat flags, short names, presets.
 
+The parser is LightningCLI's (jsonargparse). Two things it cannot know before it parses are known here
+first: which model and data classes are chosen (their arguments become flat flags: ``--hidden_size`` is
+``--model.hidden_size``), and where ``--ckpt_path best`` lies (``validate``, ``test`` and ``predict``
+rebuild that run from its config.yaml).
+"""
+
+import argparse
 import inspect
+import typing
 from importlib import import_module
 from pathlib import Path
 
+import lightning as L
 import yaml
+from jsonargparse import ActionConfigFile
 
 from linear_pl.runner.errors import UsageError
-
-PRESETS_DIR = Path(__file__).parent.parent / "presets"
-
-# Flat flags for everyday use, each an alias of the nested key of the same name: --lr is --model.lr.
-# A model or data flag applies only to the classes that take that argument.
-FLAT_FLAGS = {
-    "trainer": ["accelerator", "devices", "strategy", "num_nodes", "precision", "max_epochs", "default_root_dir"],
-    "model": ["lr", "momentum", "step_size", "gamma", "bias", "precondition", "hidden_sizes", "baseline"],
-    "data": [
-        "batch_size",
-        "num_samples",
-        "num_val_samples",
-        "true_weights",
-        "true_bias",
-        "low",
-        "high",
-        "noise_std",
-        "shuffle",
-        "target",
-    ],
-}
-# --model and --data take a class path (any LightningModule, any LightningDataModule) or one of these
-# short names.
-MODEL_NAMES = {"linear": "linear_pl.regression.model.LinearModel", "mlp": "linear_pl.regression.model.MLPModel"}
-DATA_NAMES = {
-    "synthetic": "linear_pl.regression.data.SyntheticDataModule",
-    "csv": "linear_pl.regression.csv_data.CSVDataModule",
-}
-BOOLEAN_FLAGS = {"bias", "shuffle"}
-# --lr_scheduler NAME is RegressionModel's own schedule (--model.lr_scheduler) for these names, and
-# LightningCLI's --lr_scheduler CLASS for anything else: both readings of the one flag work.
-SCHEDULE_NAMES = ("none", "step", "exponential", "cosine", "plateau")
+from linear_pl.runner.profile import Profile
 
 
-def expand_names(args: list[str]) -> list[str]:
-    """``--model mlp`` becomes ``--model linear_pl.regression.model.MLPModel``; likewise ``--data
-    synthetic|csv``, and ``--lr_scheduler step`` (a short name) becomes ``--model.lr_scheduler step``."""
-    return _expand_class_names(_expand_schedule_names(args))
+class _InOrder(argparse.Action):
+    """Records each value with its flag, in the order given: the last choice of a class wins."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.given.append((self.dest, values))
 
 
-def _expand_schedule_names(args: list[str]) -> list[str]:
-    expanded, i = [], 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--lr_scheduler" and i + 1 < len(args) and args[i + 1] in SCHEDULE_NAMES:
-            expanded += ["--model.lr_scheduler", args[i + 1]]
-            i += 2
+def _pre_parser() -> argparse.ArgumentParser:
+    # jsonargparse has no parse_known_args (a typo in a config would go unnoticed); the standard library's
+    # reads just these, and jsonargparse then reads everything, these included.
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for flag in ("--model", "--model.class_path", "--data", "--data.class_path", "--config", "-c", "--preset"):
+        parser.add_argument(flag, dest=flag.lstrip("-").removesuffix(".class_path"), action=_InOrder)
+    for flag in ("--default_root_dir", "--trainer.default_root_dir"):
+        parser.add_argument(flag, dest="root")
+    parser.add_argument("--ckpt_path")
+    return parser
+
+
+class Choices(typing.NamedTuple):
+    """What the command line chooses before it is parsed: the classes, the run's root, the checkpoint's value."""
+
+    model: str | None
+    data: str | None
+    root: Path
+    ckpt_path: str | None
+
+
+def read_choices(args: list[str], profile: Profile) -> Choices:
+    """The model and data class paths the flags and config files choose (the last one wins), or the profile's."""
+    known, _ = _pre_parser().parse_known_args(args, argparse.Namespace(given=[]))
+    chosen = {"model": profile.model, "data": profile.data}
+    for kind, value in known.given:
+        if kind in ("model", "data"):
+            chosen[kind] = resolve_short_name(kind, value, profile)
             continue
-        if arg.startswith("--lr_scheduler=") and arg.partition("=")[2] in SCHEDULE_NAMES:
-            arg = "--model.lr_scheduler=" + arg.partition("=")[2]
-        expanded.append(arg)
-        i += 1
-    return expanded
+        path = preset_path(value, profile) if kind == "preset" else Path(value)
+        for group in ("model", "data"):
+            if (class_path := _class_in_config(path, group)) is not None:
+                chosen[group] = resolve_short_name(group, class_path, profile)
+    return Choices(chosen["model"], chosen["data"], Path(known.root or "."), known.ckpt_path)
 
 
-def _expand_class_names(args: list[str]) -> list[str]:
-    expanded = list(args)
-    for i, arg in enumerate(args):
-        for flag, names in (("--model", MODEL_NAMES), ("--data", DATA_NAMES)):
-            if arg == flag and i + 1 < len(args):
-                at, value = i + 1, args[i + 1]
-            elif arg.startswith(f"{flag}="):
-                at, value = i, arg.partition("=")[2]
-            else:
-                continue
-            if value in names:
-                expanded[at] = names[value] if at > i else f"{flag}={names[value]}"
-            elif "." not in value and not value[:1].isupper():  # not a class name or path either
-                raise UsageError(f"{flag} {value}: unknown; choose {' or '.join(names)}, or give a class path")
-    return expanded
-
-
-def expand_presets(args: list[str]) -> list[str]:
-    """``--preset NAME`` becomes ``--config <shipped NAME.yaml>`` in place, so later flags override it."""
-    expanded = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--preset" or arg.startswith("--preset="):
-            name = arg.partition("=")[2] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
-            i += 1 if "=" in arg else 2
-            path = PRESETS_DIR / f"{name}.yaml"
-            if not path.is_file():
-                known = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
-                raise UsageError(f"--preset {name!r}: unknown preset; choose one of {known}")
-            expanded += ["--preset", name, "--config", str(path)]
-            continue
-        expanded.append(arg)
-        i += 1
-    return expanded
-
-
-def _flag_values(args: list[str], flag: str) -> list[tuple[int, str]]:
-    """Where ``flag`` is given (as ``flag value`` or ``flag=value``), and its values, in order."""
-    found = []
-    for i, arg in enumerate(args):
-        if arg == flag and i + 1 < len(args):
-            found.append((i, args[i + 1]))
-        elif arg.startswith(f"{flag}="):
-            found.append((i, arg.partition("=")[2]))
-    return found
-
-
-def _class_in_config(path: str, group: str) -> str | None:
+def _class_in_config(path: Path, group: str) -> str | None:
     try:
-        entry = (yaml.safe_load(Path(path).read_text()) or {}).get(group)
+        entry = (yaml.safe_load(path.read_text()) or {}).get(group)
     except (OSError, yaml.YAMLError, AttributeError):
         return None  # jsonargparse reports a bad config file in its own words
     return entry if isinstance(entry, str) else entry.get("class_path") if isinstance(entry, dict) else None
 
 
+def resolve_short_name(group: str, value: str, profile: Profile) -> str:
+    """A short name the project registered (``--model mlp``), as its class path; a class path or name as given."""
+    names = profile.model_names if group == "model" else profile.data_names
+    if value in names:
+        return names[value]
+    if "." not in value and not value[:1].isupper():  # not a class name or path either
+        choose = f"choose {' or '.join(names)}, or give" if names else "give"
+        raise UsageError(f"--{group} {value}: unknown; {choose} a class path")
+    return value
+
+
+def preset_path(name: str, profile: Profile) -> Path:
+    path = profile.presets / f"{name}.yaml" if profile.presets else None
+    if path is None or not path.is_file():
+        known = ", ".join(profile.preset_names()) or "none here"
+        raise UsageError(f"--preset {name!r}: unknown preset; choose one of {known}")
+    return path
+
+
+def preset_action(profile: Profile) -> type[argparse.Action]:
+    """``--preset NAME``: the shipped NAME.yaml, read in place as ``--config`` would read it."""
+
+    class Preset(argparse.Action):
+        def __call__(self, parser, cfg, values, option_string=None):
+            ActionConfigFile.apply_config(parser, cfg, "config", str(preset_path(values, profile)))
+            cfg[self.dest] = values
+
+    return Preset
+
+
+def accept_short_names(parser, profile: Profile) -> None:
+    """``--model NAME`` and ``--data NAME`` take the profile's short names, on LightningCLI's own actions."""
+    for group in ("model", "data"):
+        action = parser._option_string_actions.get(f"--{group}")
+        if action is None:
+            continue
+        spelled = type(action)
+
+        class ShortNames(spelled):
+            def __call__(self, parser, cfg, values, option_string=None, group=group):
+                if option_string == f"--{group}" and isinstance(values, str):
+                    values = resolve_short_name(group, values, profile)
+                return super().__call__(parser, cfg, values, option_string)
+
+        action.__class__ = ShortNames
+
+
+def chosen_classes(choices: Choices) -> dict[str, type | None]:
+    """The model and data classes the choices name (a model is needed; data may come with the model)."""
+    if choices.model is None:  # a project without a profile names its model on every command
+        raise UsageError("--model: give the class path of a LightningModule (this project sets no default)")
+    model = import_class(choices.model, "model", L.LightningModule)
+    return {"model": model, "data": choices.data and import_class(choices.data, "data", L.LightningDataModule)}
+
+
+def import_class(class_path: str, group: str, base: type) -> type:
+    """The class a class path names; one line if it cannot be imported or is not a ``base``."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(import_module(module), name)
+    except ModuleNotFoundError as error:
+        if not module.startswith(error.name or "\0"):
+            raise  # the module exists and imports something missing: the user's bug, shown whole
+        raise UsageError(f"--{group} {class_path}: cannot import it ({error})") from None
+    except (AttributeError, ValueError) as error:
+        raise UsageError(f"--{group} {class_path}: cannot import it ({error})") from None
+    if not (inspect.isclass(cls) and issubclass(cls, base)):
+        raise UsageError(f"--{group} {class_path}: not a {base.__name__}")
+    return cls
+
+
+def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The arguments ``cls(...)`` takes, following ``**kwargs`` passed on to a parent's ``__init__``."""
+    found: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        for p in parameters:
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                found.setdefault(p.name, p)
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return found
+
+
+class _Ambiguous(argparse.Action):
+    def __call__(self, parser, cfg, values, option_string=None):
+        raise UsageError(f"{option_string}: both --model.{self.dest} and --data.{self.dest} take it; give one of those")
+
+
+def add_flat_flags(parser, classes: dict[str, type | None], linked: set[str]) -> dict[str, str]:
+    """Every init argument of the chosen model and data as ``--name``, the same as ``--group.name``.
+
+    Not for arguments the run links (set from another value), nor for names the command already has
+    (``--seed``, ``--optimizer``): those keep their meaning and the argument its nested flag. A name both
+    classes take is refused in one line. Returns each flat name's group.
+    """
+    owners: dict[str, list[str]] = {}
+    for group, cls in classes.items():
+        for name in init_parameters(cls) if cls else {}:
+            if f"{group}.init_args.{name}" not in linked:
+                owners.setdefault(name, []).append(group)
+    flat = {}
+    for name, groups in owners.items():
+        if f"--{name}" in parser._option_string_actions:
+            _share(parser._option_string_actions[f"--{name}"], groups, classes)
+            continue
+        if len(groups) > 1:
+            parser.add_argument(f"--{name}", dest=name, action=_Ambiguous, default=argparse.SUPPRESS, help="ambiguous")
+            continue
+        group = groups[0]
+        parameter = init_parameters(classes[group])[name]
+        extra = {"nargs": "?", "const": True} if parameter.annotation is bool else {}
+        dest = f"{group}.init_args.{name}"
+        parser.add_argument(f"--{name}", dest=dest, default=argparse.SUPPRESS, help=f"--{group}.{name}", **extra)
+        flat[name] = group
+    return flat
+
+
+def _share(action: argparse.Action, groups: list[str], classes: dict[str, type | None]) -> None:
+    """A command flag one class also takes as a choice of names (the example's ``lr_scheduler: Literal["step",
+    ...]`` beside LightningCLI's ``--lr_scheduler CLASS``): those names go to the class, anything else to the flag."""
+    if len(groups) != 1:
+        return
+    group, name = groups[0], action.dest
+    choices = typing.get_args(init_parameters(classes[group])[name].annotation)
+    if typing.get_origin(init_parameters(classes[group])[name].annotation) is not typing.Literal:
+        return
+    spelled = type(action)
+
+    class Shared(spelled):
+        def __call__(self, parser, cfg, values, option_string=None):
+            if values in choices:
+                cfg[f"{group}.init_args.{name}"] = values
+                return None
+            return super().__call__(parser, cfg, values, option_string)
+
+    action.__class__ = Shared
+
+
+def as_flag(message: str, flat: dict[str, str], classes: dict[str, type | None]) -> str:
+    """A library message that starts with an argument's name (``lr 0.0: ...``), spelled as its flag."""
+    name = message.split(" ", 1)[0]
+    if name in flat:
+        return f"--{name}" + message[len(name) :]
+    for group, cls in classes.items():
+        if cls is not None and name in init_parameters(cls):
+            return f"--{group}.{name}" + message[len(name) :]
+    return message
+
+
 def without_flag(args: list[str], flag: str) -> list[str]:
-    """``args`` without ``flag`` and its value (given as ``flag value`` or ``flag=value``)."""
+    """``args`` without ``flag`` and its value (given as ``flag value`` or ``flag=value``): for the
+    commands the run prints, which repeat the user's flags."""
     kept, skip = [], False
     for arg in args:
         if skip:
@@ -129,70 +235,3 @@ def without_flag(args: list[str], flag: str) -> list[str]:
         elif not arg.startswith(f"{flag}="):
             kept.append(arg)
     return kept
-
-
-def chosen_class_path(args: list[str], group: str, default: str) -> str:
-    """The class ``--model``/``--data`` names in the end: the last one given by a flag or a config file.
-
-    It becomes the parser's default, so that the chosen class starts from its own defaults:
-    jsonargparse keeps the previous class's values for arguments of the same name when a new
-    class_path is given (by design), which would hand SyntheticDataModule's batch_size 1 to a
-    user's data module.
-    """
-    chosen = {}
-    for flag in (f"--{group}", f"--{group}.class_path"):
-        chosen.update(_flag_values(args, flag))
-    for i, path in _flag_values(args, "--config"):
-        if (class_path := _class_in_config(path, group)) is not None:
-            chosen[i] = class_path
-    return chosen[max(chosen)] if chosen else default
-
-
-def import_class(class_path: str, group: str, base: type) -> type:
-    """The class a class path names; one line if it cannot be imported or is not a ``base``."""
-    module, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise UsageError(f"--{group} {class_path}: cannot import it ({error})") from None
-    if not (inspect.isclass(cls) and issubclass(cls, base)):
-        raise UsageError(f"--{group} {class_path}: not a {base.__name__}")
-    return cls
-
-
-def init_parameters(cls: type) -> set[str]:
-    """The argument names ``cls(...)`` takes, following ``**kwargs`` passed on to a parent's ``__init__``."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
-        names |= {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
-            break
-    return names
-
-
-def check_flat_flags(args: list[str], group: str, cls: type, class_path: str) -> None:
-    """A model or data flag given for a class that takes no such argument: one line naming who does."""
-    taken = init_parameters(cls)
-    short_names = MODEL_NAMES if group == "model" else DATA_NAMES
-    for name in FLAT_FLAGS[group]:
-        if name not in taken and (_flag_values(args, f"--{name}") or f"--{name}" in args):
-            owners = [short for short, path in short_names.items() if name in _parameters_of(path, group)]
-            where = f"--{group} {' or '.join(owners)} only" if owners else "another class"
-            raise UsageError(f"--{name}: {class_path} takes no {name}; the flag applies to {where}")
-
-
-def _parameters_of(class_path: str, group: str) -> set[str]:
-    return init_parameters(import_class(class_path, group, object))
-
-
-def as_flag(message: str, classes: dict[str, type]) -> str:
-    """A library message that starts with an argument's name (``lr 0.0: ...``), spelled as its flag."""
-    name = message.split(" ", 1)[0]
-    for group, cls in classes.items():
-        if name in init_parameters(cls):
-            flag = f"--{name}" if name in FLAT_FLAGS[group] else f"--{group}.{name}"
-            return flag + message[len(name) :]
-    return message

@@ -33,7 +33,7 @@ class PerEpochCallback(L.Callback):
 
     Lightning calls each per-batch hook of every callback at every step, whether or not the callback
     overrides it: four callbacks with nothing to do cost 64 µs a step here, 15% of a step on the
-    tutorial's data. ``_call_callback_hooks`` skips a hook that is not callable; that check is the
+    smallest model's data. ``_call_callback_hooks`` skips a hook that is not callable; that check is the
     internal relied on. A subclass that needs one of these hooks defines it as usual.
     """
 
@@ -48,7 +48,7 @@ def choose_data_hooks_once(module: L.LightningModule) -> None:
 
     With a LightningDataModule, Lightning asks at every step, for each of its three batch-transfer
     hooks, whether the data module or the model overrides it: six ``is_overridden`` calls, 25 µs a
-    step here, 4% of a step on the tutorial's data. The answer cannot change during a run. The
+    step here, 4% of a step on a tiny model's data. The answer cannot change during a run. The
     internal relied on is ``trainer._data_connector._datahook_selector``, which Lightning makes
     anew for each fit, validate or predict; its choice (and its warning when both override a hook)
     is Lightning's own, asked once per hook.
@@ -76,7 +76,7 @@ def publish_metric(trainer: L.Trainer, name: str, value: torch.Tensor) -> None:
 
     Where callbacks (ours, and a user's EarlyStopping, ModelCheckpoint or ReduceLROnPlateau) look for
     a metric. ``self.log`` once an epoch cost 1.4 ms of Lightning bookkeeping here, as much as three
-    steps of the tutorial's data. The dict ``callback_metrics`` returns is the one Lightning keeps:
+    steps of a tiny model's data. The dict ``callback_metrics`` returns is the one Lightning keeps:
     it only updates it with what was logged, and empties it when a run (or its sanity check) starts.
     """
     trainer.callback_metrics[name] = value

@@ -28,10 +28,22 @@ class Profile:
     data_names: Mapping[str, str] = field(default_factory=dict)  # --data NAME -> class path
     presets: Path | None = None  # a folder of NAME.yaml configs, for --preset NAME
     description: str = DESCRIPTION
+    # The project's own run, for its own model only: any other model gets Lightning's defaults.
     trainer_defaults: Mapping[str, object] = field(default_factory=dict)  # over Lightning's own
     model_defaults: Mapping[str, object] = field(default_factory=dict)  # init args, for the command only
     log_every_n_epochs: int = 1  # print a progress line, and validate, every N epochs
-    silence: Callable[[], None] | None = None  # the project's own warning filters, for its own data
+    silence: Callable[[], None] | None = None  # warning filters for the project's own data only
+
+    def owns(self, group: str, class_path: str | None) -> bool:
+        """Whether the class is one this profile registers (its default, or a short name's)."""
+        names = self.model_names if group == "model" else self.data_names
+        return class_path is not None and class_path in {getattr(self, group), *names.values()}
+
+    def for_model(self, class_path: str | None) -> "Profile":
+        """This profile for its own models; for any other, Lightning's defaults (with the names and presets)."""
+        if self.owns("model", class_path):
+            return self
+        return Profile(model_names=self.model_names, data_names=self.data_names, presets=self.presets)
 
     def preset_names(self) -> list[str]:
         return sorted(p.stem for p in self.presets.glob("*.yaml")) if self.presets else []

@@ -13,7 +13,7 @@ class ProgressReport(PerEpochCallback):
 
     Plain lines, not a progress bar, so the output reads the same in a terminal and in a CI log. The
     scalars are the learning rate, the training loss where the model put it in ``callback_metrics``
-    without logging it (the regression example does, to save Lightning's per-epoch bookkeeping), and
+    without logging it (a model may, to save Lightning's per-epoch bookkeeping), and
     whatever the model's :class:`~linear_pl.runner.extras.RunExtra` callbacks add.
     """
 

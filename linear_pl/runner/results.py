@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from linear_pl.runner.checkpointing import RunCheckpoints
+from linear_pl.runner.errors import RunFilesError
 from linear_pl.runner.extras import extras_of
 from linear_pl.runner.monitor import TRAIN_LOSS, serves_batches
 from linear_pl.runner.progress import ProgressReport
@@ -110,7 +111,10 @@ def write_results(results: dict[str, Any], run_dir: Path, trainer: L.Trainer, pl
     path = run_dir / "results.json"
     # Strict JSON: a diverged run's NaN or inf becomes null.
     clean = json.loads(json.dumps(results), parse_constant=lambda _: None)
-    path.write_text(json.dumps(clean, indent=2) + "\n")
+    try:
+        path.write_text(json.dumps(clean, indent=2) + "\n")
+    except OSError as error:
+        raise RunFilesError.of(error) from error
     keys = [*HP_METRICS, *(key for extra in extras_of(trainer) for key in extra.hp_metrics)]
     metrics = {f"hp/{k}": results[k] for k in keys if isinstance(results.get(k), float) and math.isfinite(results[k])}
     params = {**(trainer.datamodule.hparams if trainer.datamodule is not None else {}), **pl_module.hparams}

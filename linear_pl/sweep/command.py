@@ -22,7 +22,7 @@ from lightning.pytorch import Trainer
 from optuna.distributions import CategoricalDistribution, distribution_to_json
 from optuna.trial import TrialState
 
-from linear_pl.runner.cli import LinearCLI, importable_from_cwd
+from linear_pl.runner.cli import RunCLI, importable_from_cwd, parse_flags
 from linear_pl.runner.errors import UsageError, silence_known_noise
 from linear_pl.runner.flags import init_parameters, without_flag
 from linear_pl.runner.internals import one_line
@@ -122,14 +122,14 @@ def _sweep(options: argparse.Namespace, base_args: list[str], url: str | None, a
     return status
 
 
-def check_base(base_args: list[str]) -> tuple[LinearCLI, list[str]]:
+def check_base(base_args: list[str]) -> tuple[RunCLI, list[str]]:
     """The base flags, parsed as train.py parses them (nothing built), and the flags every trial takes:
     one line for any the run refuses, and for more than one device.
 
     A trial runs in the worker's process. Under DDP, Lightning would start the other ranks by running
     this process's command line again -- the sweep itself -- so a trial has one device (``auto`` is 1).
     """
-    base = LinearCLI(base_args, parse_only=True)
+    base = parse_flags(base_args)
     devices, strategy = base.config.trainer.devices, str(base.config.trainer.strategy)
     one = (
         devices in (1, "1") or (isinstance(devices, list) and len(devices) == 1) or re.fullmatch(r"\d+,", f"{devices}")
@@ -142,10 +142,10 @@ def check_base(base_args: list[str]) -> tuple[LinearCLI, list[str]]:
     return base, base_args + (["--trainer.devices=1"] if devices == "auto" else [])
 
 
-def check_space(path: Path, space: dict, base: LinearCLI, base_args: list[str]) -> None:
+def check_space(path: Path, space: dict, base: RunCLI, base_args: list[str]) -> None:
     """Every key is an argument of the run's classes, and the run accepts both ends of every range and
     every choice (each parsed as train.py parses it, nothing built)."""
-    takes = {"model": init_parameters(base.chosen_model), "data": init_parameters(base.chosen_data)}
+    takes = {group: set(init_parameters(cls)) if cls else set() for group, cls in base.classes.items()}
     takes["trainer"] = init_parameters(Trainer)
     # LightningCLI's --optimizer/--lr_scheduler CLASS: their keys are checked by parsing, below.
     takes |= {group: set() for group in ("optimizer", "lr_scheduler") if base.config.get(group) is not None}
@@ -153,7 +153,7 @@ def check_space(path: Path, space: dict, base: LinearCLI, base_args: list[str]) 
     for key, distribution in space.items():
         for value in ends(distribution):
             try:
-                LinearCLI([*base_args, *as_flags({key: value})], parse_only=True)
+                parse_flags([*base_args, *as_flags({key: value})])
             except UsageError as error:
                 raise UsageError(f"--space {path}: {key} {value}: {error}") from None
 

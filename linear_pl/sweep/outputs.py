@@ -11,7 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances
 
 from linear_pl.runner.checkpointing import write_atomically
-from linear_pl.runner.cli import LinearCLI
+from linear_pl.runner.cli import parse_flags
 from linear_pl.runner.internals import one_line
 from linear_pl.sweep.space import as_flags, shown
 from linear_pl.sweep.worker import ran
@@ -50,7 +50,7 @@ def write_best_config(base_args: list[str], best: FrozenTrial, path: Path) -> No
 
     Built here from the flags rather than copied from the trial's config.yaml, which may be on another machine.
     """
-    cli = LinearCLI([*base_args, *as_flags(best.params)], parse_only=True)
+    cli = parse_flags([*base_args, *as_flags(best.params)])
     write_atomically(path, cli.parser.dump(cli.config, skip_none=False).encode())
 
 

@@ -1,7 +1,7 @@
 """The search space: a YAML file of the run's own config keys, each with Optuna's kind of range.
 
     model.lr: {type: float, low: 1.0e-4, high: 1.0, log: true}
-    model.hidden_sizes: {type: categorical, choices: [[32], [64, 64]]}
+    model.hidden_size: {type: categorical, choices: [32, 64]}
     data.batch_size: {type: int, low: 8, high: 256, log: true}
 
 Each key becomes the flag ``--model.lr=VALUE`` of a trial, after the sweep's base flags, so it overrides
@@ -82,7 +82,7 @@ def check_keys(path: Path, space: dict[str, BaseDistribution], takes: dict[str, 
 
 
 def as_flags(params: dict[str, Any]) -> list[str]:
-    """A trial's params as the flags that set them: ``--model.lr=0.01``, ``--model.hidden_sizes=[64, 64]``."""
+    """A trial's params as the flags that set them: ``--model.lr=0.01``, ``--model.hidden_size=64``."""
     return [f"--{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in params.items()]
 
 

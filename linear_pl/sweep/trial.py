@@ -1,7 +1,7 @@
 """One trial: a normal training run, in this process, in its own directory, with Optuna's pruning callback.
 
 Each trial is the command ``train.py`` with the sweep's base flags and the trial's params after them,
-built and run by the same code (``LinearCLI``, ``fit``), so a trial writes what any run writes:
+built and run by the same code (``build_run``, ``fit``), so a trial writes what any run writes:
 TensorBoard events, hparams, config.yaml, checkpoints, results.json. Its printed output goes to
 ``train.log`` in its directory; the sweep prints one line a trial instead.
 """
@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
-from linear_pl.runner.cli import LinearCLI
+from linear_pl.runner.cli import build_run
 from linear_pl.runner.errors import UsageError
 from linear_pl.runner.extras import RunExtra
 from linear_pl.runner.internals import one_line
@@ -103,7 +103,7 @@ def logging_to(stream: TextIO) -> Iterator[None]:
 def _train(trial: optuna.Trial, args: list[str], monitor: str, run_dir: Path, stop: "StopRequest") -> Outcome:
     pruning = PruneTrial(trial, monitor)
     try:
-        cli = LinearCLI(args, run_dir=run_dir, callbacks=[pruning])
+        run = build_run(args, run_dir=run_dir, callbacks=[pruning])
     except UsageError as error:  # a value this run refuses (its class checks its arguments)
         print(f"error: {one_line(str(error))}")
         return Outcome(TrialState.FAIL, reason=one_line(str(error)))
@@ -111,9 +111,12 @@ def _train(trial: optuna.Trial, args: list[str], monitor: str, run_dir: Path, st
         return _raised(error)
     if stop.signum is not None:  # asked to stop while the trial was being built
         return Outcome(TrialState.FAIL, reason="interrupted", status=EXIT_STATUS[stop.signum])
-    stop.running = cli.checkpoints
+    stop.running = run.checkpoints
     try:
-        status = fit(cli, args)
+        outcome = fit(run)
+        if outcome.message:
+            print(outcome.message)
+        status = outcome.status
     except Exception as error:  # the user's model raised: this trial fails, the sweep goes on
         return _raised(error)
     finally:

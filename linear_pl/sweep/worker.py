@@ -110,7 +110,7 @@ def work(
 
 
 def trial_line(number: int, params: dict, outcome: Outcome, monitor: str, seconds: float) -> str:
-    """``Trial 3  model.lr=0.0123  model.hidden_sizes=[64, 64]  val/loss 2.316 (100 epochs)  6.1 s``."""
+    """``Trial 3  model.lr=0.0123  model.hidden_size=64  val/loss 2.316 (100 epochs)  6.1 s``."""
     values = "  ".join(f"{key}={shown(value)}" for key, value in params.items())
     epochs = "no epoch" if outcome.epochs is None else plural(outcome.epochs, "epoch")
     if outcome.state == TrialState.COMPLETE:

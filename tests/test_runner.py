@@ -1,0 +1,185 @@
+"""The run machinery on a model that is not the example: flat flags from the user's classes, LightningCLI's
+subcommands with the checkpoint's run, whose error is whose, and Lightning's defaults for any model."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from lit_classifier import Blobs, Classifier
+
+from conftest import CLASSIFIER, ROOT, assert_clean
+from linear_pl.runner.cli import build_run
+from linear_pl.runner.profile import Profile
+
+
+def test_every_argument_of_the_users_classes_is_a_flat_flag(tmp_path):
+    run = build_run([*CLASSIFIER, "--hidden_size", "64", "--dropout", "0", "--num_samples", "300", "--lr", "0.05"])
+    model, data = run.config.model.init_args, run.config.data.init_args
+    assert (model.hidden_size, model.dropout, model.lr, data.num_samples) == (64, 0.0, 0.05, 300)
+    assert run.model.net[0].out_features == 64 and run.model.net[2].p == 0.0  # the model was built with them
+    assert build_run([*CLASSIFIER, "--model.hidden_size", "8", "--hidden_size", "16"]).model.hparams.hidden_size == 16
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--hidden", "64"], "error: unrecognized arguments: --hidden 64"),  # no prefix of --hidden_size
+        (["--max_epoch", "3"], "error: unrecognized arguments: --max_epoch 3"),  # nor of --max_epochs
+        (["--num_features", "3"], "error: unrecognized arguments: --num_features 3"),  # linked from the data
+        (
+            ["--hidden_size", "many"],
+            "error: Parser key \"model.hidden_size\": Expected a <class 'int'>. Got value: many",
+        ),
+        (["--model", "nowhere.Model"], "error: --model nowhere.Model: cannot import it (No module named 'nowhere')"),
+        (["--model", "lit_classifier.Blobs"], "error: --model lit_classifier.Blobs: not a LightningModule"),
+    ],
+)
+def test_a_flag_is_given_whole_or_refused_in_one_line(train, flags, message):
+    run = train(*CLASSIFIER, *flags)
+    assert run.status == 2 and run.stderr.startswith(message) and len(run.stderr.splitlines()) == 1, run.stderr
+
+
+class WideBlobs(Blobs):
+    """A data module that takes an argument of the model's name."""
+
+    def __init__(self, hidden_size: int = 4, **kwargs) -> None:
+        super().__init__(**kwargs)
+
+
+def test_a_name_both_classes_take_is_refused_naming_both(train):
+    run = train("--model", "lit_classifier.Classifier", "--data", "test_runner.WideBlobs", "--hidden_size", "8")
+    assert run.status == 2
+    assert (
+        run.stderr
+        == "error: --hidden_size: both --model.hidden_size and --data.hidden_size take it; give one of those\n"
+    )
+    config = build_run(["--model", "lit_classifier.Classifier", "--data", "test_runner.WideBlobs",
+                        "--model.hidden_size", "8", "--data.hidden_size", "3"]).config  # fmt: skip
+    assert (config.model.init_args.hidden_size, config.data.init_args.hidden_size) == (8, 3)
+
+
+def test_a_users_model_gets_lightnings_defaults_not_the_examples(train):
+    config = build_run(CLASSIFIER).config
+    assert config.trainer.max_epochs is None and config.trainer.check_val_every_n_epoch == 1  # Lightning's own
+    run = train(*CLASSIFIER, "--max_epochs", "3")
+    assert run.status == 0, run.stderr
+    assert [line.split()[1] for line in run.stdout.splitlines() if line.startswith("Epoch")] == [
+        "[1/3]",
+        "[2/3]",
+        "[3/3]",
+    ]
+    assert run.results["epochs"] == 3 and 0.0 < run.results["best_value"] < 1.2
+
+
+def test_test_validate_and_predict_rebuild_the_checkpoints_run(train, capsys):
+    fit = train(*CLASSIFIER, "--max_epochs", "4", "--hidden_size", "16", "--num_samples", "600")
+    assert fit.status == 0, fit.stderr
+    best = fit.run_dir / "checkpoints" / "best.ckpt"
+    root = ["--default_root_dir", str(fit.root)]
+    # No --model, no --data: the run's config.yaml says them, and its arguments (hidden_size 16).
+    tested = train("test", "--ckpt_path", "best", *root)
+    assert tested.status == 0, tested.stderr
+    assert tested.stdout.startswith(f"{best}: test_acc ") and "test_loss" in tested.stdout
+    validated = train("validate", "--ckpt_path", "best", *root)
+    assert validated.status == 0 and validated.stdout.startswith(f"{best}: val_acc ")
+    # Rows given as --x reach predict_step as a TensorDataset's loader gives them, [x].
+    rows = train("predict", "--ckpt_path", "best", *root, "--x", "[[0, 0], [5, 5], [-5, 5]]")
+    assert rows.status == 0, rows.stderr
+    model = Classifier.load_from_checkpoint(best, weights_only=True).eval()
+    expected = model(torch.tensor([[0.0, 0], [5, 5], [-5, 5]])).argmax(dim=1).tolist()
+    assert rows.stdout.split() == [str(c) for c in expected]
+    # Without rows: the data's own predict_dataloader (its test inputs: 0.2 of 600 samples).
+    over_data = train("predict", "--ckpt_path", "best", *root)
+    assert over_data.status == 0 and len(over_data.stdout.split()) == 120  # 0.2 of 600
+    # A flag on the command line overrides the run's config.
+    smaller = train("test", "--ckpt_path", "best", *root, "--num_samples", "100")
+    assert smaller.status == 0 and smaller.stdout != tested.stdout
+
+
+def test_the_scripts_run_a_users_model_with_clean_output(script):
+    """As a user runs them, every warning shown: train.py, then predict.py (train.py predict's short spelling)."""
+    fit = script("train", *CLASSIFIER, "--max_epochs", "2", "--default_root_dir", ".", cwd=ROOT / "tests")
+    assert fit.status == 0, fit.stderr
+    assert_clean(fit)
+    predicted = script("predict", "--ckpt_path", "last", "--default_root_dir", ".", "--x", "[1, 2]", cwd=ROOT / "tests")
+    assert predicted.status == 0, predicted.stderr
+    assert predicted.stdout.strip() in ("0", "1", "2")
+    assert_clean(predicted)
+
+
+class TypoInInit(Classifier):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.head = nn_Linear(2, 3)  # noqa: F821 -- the user's typo under test
+
+
+class MissingFile(Blobs):
+    def setup(self, stage: str | None = None) -> None:
+        with open("no/such/file.csv") as f:  # the user's bug under test
+            f.read()
+
+
+@pytest.mark.parametrize(
+    ("flags", "raised"),
+    [
+        (["--model", "test_runner.TypoInInit"], "NameError: name 'nn_Linear' is not defined"),
+        (["--data", "test_runner.MissingFile"], "FileNotFoundError: [Errno 2] No such file or directory"),
+    ],
+)
+def test_the_users_bug_is_their_traceback_with_file_and_line(train, flags, raised):
+    run = train(*CLASSIFIER, *flags, "--max_epochs", "2")
+    assert run.status == 1
+    assert "Traceback (most recent call last)" in run.stderr and raised in run.stderr
+    assert f'File "{ROOT / "tests" / "test_runner.py"}", line ' in run.stderr  # their file, their line
+    assert run.stderr.splitlines()[-1].startswith("error: the run stopped on the exception above")
+    assert "writing the run's files failed" not in run.stderr
+
+
+def test_a_bad_argument_value_is_still_one_line(train):
+    run = train(*CLASSIFIER, "--trainer.max_epochs", "0")
+    assert run.status == 2 and run.stderr == "error: --max_epochs 0: must be >= 1\n"
+
+
+def test_without_a_profile_the_model_must_be_named(train, monkeypatch):
+    import linear_pl.runner.cli as cli  # noqa: PLC0415 -- the module whose profile lookup is replaced
+
+    monkeypatch.setattr(cli, "project_profile", Profile)
+    run = train("--max_epochs", "1")
+    assert run.status == 2
+    assert run.stderr == "error: --model: give the class path of a LightningModule (this project sets no default)\n"
+    assert train(*CLASSIFIER, "--max_epochs", "1").status == 0
+
+
+def test_the_runner_names_no_example():
+    named = subprocess.run(["grep", "-rniE", "regression|true_weights|hidden_sizes|precondition|tutorial",
+                            str(ROOT / "linear_pl" / "runner")], capture_output=True, text=True)  # fmt: skip
+    assert named.stdout == ""
+
+
+RUNNER_FILES = ("linear_pl/__init__.py", "linear_pl/__main__.py", "linear_pl/runner", "scripts/train.py",
+                "scripts/predict.py", "tests/conftest.py", "tests/lit_classifier.py", "tests/test_runner.py")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_runner_works_with_the_example_deleted(tmp_path):
+    """A copy without linear_pl/regression/ and linear_pl/profile.py imports, trains and passes these tests."""
+    for name in RUNNER_FILES:
+        source, target = ROOT / name, tmp_path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, target)
+    assert not (tmp_path / "linear_pl" / "regression").exists() and not (tmp_path / "linear_pl" / "profile.py").exists()
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)  # pytest's settings
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path), "HOME": str(tmp_path)}
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider",
+                            "tests/test_runner.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert " passed" in tests.stdout and "failed" not in tests.stdout
+    assert "linear_pl/regression" not in tests.stdout
+    imported = subprocess.run([sys.executable, "-c", "import linear_pl.runner.cli as c; print(c.__file__)"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
+    assert imported.stdout.strip() == str(tmp_path / "linear_pl" / "runner" / "cli.py")
