@@ -137,6 +137,29 @@ def test_the_users_bug_is_their_traceback_with_file_and_line(train, flags, raise
     assert "writing the run's files failed" not in run.stderr
 
 
+class ManualSteps(Classifier):
+    """A user's model that steps its optimizer itself (manual optimization)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        loss = super().training_step(batch, batch_idx)
+        self.manual_backward(loss)
+        optimizer.step()
+
+
+def test_a_trainer_flag_lightning_refuses_only_once_fit_starts_is_one_line(train):
+    # Trainer(gradient_clip_val=1) is built; fit then refuses it for a model that optimizes by hand.
+    run = train(*CLASSIFIER, "--model", "test_runner.ManualSteps", "--trainer.gradient_clip_val", "1")
+    assert run.status == 2 and "Traceback" not in run.stderr
+    assert run.stderr.startswith("error: --trainer.gradient_clip_val 1.0: Automatic gradient clipping is not supported")
+    assert len(run.stderr.splitlines()) == 1
+
+
 def test_a_bad_argument_value_is_still_one_line(train):
     run = train(*CLASSIFIER, "--trainer.max_epochs", "0")
     assert run.status == 2 and run.stderr == "error: --max_epochs 0: must be >= 1\n"
@@ -159,7 +182,8 @@ def test_the_runner_names_no_example():
 
 
 RUNNER_FILES = ("linear_pl/__init__.py", "linear_pl/__main__.py", "linear_pl/runner", "scripts/train.py",
-                "scripts/predict.py", "tests/conftest.py", "tests/lit_classifier.py", "tests/test_runner.py")  # fmt: skip
+                "scripts/predict.py", "tests/conftest.py", "tests/lit_classifier.py", "tests/test_runner.py",
+                "pyproject.toml")  # fmt: skip
 
 
 @pytest.mark.slow
@@ -173,10 +197,9 @@ def test_the_runner_works_with_the_example_deleted(tmp_path):
         else:
             shutil.copy(source, target)
     assert not (tmp_path / "linear_pl" / "regression").exists() and not (tmp_path / "linear_pl" / "profile.py").exists()
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)  # pytest's settings
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path), "HOME": str(tmp_path)}
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider",
-                            "tests/test_runner.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
+    pytest = [sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider", "tests/test_runner.py"]
+    tests = subprocess.run(pytest, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert " passed" in tests.stdout and "failed" not in tests.stdout
     assert "linear_pl/regression" not in tests.stdout

@@ -152,8 +152,8 @@ def test_a_monitor_the_model_never_logs_is_one_line_naming_what_it_logged(train)
 
 
 def test_without_validation_data_the_training_loss_is_watched_and_stops_the_run(train):
-    run = train("--data", "csv", "--data.path", str(ROOT / "examples" / "diabetes.csv"), "--data.target_column", "target",
-                "--data.val_fraction", "0", "--bias", "--patience", "3")  # fmt: skip
+    run = train("--data", "csv", "--data.path", str(ROOT / "examples" / "diabetes.csv"),
+                "--data.target_column", "target", "--data.val_fraction", "0", "--bias", "--patience", "3")  # fmt: skip
     assert run.status == 0, run.stderr
     assert run.stderr.count("note: no validation data: best.ckpt and early stopping watch train/loss") == 1
     results = run.results

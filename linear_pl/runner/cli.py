@@ -20,6 +20,7 @@ from linear_pl.runner.errors import (
     OneLineErrorParser,
     UsageError,
     check_trainer_flags,
+    lightning_refused,
     one_line,
     raised_in_user_code,
     root_cause,
@@ -199,7 +200,10 @@ def cli_main(args: list[str] | None = None, profile: Profile | None = None) -> i
     except UsageError as error:
         print(f"error: {one_line(str(error))}", file=sys.stderr)
         return 2
-    except Exception:
+    except Exception as error:
+        if lightning_refused(error):
+            print(f"error: {what_was_rejected(error)}", file=sys.stderr)
+            return 2
         # The user's code raised (or ours did): the traceback shows where, and the line what is kept.
         traceback.print_exc()
         kept = "" if run is None else f"; {run.kept_checkpoints()}"

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 from jsonargparse import Namespace
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.cli import LightningArgumentParser
 
@@ -16,6 +17,10 @@ from linear_pl.runner.internals import KNOWN_NOISE, one_line
 
 class UsageError(Exception):
     """Bad input: reported as one line on stderr, exit status 2."""
+
+
+# Lightning's own Trainer arguments that every run has as flat flags: --max_epochs is --trainer.max_epochs.
+TRAINER_FLAGS = ("accelerator", "devices", "strategy", "num_nodes", "precision", "max_epochs", "default_root_dir")
 
 
 class RunFilesError(OSError):
@@ -52,7 +57,8 @@ def what_was_rejected(error: BaseException) -> str:
     message = one_line(str(error)) or type(error).__name__
     argument = re.search(r"Trainer\((\w+)=([^)]*)\)", message)
     if argument:
-        message = f"--{argument[1]} {argument[2].strip(chr(39))}: {message}"
+        flag = argument[1] if argument[1] in TRAINER_FLAGS else f"trainer.{argument[1]}"
+        message = f"--{flag} {argument[2].strip(chr(39))}: {message}"
     return message
 
 
@@ -101,6 +107,12 @@ def check_trainer_flags(trainer: Namespace) -> None:
     check_accelerator(trainer.accelerator)
     if trainer.max_epochs is not None and trainer.max_epochs < 1:
         raise UsageError(f"--max_epochs {trainer.max_epochs}: must be >= 1")
+
+
+def lightning_refused(error: BaseException) -> bool:
+    """Whether Lightning refused its configuration once the run started: a Trainer flag it accepted when built
+    but cannot honour for this model (automatic gradient clipping with manual optimization). Bad input."""
+    return isinstance(root_cause(error), MisconfigurationException) and not raised_in_user_code(error)
 
 
 def _library_paths() -> tuple[str, ...]:

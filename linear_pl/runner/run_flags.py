@@ -6,12 +6,10 @@ from typing import Literal
 from lightning.pytorch.cli import LightningArgumentParser, LRSchedulerTypeTuple
 from torch.optim import Optimizer
 
+from linear_pl.runner.errors import TRAINER_FLAGS
 from linear_pl.runner.flags import add_flat_flags, init_parameters, preset_action
 from linear_pl.runner.profile import Profile
 from linear_pl.runner.sizing import num_features_of
-
-# Lightning's own Trainer arguments that every run has as flat flags: --max_epochs is --trainer.max_epochs.
-TRAINER_FLAGS = ("accelerator", "devices", "strategy", "num_nodes", "precision", "max_epochs", "default_root_dir")
 
 
 def add_run_flags(
