@@ -89,7 +89,7 @@ def fit(cli: "LinearCLI", args: list[str]) -> int:
         # trial) names its own.
         checkpoint = "last" if cli.given_run_dir is None else str(last)
         print(
-            f"Interrupted ({signal.Signals(signum).name}) after epoch {trainer.current_epoch}: "
+            f"Interrupted ({signal.Signals(signum).name}) {cli.checkpoints.where_stopped(trainer)}: "
             f"{last} saved; continue with: {continue_command(args, checkpoint)}",
             file=sys.stderr,
         )
