@@ -90,7 +90,10 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
 
     ``last.ckpt`` is refreshed after an epoch once ``min_interval`` seconds have passed since the last
     save (tiny epochs would otherwise spend more time writing checkpoints than training), at the end
-    of training, and when training stops on an exception or a signal. ``best.ckpt`` is saved each
+    of training, and when training stops on an exception or a signal. In an epoch of a second or
+    more (the first epoch of a fit, or one after a long epoch) it is also refreshed between steps,
+    and a signal stops after the step under way; the train loaders are made resumable
+    (``loader_state``) so that such a checkpoint continues with the same batches. ``best.ckpt`` is saved each
     time the monitored metric improves: written at once if its last write is ``min_interval`` old,
     else held in memory (one checkpoint's bytes) and written with the next last.ckpt -- on the
     tutorial's data, writing each one took longer than the ten epochs between. Both go through
