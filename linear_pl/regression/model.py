@@ -122,6 +122,9 @@ class RegressionModel(L.LightningModule):
         self._epoch_loss_sum = torch.zeros((), device=self.device)
         self._epoch_samples = 0
 
+    # A run resumed within an epoch starts without on_train_epoch_start: the sum covers the steps since.
+    on_train_start = on_train_epoch_start
+
     def loss(self, prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The mean squared error; override it for another loss (training and validation both use it)."""
         return F.mse_loss(prediction, y.reshape(prediction.shape))  # y may come as [B, 1]

@@ -4,8 +4,10 @@ import io
 import os
 import random
 import signal
+import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,32 @@ import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from linear_pl.runner.errors import RunFilesError, UsageError
-from linear_pl.runner.internals import PerEpochCallback
+from linear_pl.runner.internals import PerEpochCallback, resumed_mid_epoch
+from linear_pl.runner.loader_state import (
+    make_train_loaders_resumable,
+    undo_train_loaders_resumable,
+    unresumable_loaders,
+)
 from linear_pl.runner.monitor import Monitor
 from linear_pl.runner.watch import TrainingDiverged
+
+# An epoch at least this long gets the per-step hooks (saves and stops between steps); a shorter one
+# is handled between epochs only, as the per-step hooks would cost a few percent of a tiny step.
+LONG_EPOCH_SECONDS = 1.0
+# Under DDP the ranks agree on a save or a stop with two collectives; they check about this often.
+DDP_CHECK_SECONDS = 0.2
+
+# Lightning's warning for a loader that cannot resume within an epoch: replaced by one line of ours.
+NOT_RESUMABLE_WARNING = "You're resuming from a checkpoint that ended before the epoch ended"
+
+
+class Interrupted(SystemExit):
+    """Raised after a step to stop on SIGINT (SIGTERM raises Lightning's SIGTERMException): the fit
+    ends as on Lightning's own interrupt, and the run's report follows."""
+
 
 # storage_options for trainer.save_checkpoint: keep the checkpoint in memory until AtomicCheckpointIO.flush().
 HOLD = {"hold": True}
@@ -73,7 +96,10 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
 
     ``last.ckpt`` is refreshed after an epoch once ``min_interval`` seconds have passed since the last
     save (tiny epochs would otherwise spend more time writing checkpoints than training), at the end
-    of training, and when training stops on an exception or a signal. ``best.ckpt`` is saved each
+    of training, and when training stops on an exception or a signal. In an epoch of a second or
+    more (the first epoch of a fit, or one after a long epoch) it is also refreshed between steps,
+    and a signal stops after the step under way; the train loaders are made resumable
+    (``loader_state``) so that such a checkpoint continues with the same batches. ``best.ckpt`` is saved each
     time the monitored metric improves: written at once if its last write is ``min_interval`` old,
     else held in memory (one checkpoint's bytes) and written with the next last.ckpt -- on a small
     model's data, writing each one took longer than the ten epochs between. Both go through
@@ -95,12 +121,23 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self._last_save_time = self._best_save_time = time.monotonic()
+        self._epoch_start = self._last_save_time
+        self._epoch_seconds: float | None = None  # the previous epoch's length
+        self._check_every = 1  # steps between checks (under DDP)
+        self._loaded_rng: dict | None = None
+        self.stopped_at: str | None = None  # where a signal stopped training within an epoch
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
             self.monitor.choose(trainer)
         if self.dirpath is None:  # a run directory of the user's logger
             self.dirpath = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+        if stage == "fit":
+            make_train_loaders_resumable(trainer)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            undo_train_loaders_resumable(trainer)
 
     @property
     def best_path(self) -> Path | None:
@@ -126,17 +163,80 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
             trainer.strategy.checkpoint_io.flush()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._last_save_time = self._best_save_time = time.monotonic()
-        # Ctrl-C or SIGTERM: finish the epoch, save, stop. A checkpoint at an epoch's end resumes
-        # bit-identically; Lightning's own handling stops mid-epoch, which a plain DataLoader cannot
-        # resume exactly. A second signal gets Lightning's handling: stop now, save on the exception.
+        self._last_save_time = self._best_save_time = self._epoch_start = time.monotonic()
+        # Ctrl-C or SIGTERM: finish the step (in a long epoch) or the epoch under way, save, stop.
+        # Lightning's own handling stops where it is and saves nothing. A second signal gets
+        # Lightning's handling: stop now, save on the exception.
         if threading.current_thread() is threading.main_thread():  # the only thread that may set handlers
             for signum in (signal.SIGINT, signal.SIGTERM):
-                self._handlers[signum] = signal.signal(signum, self._stop_at_epoch_end)
+                self._handlers[signum] = signal.signal(signum, self._stop_soon)
+        self._step_hooks(True)  # the first epoch's length is not known yet
+        if resumed_mid_epoch(trainer):
+            # The loaders replayed their own draws from the random state; whatever ran since the
+            # checkpoint was loaded (building the loaders, hooks) must not shift what the steps draw.
+            if self._loaded_rng is not None:
+                _set_rng_states(self._loaded_rng)
+            cannot = unresumable_loaders(trainer)
+            if cannot:
+                warnings.filterwarnings("ignore", message=NOT_RESUMABLE_WARNING)  # said here, in one line
+                if trainer.is_global_zero:
+                    batch = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+                    print(
+                        f"warning: the checkpoint was saved after batch {batch} of epoch {trainer.current_epoch + 1}, "
+                        f"and the train loader ({', '.join(cannot)}) cannot resume within an epoch: the rest of "
+                        "this epoch repeats its first batches (a torch DataLoader, or one with state_dict and "
+                        "load_state_dict, resumes exactly)",
+                        file=sys.stderr,
+                    )
+        self._loaded_rng = None
 
-    def _stop_at_epoch_end(self, signum: int, frame: object) -> None:
+    def _stop_soon(self, signum: int, frame: object) -> None:
         self.signal = signum
         self._restore_handlers()
+
+    def _step_hooks(self, on: bool) -> None:
+        """Switch the per-step hook on (a long epoch) or off (PerEpochCallback's None: Lightning skips it)."""
+        if on:
+            self.on_train_batch_end = self._after_step
+        else:
+            vars(self).pop("on_train_batch_end", None)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        now = time.monotonic()
+        self._step_hooks(self._epoch_seconds is None or self._epoch_seconds >= LONG_EPOCH_SECONDS)
+        if trainer.world_size > 1 and self._epoch_seconds:  # the ranks must check at the same steps
+            steps_per_second = trainer.num_training_batches / self._epoch_seconds
+            self._check_every = trainer.strategy.broadcast(max(1, int(DDP_CHECK_SECONDS * steps_per_second)))
+        elif trainer.world_size > 1:
+            self._check_every = 10
+        self._epoch_start = now
+
+    def _after_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Within a long epoch: refresh last.ckpt every ``min_interval`` seconds, and stop on a signal."""
+        if batch_idx + 1 >= trainer.num_training_batches:
+            return  # the epoch's end saves and stops (a checkpoint of its last step would restart it)
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+            return  # accumulated gradients are in no checkpoint: only between optimizer steps
+        if trainer.world_size > 1 and trainer.global_step % self._check_every:
+            return
+        stop = trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)
+        due = trainer.strategy.broadcast(time.monotonic() - self._last_save_time >= self.min_interval)
+        if stop or due:
+            self.save(trainer, "last")
+        if stop:
+            self.signal = self.signal or signal.SIGTERM  # a rank that did not receive it stops as well
+            self._restore_handlers()
+            self.stopped_at = (
+                f"at step {trainer.global_step} (batch {batch_idx + 1}/{trainer.num_training_batches} "
+                f"of epoch {trainer.current_epoch + 1})"
+            )
+            raise SIGTERMException() if self.signal == signal.SIGTERM else Interrupted()
+
+    def where_stopped(self, trainer: L.Trainer) -> str:
+        """Where a signal stopped training: within an epoch, or after one."""
+        return self.stopped_at or f"after epoch {trainer.current_epoch}"
 
     def _restore_handlers(self) -> None:
         for signum, handler in self._handlers.items():
@@ -144,6 +244,7 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         self._handlers = {}
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_seconds = time.monotonic() - self._epoch_start
         if self.monitor.due(trainer):  # no validation data: the training loss decides the best
             self.check_best(trainer, pl_module)
         # Every rank must take part in a save: stop if a signal reached any rank; rank 0's clock decides.
@@ -177,6 +278,8 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_handlers()
+        if self.stopped_at is not None:
+            return  # a signal stopped it after a step, and last.ckpt was saved there
         # After divergence the weights are worthless: keep the last good checkpoint instead.
         if not isinstance(exception, TrainingDiverged):
             self.save(trainer, "last")
@@ -190,6 +293,7 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         self.best_score, self.best_epoch = state_dict["best_score"], state_dict["best_epoch"]
         if "rng" in state_dict:  # checkpoints written before the random states were kept have none
             _set_rng_states(state_dict["rng"])
+            self._loaded_rng = state_dict["rng"]  # set again at on_train_start after a mid-epoch save
 
 
 def _rng_states() -> dict[str, Any]:

@@ -28,6 +28,39 @@ def epoch_about_to_run(trainer: L.Trainer) -> int:
     return trainer.fit_loop.epoch_progress.current.processed
 
 
+def train_loader_source(trainer: L.Trainer):
+    """Where the fit gets its train loaders: ``.instance`` (the data module, the model, or the loaders
+    given to ``fit``) and ``.name`` (``train_dataloader``). Lightning asks it anew in ``setup_data``;
+    loader_state wraps it there to make the loaders resumable. None before fit attaches its data."""
+    return getattr(trainer.fit_loop, "_data_source", None)
+
+
+def train_loaders(trainer: L.Trainer) -> list:
+    """The train loaders as Lightning iterates them (after its DDP sampler injection); [] before setup_data."""
+    combined = trainer.fit_loop._combined_loader
+    return [] if combined is None else list(combined.flattened)
+
+
+def resumed_mid_epoch(trainer: L.Trainer) -> bool:
+    """Whether this fit continues from a checkpoint saved within an epoch (valid from on_train_start)."""
+    return trainer.fit_loop.restarted_mid_epoch
+
+
+def iterator_served(iterator: object) -> int:
+    """How many batches a DataLoader's iterator has served this epoch: torch keeps the count (for its
+    IterableDataset length check) in ``_num_yielded``, and there is no public one."""
+    return iterator._num_yielded
+
+
+def set_iterator_served(iterator: object, count: int) -> None:
+    """Make a new iterator count the ``count`` batches it skipped as served (see :func:`iterator_served`).
+
+    The skip itself relies on ``DataLoader._index_sampler``, the property every torch DataLoader
+    iterator takes its indices from (loader_state.ResumableLoader overrides it).
+    """
+    iterator._num_yielded = count
+
+
 class PerEpochCallback(L.Callback):
     """A callback that acts between epochs only: its per-batch hooks are None, so Lightning skips them.
 

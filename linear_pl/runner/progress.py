@@ -1,11 +1,22 @@
-"""The progress line: every ``--log_every_n_epochs`` epochs, the losses and the monitored metric."""
+"""The progress line: every ``--log_every_n_epochs`` epochs, the losses and the monitored metric; within
+a long epoch, the step, the loss and the steps per second."""
+
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
 
 import lightning as L
 
+from linear_pl.runner.checkpointing import LONG_EPOCH_SECONDS
 from linear_pl.runner.extras import extras_of
 from linear_pl.runner.internals import PerEpochCallback
 from linear_pl.runner.monitor import TRAIN_LOSS, Monitor
 from linear_pl.runner.watch import first_lr
+
+# Within an epoch of at least LONG_EPOCH_SECONDS: a line this often on a terminal (rewritten in place),
+# and, in a log file, a plain line this often.
+TERMINAL_SECONDS, LOG_SECONDS = 2.0, 30.0
 
 
 class ProgressReport(PerEpochCallback):
@@ -21,8 +32,51 @@ class ProgressReport(PerEpochCallback):
         self.log_every_n_epochs = log_every_n_epochs
         self.monitor = monitor or Monitor()
         self.last_reported_epoch = 0
+        self.terminal = sys.stdout.isatty()
+        self.every_seconds = TERMINAL_SECONDS if self.terminal else LOG_SECONDS
+        self._epoch_seconds: float | None = None
+        self._epoch_start = self._last_line = 0.0
+        self._last_step = 0
+        self._in_place = False  # a line on the terminal waits to be overwritten
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The per-step hook only in long epochs (see RunCheckpoints): a few percent of a tiny step.
+        if self._epoch_seconds is None or self._epoch_seconds >= LONG_EPOCH_SECONDS:
+            self.on_train_batch_end = self._after_step
+        else:
+            vars(self).pop("on_train_batch_end", None)
+        self._epoch_start = self._last_line = time.monotonic()
+        self._last_step = trainer.global_step
+
+    on_train_start = on_train_epoch_start  # a resumed run may start within an epoch
+
+    def _after_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        now = time.monotonic()
+        if now - self._last_line < self.every_seconds or not trainer.is_global_zero:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        rate = (trainer.global_step - self._last_step) / (now - self._last_line)
+        line = (
+            f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  batch {batch_idx + 1}/"
+            f"{trainer.num_training_batches}  step {trainer.global_step}"
+        )
+        if loss is not None:
+            line += f"  loss {float(loss):.4g}"
+        line += f"  {rate:.0f} steps/s"
+        if self.terminal:
+            print(f"\r{line}\x1b[K", end="", flush=True)
+            self._in_place = True
+        else:
+            print(line, flush=True)
+        self._last_line, self._last_step = now, trainer.global_step
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_seconds = time.monotonic() - self._epoch_start
+        if self._in_place:  # the epoch's line replaces the step line
+            print("\r\x1b[K", end="", flush=True)
+            self._in_place = False
         epoch = trainer.current_epoch + 1
         if epoch % self.log_every_n_epochs == 0:
             self.report(trainer, pl_module, epoch)

@@ -171,7 +171,7 @@ def fit(run: Run) -> Outcome:
         checkpoint = str(last) if run.named_run_dir else "last"
         outcome.status = EXIT_STATUS[signum]
         outcome.message = (
-            f"Interrupted ({signal.Signals(signum).name}) after epoch {trainer.current_epoch}: "
+            f"Interrupted ({signal.Signals(signum).name}) {run.checkpoints.where_stopped(trainer)}: "
             f"{last} saved; continue with: {continue_command(run.args, checkpoint)}"
         )
     return outcome
