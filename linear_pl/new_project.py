@@ -184,8 +184,8 @@ def write_project(target: Path, package: str) -> Path:
     """Write the new project into ``target`` (a new or empty folder); returns it. Raises BadInput before
     writing anything, and TemplateLeftover with nothing left behind."""
     check_package(package)
+    check_target(Path(target))  # its lines name DIR as the user gave it
     target = Path(target).absolute()
-    check_target(target)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         copy_machinery(scratch, package)
