@@ -21,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
         from linear_pl.sweep import main as sweep_main  # noqa: PLC0415
 
         return sweep_main(rest)
+    if command == "new":  # writes a new project; new_project.py leaves this branch out of the copy it makes
+        from linear_pl.new_project import new_main  # noqa: PLC0415
+
+        return new_main(rest)
     if command in ("-h", "--help"):
         print(USAGE)
         return 0
