@@ -7,6 +7,9 @@ from sybil import Sybil
 
 from tests.readme_sessions import ConsoleSessionParser
 
+# The example's fixtures, apart from tests/conftest.py, which serves the runner's tests on any model.
+pytest_plugins = ["tests.example_fixtures"]
+
 pytest_collect_file = Sybil(
     parsers=[ConsoleSessionParser()], patterns=["README.md"], fixtures=["tmp_path_factory"]
 ).pytest()

@@ -29,16 +29,9 @@ SCRIPTS = ("scripts/train.py", "scripts/predict.py", "scripts/sweep.py")
 # project has none of the example.
 RUNNER_TESTS = (
     "tests/conftest.py",
-    "tests/test_cli.py",
-    "tests/test_ddp.py",
-    "tests/test_habits.py",
-    "tests/test_internals.py",
-    "tests/test_predict.py",
-    "tests/test_reliability.py",
-    "tests/test_side_by_side.py",
-    "tests/test_sweep.py",
-    "tests/test_tensorboard.py",
-    "tests/test_truth.py",
+    "tests/lit_classifier.py",
+    "tests/test_runner.py",
+    "tests/test_long_epochs.py",
 )
 # What a new project must not name: this repository, or its tutorial example (issue 26's grep).
 LEFTOVER = re.compile(r"linear_pl|linear-pl|regression|true_weights|tutorial", re.IGNORECASE)

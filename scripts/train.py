@@ -1,4 +1,4 @@
-"""Train a model, by default the tutorial's: python scripts/train.py [fit|validate|test] [--flags...] (see --help)."""
+"""Train a model: python scripts/train.py [fit|validate|test|predict] [--flags...]  (see --help)."""
 
 import sys
 

@@ -1,12 +1,10 @@
 """Shared fixtures: run the training command in-process (fast) or as a real subprocess."""
 
-import io
 import json
 import os
 import re
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,22 +62,6 @@ def train(tmp_path, capsys):
         return Run(status, out, err, root)
 
     return run
-
-
-# Twenty raw epochs (no preconditioning: it would converge, and stop, in fewer), with a bias.
-TENSORBOARD_RUN = ["--max_epochs", "20", "--true_weights", "[2, 3]", "--true_bias", "1", "--bias", "--seed", "2",
-                   "--precondition", "none"]  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def tensorboard_run(tmp_path_factory) -> Run:
-    """One run shared by the tests that read its TensorBoard files back (test_cli, test_tensorboard)."""
-    root = tmp_path_factory.mktemp("tensorboard_run")
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        status = cli_main([*TENSORBOARD_RUN, "--default_root_dir", str(root)])
-    assert status == 0, err.getvalue()
-    return Run(status, out.getvalue(), err.getvalue(), root)
 
 
 @pytest.fixture
