@@ -102,7 +102,7 @@ def test_least_squares_recovers_exact_weights_and_bias():
 def test_drawing_in_chunks_gives_the_same_data(monkeypatch):
     whole = SyntheticDataModule(num_samples=50, noise_std=1.0, target="sine")
     whole.setup()
-    monkeypatch.setattr("linear_pl.data._CHUNK_ELEMENTS", 8)  # one row of 7 features per chunk
+    monkeypatch.setattr("linear_pl.regression.data._CHUNK_ELEMENTS", 8)  # one row of 7 features per chunk
     chunked = SyntheticDataModule(num_samples=50, noise_std=1.0, target="sine")
     chunked.setup()
     for name in ("train_x", "train_y", "val_x", "val_y"):

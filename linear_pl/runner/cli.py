@@ -64,7 +64,9 @@ class RunCLI(LightningCLI):
         self.parse_only, self.run_options, self.run = parse_only, run, None
         self.profile = profile.for_model(choices.model)  # the project's run settings travel with its own model
         self.checkpoint = run.get("checkpoint")
-        self.hparams = load_checkpoint_safely(self.checkpoint).get("hyper_parameters", {}) if self.checkpoint else {}
+        # validate, test and predict rebuild the checkpoint's model; fit resumes the model its flags describe.
+        rebuilds = self.checkpoint is not None and args[0] != "fit"
+        self.hparams = load_checkpoint_safely(self.checkpoint).get("hyper_parameters", {}) if rebuilds else {}
         self.classes = chosen_classes(choices)
         # The project's defaults for its model go first, so that any config or flag after them overrides them.
         # (jsonargparse replaces init_args given in a subclass default by the class's own defaults.)
@@ -90,7 +92,7 @@ class RunCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         self.flat = add_run_flags(parser, self.profile, self.classes, self.hparams)
         accept_short_names(parser, self.profile)
-        if self.parse_only or parser.description.endswith(HELP["predict"]):
+        if not self.parse_only and parser.description.endswith(HELP["predict"]):
             add_predict_flags(parser)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: list[str]) -> None:
@@ -99,10 +101,11 @@ class RunCLI(LightningCLI):
         check_trainer_flags(config.trainer)
         if config.log_every_n_epochs < 1:
             raise UsageError(f"--log_every_n_epochs {config.log_every_n_epochs}: must be >= 1")
-        if self.checkpoint is not None:
-            # LightningCLI rebuilds the checkpoint's model from its hyperparameters (its _parse_ckpt_path) when
-            # ckpt_path is a file: last and best are found here first.
-            config.ckpt_path = str(self.checkpoint)
+        # LightningCLI rebuilds the checkpoint's model from its hyperparameters (its _parse_ckpt_path) when
+        # ckpt_path is a file: last and best are found here first. fit is handed the checkpoint by the run.
+        if not self.parse_only:
+            config.ckpt_path = str(self.checkpoint) if self.hparams else None
+        if self.hparams:
             if (class_path := self.hparams.get(CLASS_PATH_KEY)) is not None:
                 try:
                     import_class(class_path, "model", L.LightningModule)

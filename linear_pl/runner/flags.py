@@ -157,17 +157,42 @@ def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
     return found
 
 
+def registered_arguments(profile: Profile) -> dict[str, tuple[str, list[str]]]:
+    """Each init argument of the profile's registered classes: its group and the short names that take it."""
+    taken: dict[str, tuple[str, list[str]]] = {}
+    for group, names in (("model", profile.model_names), ("data", profile.data_names)):
+        base = L.LightningModule if group == "model" else L.LightningDataModule
+        for short, class_path in names.items():
+            for name in init_parameters(import_class(class_path, group, base)):
+                taken.setdefault(name, (group, []))[1].append(short)
+    return taken
+
+
+def _taken_elsewhere(class_path: str, group: str, owners: list[str]) -> type[argparse.Action]:
+    class TakenElsewhere(argparse.Action):
+        def __call__(self, parser, cfg, values, option_string=None):
+            raise UsageError(
+                f"{option_string}: {class_path} takes no {self.dest}; the flag applies to --{group} "
+                f"{' or '.join(owners)} only"
+            )
+
+    return TakenElsewhere
+
+
 class _Ambiguous(argparse.Action):
     def __call__(self, parser, cfg, values, option_string=None):
         raise UsageError(f"{option_string}: both --model.{self.dest} and --data.{self.dest} take it; give one of those")
 
 
-def add_flat_flags(parser, classes: dict[str, type | None], linked: set[str]) -> dict[str, str]:
+def add_flat_flags(
+    parser, classes: dict[str, type | None], linked: set[str], registered: dict[str, tuple[str, list[str]]]
+) -> dict[str, str]:
     """Every init argument of the chosen model and data as ``--name``, the same as ``--group.name``.
 
     Not for arguments the run links (set from another value), nor for names the command already has
     (``--seed``, ``--optimizer``): those keep their meaning and the argument its nested flag. A name both
-    classes take is refused in one line. Returns each flat name's group.
+    classes take is refused in one line; so is an argument of another ``registered`` class, naming it.
+    Returns each flat name's group.
     """
     owners: dict[str, list[str]] = {}
     for group, cls in classes.items():
@@ -188,6 +213,11 @@ def add_flat_flags(parser, classes: dict[str, type | None], linked: set[str]) ->
         dest = f"{group}.init_args.{name}"
         parser.add_argument(f"--{name}", dest=dest, default=argparse.SUPPRESS, help=f"--{group}.{name}", **extra)
         flat[name] = group
+    for name, (group, owners) in registered.items():
+        if f"--{name}" not in parser._option_string_actions and classes[group] is not None:
+            cls = classes[group]
+            action = _taken_elsewhere(f"{cls.__module__}.{cls.__qualname__}", group, owners)
+            parser.add_argument(f"--{name}", dest=name, action=action, nargs="?", default=argparse.SUPPRESS)
     return flat
 
 

@@ -7,7 +7,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LRSchedulerTypeTuple
 from torch.optim import Optimizer
 
 from linear_pl.runner.errors import TRAINER_FLAGS
-from linear_pl.runner.flags import add_flat_flags, init_parameters, preset_action
+from linear_pl.runner.flags import add_flat_flags, init_parameters, preset_action, registered_arguments
 from linear_pl.runner.profile import Profile
 from linear_pl.runner.sizing import num_features_of
 
@@ -51,7 +51,7 @@ def add_run_flags(
     # name then shares the flag (see flags.add_flat_flags).
     parser.add_optimizer_args((Optimizer,))
     parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
-    return add_flat_flags(parser, classes, linked)
+    return add_flat_flags(parser, classes, linked, registered_arguments(profile))
 
 
 def add_predict_flags(parser: LightningArgumentParser) -> None:
