@@ -51,18 +51,17 @@ import yaml
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
+from linear_pl.benchmark_flags import SECTIONS, SMALL_ROWS, WORKLOAD_SIZES
 from linear_pl.regression.closed_form import SAFETY_FACTOR, stable_lr
 from linear_pl.regression.data import TUTORIAL_WEIGHTS, SlicedBatches, SyntheticDataModule
 from linear_pl.regression.model import DotProduct
 from linear_pl.runner.cli import build_run
-from linear_pl.runner.errors import UsageError, silence_known_noise
+from linear_pl.runner.errors import silence_known_noise
 from linear_pl.runner.run import Run
 
 GIB = 1 << 30
-SECTIONS = ["answer", "floor", "classifier", "scale", "files", "sweep"]
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = [sys.executable, str(REPO / "scripts" / "train.py")]
-CLASSIFIER_EPOCHS = 20
 DIGITS = ["--model", "examples.digits.DigitsCNN", "--data", "examples.digits.Digits", "--monitor", "val/acc",
           "--mode", "max"]  # fmt: skip
 
@@ -88,11 +87,7 @@ class Workload:
         ]  # fmt: skip
 
 
-WORKLOADS = {
-    "seed": Workload("seed", 10, 7, 1, 200),
-    "medium": Workload("medium", 100_000, 64, 256, 5),
-    "large": Workload("large", 2_000_000, 256, 65536, 10),
-}
+WORKLOADS = {name: Workload(name, *size) for name, size in WORKLOAD_SIZES.items()}
 
 
 def peak_rss_reset() -> None:
@@ -296,7 +291,7 @@ def import_seconds(module: str, repeats: int = 3) -> float:
 
 
 # The files section's table: 20 features and a target, 1,000 rows for the command's fixed costs.
-FILE_FEATURES, SMALL_ROWS = 20, 1000
+FILE_FEATURES = 20
 _POLARS_READ = """
 import sys, time
 import polars as pl, torch
@@ -343,8 +338,9 @@ def files(rows: int) -> list[dict]:
 # 60 epochs) to 3e-3 (81-233, or diverged) x 3 sizes, the best between (3.6-4.6 at 4.5e-4-1e-3 with two
 # hidden layers); and TPE over the same. Above about 4e-3 every run diverges at once: a failed trial, which
 # TPE does not learn from -- over 1e-4-1e-2 it spent 12 of 30 trials up there -- so the range stops below.
-# 60 epochs: the three sweeps take about 5 minutes here.
-SWEEP_PRESET, SWEEP_TRIALS, SWEEP_EPOCHS = "mlp-sine", 30, 60
+# 60 epochs (SWEEP_EPOCHS; 30 trials, SWEEP_TRIALS, both in benchmark_flags): the three sweeps take about
+# 5 minutes here.
+SWEEP_PRESET = "mlp-sine"
 SWEEP_LRS = [float(f"{1e-4 * 30 ** (i / 9):.3g}") for i in range(10)]
 SWEEP_HIDDEN_SIZES = [[32], [64, 64], [128, 128]]
 SWEEPS = {"grid": ("grid", "none"), "tpe-median": ("tpe", "median"), "tpe-none": ("tpe", "none")}
@@ -590,54 +586,11 @@ def shown(value: float | None, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def parse_size(text: str) -> Workload:
-    """``--size N,d,batch,epochs`` as a custom workload."""
-    try:
-        n, d, b, e = (int(v) for v in text.split(","))
-    except ValueError:
-        raise UsageError(f"--size {text}: expected N,d,batch,epochs (four integers)") from None
-    if min(n, d, b, e) < 1 or n < d:
-        raise UsageError(f"--size {text}: every value must be >= 1, and N >= d")
-    return Workload("custom", n, d, b, e)
-
-
-def benchmark_main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; print the tables, and write them as JSON with --json FILE."""
-    parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--section", choices=SECTIONS, help="run one section (default: all)")
-    parser.add_argument("--workload", choices=sorted(WORKLOADS), help="floor and scale on one workload")
-    parser.add_argument("--size", help="a custom workload for floor and scale: N,d,batch,epochs")
-    parser.add_argument("--seeds", type=int, default=10, help="answer: data seeds 0..N-1")
-    parser.add_argument("--train_flags", default="", help="answer: extra flags for scripts/train.py")
-    parser.add_argument(
-        "--repeats", type=int, default=3, help="floor, classifier: rounds per workload; the best time counts"
-    )
-    parser.add_argument("--epochs", type=int, default=CLASSIFIER_EPOCHS, help="classifier: epochs of each fit")
-    parser.add_argument("--file_rows", type=int, default=1_000_000, help="files: rows of the generated table")
-    parser.add_argument("--sweep_trials", type=int, default=SWEEP_TRIALS, help="sweep: trials of each study")
-    parser.add_argument("--sweep_epochs", type=int, default=SWEEP_EPOCHS, help="sweep: --max_epochs of each trial")
-    parser.add_argument("--sweep_seed", type=int, default=0, help="sweep: --seed of every study (data, weights, TPE)")
-    parser.add_argument("--accelerator", default="auto", help="floor, classifier: cpu, gpu or auto (one device)")
-    parser.add_argument("--json", help="also write the results to this file")
-    args = parser.parse_args(argv)
-    try:
-        if args.repeats < 1:
-            raise UsageError(f"--repeats {args.repeats}: must be >= 1")
-        if args.seeds < 1:
-            raise UsageError(f"--seeds {args.seeds}: must be >= 1")
-        if args.epochs < 1:
-            raise UsageError(f"--epochs {args.epochs}: must be >= 1")
-        if args.file_rows <= SMALL_ROWS:
-            raise UsageError(f"--file_rows {args.file_rows}: must be > {SMALL_ROWS}")
-        if args.sweep_trials < 1:
-            raise UsageError(f"--sweep_trials {args.sweep_trials}: must be >= 1")
-        if args.sweep_epochs < 1:
-            raise UsageError(f"--sweep_epochs {args.sweep_epochs}: must be >= 1")
-        chosen = [parse_size(args.size)] if args.size else []
-        chosen += [WORKLOADS[args.workload]] if args.workload else []
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark with benchmark_flags' checked flags; print the tables, and write them as JSON
+    with --json FILE."""
+    chosen = [Workload("custom", *args.size)] if args.size else []
+    chosen += [WORKLOADS[args.workload]] if args.workload else []
     silence_known_noise()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # "GPU available: ..." per Trainer
     sections = [args.section] if args.section else SECTIONS

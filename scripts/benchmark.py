@@ -2,7 +2,7 @@
 
 import sys
 
-from linear_pl.benchmark import benchmark_main
+from linear_pl.benchmark_flags import benchmark_main
 
 if __name__ == "__main__":
     sys.exit(benchmark_main())

@@ -43,10 +43,11 @@ def test_six_runs_started_at_once_each_get_their_own_directory(tmp_path):
 def start_and_interrupt(tmp_path, signum, flags):
     proc = subprocess.Popen([*TRAIN, *flags], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoint = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and time.monotonic() < deadline:  # training is under way
+    deadline = time.monotonic() + 300  # only a bound: the event is the first epoch's checkpoint
+    while not checkpoint.exists():  # training is under way, its signal handlers installed
+        assert time.monotonic() < deadline and proc.poll() is None, "no checkpoint: training never got under way"
         time.sleep(0.05)
-    time.sleep(0.3)
+    time.sleep(0.3)  # not for the outcome: a signal in mid-epoch rather than at the first epoch's end
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
     return proc.returncode, out, err, checkpoint

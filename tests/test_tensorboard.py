@@ -25,7 +25,11 @@ def tensorboard():
 
     def start(logdir: Path):
         port = free_port()
-        command = [str(Path(sys.executable).parent / "tensorboard"), "--logdir", str(logdir)]
+        # The legacy loader, reading every event file before the server answers (blocking, once): the
+        # default lists a run as soon as it finds it, before it has read its scalars, and a busy
+        # machine then served a partial run.
+        command = [str(Path(sys.executable).parent / "tensorboard"), "--logdir", str(logdir), "--load_fast", "false",
+                   "--reload_interval", "0", "--reload_task", "blocking"]  # fmt: skip
         servers.append(subprocess.Popen(
             [*command, "--host", "127.0.0.1", "--port", str(port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -36,8 +40,8 @@ def tensorboard():
             with urllib.request.urlopen(url, timeout=10) as response:
                 return json.loads(response.read())
 
-        deadline = time.monotonic() + 60
-        while True:  # until the server answers and has read the event files
+        deadline = time.monotonic() + 300  # only a bound: starting takes seconds, more on a busy machine
+        while True:  # until the server answers: it has read the event files
             try:
                 if get("/data/runs"):
                     return get

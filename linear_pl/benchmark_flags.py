@@ -1,0 +1,80 @@
+"""The benchmark's command: its flags checked before :mod:`linear_pl.benchmark` (and Lightning, 4-6 s) is
+imported, so that a bad flag is refused at once: one line on stderr, exit status 2."""
+
+import argparse
+import sys
+
+SECTIONS = ["answer", "floor", "classifier", "scale", "files", "sweep"]
+# The workloads of floor and scale: N, d, batch, epochs (linear_pl.benchmark.WORKLOADS).
+WORKLOAD_SIZES = {"seed": (10, 7, 1, 200), "medium": (100_000, 64, 256, 5), "large": (2_000_000, 256, 65536, 10)}
+CLASSIFIER_EPOCHS = 20
+SMALL_ROWS = 1000  # files: the small table's rows, the command's cost without the load
+SWEEP_TRIALS, SWEEP_EPOCHS = 30, 60  # sweep: why these, beside linear_pl.benchmark.SWEEP_PRESET
+
+
+class FlagError(ValueError):
+    """A bad flag value: reported as one line on stderr, exit status 2."""
+
+
+def parse_size(text: str) -> tuple[int, int, int, int]:
+    """``--size N,d,batch,epochs``: the four integers of a custom workload."""
+    try:
+        n, d, b, e = (int(v) for v in text.split(","))
+    except ValueError:
+        raise FlagError(f"--size {text}: expected N,d,batch,epochs (four integers)") from None
+    if min(n, d, b, e) < 1 or n < d:
+        raise FlagError(f"--size {text}: every value must be >= 1, and N >= d")
+    return n, d, b, e
+
+
+def parse_flags(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags, checked (FlagError for a bad value; argparse exits 2 itself on an unknown flag);
+    ``size`` is parse_size's four integers or None."""
+    parser = argparse.ArgumentParser(
+        prog="benchmark.py",
+        description="How fast is linear_pl? The answer, Lightning's floor, a classifier, a plain script's pace, "
+        "large files, sweeps.",
+    )
+    parser.add_argument("--section", choices=SECTIONS, help="run one section (default: all)")
+    parser.add_argument("--workload", choices=sorted(WORKLOAD_SIZES), help="floor and scale on one workload")
+    parser.add_argument("--size", help="a custom workload for floor and scale: N,d,batch,epochs")
+    parser.add_argument("--seeds", type=int, default=10, help="answer: data seeds 0..N-1")
+    parser.add_argument("--train_flags", default="", help="answer: extra flags for scripts/train.py")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="floor, classifier: rounds per workload; the best time counts"
+    )
+    parser.add_argument("--epochs", type=int, default=CLASSIFIER_EPOCHS, help="classifier: epochs of each fit")
+    parser.add_argument("--file_rows", type=int, default=1_000_000, help="files: rows of the generated table")
+    parser.add_argument("--sweep_trials", type=int, default=SWEEP_TRIALS, help="sweep: trials of each study")
+    parser.add_argument("--sweep_epochs", type=int, default=SWEEP_EPOCHS, help="sweep: --max_epochs of each trial")
+    parser.add_argument("--sweep_seed", type=int, default=0, help="sweep: --seed of every study (data, weights, TPE)")
+    parser.add_argument("--accelerator", default="auto", help="floor, classifier: cpu, gpu or auto (one device)")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        raise FlagError(f"--repeats {args.repeats}: must be >= 1")
+    if args.seeds < 1:
+        raise FlagError(f"--seeds {args.seeds}: must be >= 1")
+    if args.epochs < 1:
+        raise FlagError(f"--epochs {args.epochs}: must be >= 1")
+    if args.file_rows <= SMALL_ROWS:
+        raise FlagError(f"--file_rows {args.file_rows}: must be > {SMALL_ROWS}")
+    if args.sweep_trials < 1:
+        raise FlagError(f"--sweep_trials {args.sweep_trials}: must be >= 1")
+    if args.sweep_epochs < 1:
+        raise FlagError(f"--sweep_epochs {args.sweep_epochs}: must be >= 1")
+    args.size = parse_size(args.size) if args.size else None
+    return args
+
+
+def benchmark_main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (:func:`linear_pl.benchmark.run`); a bad flag is one line and exit 2, before
+    Lightning is imported."""
+    try:
+        args = parse_flags(argv)
+    except FlagError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    from linear_pl.benchmark import run  # noqa: PLC0415 -- Lightning only once the flags are good
+
+    return run(args)
