@@ -174,13 +174,16 @@ def test_a_trial_that_raises_or_diverges_fails_with_its_reason_and_the_sweep_goe
         if explode:
             assert (row["state"], row["reason"]) == ("FAIL", "RuntimeError: boom")
             assert "Traceback" in (tmp_path / row["run_dir"] / "train.log").read_text()
-        elif lr == 100.0:
-            assert row["state"] == "FAIL" and row["reason"].startswith("training diverged at epoch 1")
+        elif lr == 100.0:  # diverged: shown so, and told to Optuna as pruned, which its samplers learn from
+            assert row["state"] == "DIVERGED" and row["reason"].startswith("training diverged at epoch 1")
+            assert load_study(tmp_path / "sweeps" / "space").trials[int(row["number"])].state.name == "PRUNED"
         else:
             assert row["state"] == "COMPLETE"
     assert {(r["model.explode"], r["model.lr"]) for r in table} >= {("True", "0.0001"), ("False", "100.0"),
                                                                     ("False", "0.0001")}  # fmt: skip
     assert "failed: RuntimeError: boom" in run.stdout and "Traceback" not in run.stdout + run.stderr
+    diverged = sum(r["state"] == "DIVERGED" for r in table)
+    assert f"failed, {diverged} diverged)" in run.stdout and "diverged: training diverged at epoch 1" in run.stdout
 
 
 def test_a_grid_runs_every_point_once_and_stops(sweep, tmp_path):
@@ -227,8 +230,9 @@ def test_a_bad_space_is_one_line_before_any_trial(sweep, tmp_path, space, messag
     [
         (["--space", "missing.yaml"], "error: --space missing.yaml: cannot read it (No such file or directory)"),
         (["--space", str(ROOT / "docs" / "sweep_history.png")], f"error: --space {ROOT}/docs/sweep_history.png: not a"),
-        (["--n_trials", "0"], "error: --n_trials and --n_jobs must be >= 1, --prune_after >= 0"),
-        (["--prune_after", "-1"], "error: --n_trials and --n_jobs must be >= 1, --prune_after >= 0"),
+        (["--n_trials", "0"], "error: --n_trials, --n_jobs and --heartbeat must be >= 1, --prune_after >= 0"),
+        (["--prune_after", "-1"], "error: --n_trials, --n_jobs and --heartbeat must be >= 1, --prune_after >= 0"),
+        (["--heartbeat", "0"], "error: --n_trials, --n_jobs and --heartbeat must be >= 1, --prune_after >= 0"),
         (["--ckpt_path", "last"], "error: --ckpt_path: every trial of a sweep trains from the start"),
         (["--devices", "2"], "error: --devices 2 --strategy auto: a sweep runs each trial on one device"),
         (["--strategy", "ddp"], "error: --devices auto --strategy ddp: a sweep runs each trial on one device"),
