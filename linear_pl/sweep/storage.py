@@ -42,7 +42,11 @@ MAX_RESUMES = 3  # a trial whose worker keeps dying (out of memory, say) is left
 # Held by a worker while it creates Optuna's tables in an empty PostgreSQL database: two workers creating
 # them at once collide on PostgreSQL's catalog (duplicate key on pg_type_typname_nsp_index).
 ADVISORY_LOCK = 0x6C696E5F706C  # "lin_pl"
-EXPERIMENTAL = r"(heartbeat_interval|grace_period|heartbeat_stale_trial_callback) argument is experimental"
+# Optuna's heartbeat is experimental, and says so on each use.
+EXPERIMENTAL = (
+    r"(Argument ``(heartbeat_interval|grace_period|heartbeat_stale_trial_callback)`` is an experimental feature"
+    r"|(RetryHeartbeatStaleTrialCallback|fail_stale_trials) is experimental)"
+)
 
 
 def storage_url(flag: str | None) -> str | None:
@@ -118,19 +122,20 @@ def open_storage(url: str | None, study_dir: Path, heartbeat: int) -> BaseStorag
     storage (postgresql://, mysql://, sqlite:///), anything else a journal file's path; None is the study
     directory's own journal file."""
     beat = {"heartbeat_interval": heartbeat, "grace_period": GRACE_BEATS * heartbeat}
-    if url is not None and "://" in url:
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=EXPERIMENTAL)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=EXPERIMENTAL, category=optuna.exceptions.ExperimentalWarning)
+        callback = ResumeDeadTrial()
+        if url is not None and "://" in url:
+            try:
                 with tables_lock(url):
-                    return RDBStorage(url, heartbeat_stale_trial_callback=ResumeDeadTrial(), **beat)
-        except Exception as error:  # a driver that is not installed, a server that does not answer, ...
-            reason = masked(one_line(str(error.__cause__ or error)), url)
-            raise UsageError(f"--storage {masked(url, url)}: cannot open it ({reason})") from None
+                    return RDBStorage(url, heartbeat_stale_trial_callback=callback, **beat)
+            except Exception as error:  # a driver that is not installed, a server that does not answer, ...
+                reason = masked(one_line(str(error.__cause__ or error)), url)
+                raise UsageError(f"--storage {masked(url, url)}: cannot open it ({reason})") from None
     path = Path(url) if url is not None else study_dir / JOURNAL_NAME
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return HeartbeatJournalStorage(JournalFileBackend(str(path)), stale_trial_callback=ResumeDeadTrial(), **beat)
+        return HeartbeatJournalStorage(JournalFileBackend(str(path)), stale_trial_callback=callback, **beat)
     except OSError as error:
         raise UsageError(f"--storage {path}: cannot open it ({error.strerror})") from None
 
@@ -162,7 +167,7 @@ def quiet_optuna() -> None:
     warning of a failed trial repeats its trial line; and the heartbeat's functions are experimental."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", message=r"The metric '.*' is not in the evaluation logs for pruning")
-    warnings.filterwarnings("ignore", message=r"(fail_stale_trials|RetryHeartbeatStaleTrialCallback) is experimental")
+    warnings.filterwarnings("ignore", message=EXPERIMENTAL, category=optuna.exceptions.ExperimentalWarning)
     # A trial resumed from a checkpoint taken before its last report reports that epoch again.
     warnings.filterwarnings("ignore", message=r"The reported value is ignored because this `step=\d+` is already")
     optimize_logger = logging.getLogger("optuna.study._optimize")  # the module that logs a failed trial
