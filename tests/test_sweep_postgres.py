@@ -17,14 +17,12 @@ import tempfile
 import threading
 from pathlib import Path
 
-import optuna
 import psycopg
 import pytest
 from psycopg import sql
 
-from linear_pl.sweep.command import sweep_main
 from linear_pl.sweep.storage import open_storage, quiet_optuna
-from tests.test_sweep import FAST, SPACE, rows, start, trial_numbers
+from tests.test_sweep import FAST, SPACE, rows, trial_numbers
 
 USER, DATABASE = "sweeper", "optuna"
 
@@ -88,7 +86,8 @@ class Cluster:
         self.databases += 1
         name = f"{DATABASE}_{self.databases}"
         with self._admin() as connection:
-            connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(USER)))
+            database = sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(USER))
+            connection.execute(database)
         return f"postgresql://{USER}:{self.password}@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:

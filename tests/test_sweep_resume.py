@@ -19,7 +19,8 @@ from tests.test_sweep import SPACE, load_study, rows, trial_numbers
 # Trials of a few seconds, last.ckpt at every epoch, no pruner (every trial runs to its end); a heartbeat
 # every second, so that a trial silent for 3 s is taken as dead.
 LONG = ["--preset", "mlp-sine", "--max_epochs", "150", "--num_samples", "200", "--num_val_samples", "50",
-        "--log_every_n_epochs", "10", "--checkpoint_every_seconds", "0", "--pruner", "none", "--heartbeat", "1"]  # fmt: skip
+        "--log_every_n_epochs", "10", "--checkpoint_every_seconds", "0", "--pruner", "none",
+        "--heartbeat", "1"]  # fmt: skip
 N_TRIALS = 4
 
 
@@ -66,7 +67,8 @@ def assert_resumed(tmp_path: Path, dead: int) -> int:
     assert int(first.removeprefix("Epoch [").split("/")[0]) >= 30, first
     table = {int(r["number"]): r for r in rows(study_dir)}
     assert sorted(table) == sorted([*counted, dead])
-    assert (table[dead]["state"], table[dead]["reason"]) == ("FAIL", f"its worker died; resumed as trial {retry.number}")
+    died = ("FAIL", f"its worker died; resumed as trial {retry.number}")
+    assert (table[dead]["state"], table[dead]["reason"]) == died
     assert table[retry.number]["resumed_from"] == str(dead) and table[retry.number]["epochs"] == "150"
     assert [r["resumed_from"] for n, r in table.items() if n != retry.number] == [""] * N_TRIALS
     with open(study_dir / "trials.csv", newline="") as file:

@@ -128,7 +128,8 @@ def _sweep(options: argparse.Namespace, base_args: list[str], url: str | None, a
         pruning = {"median": f"median pruner{after}", "hyperband": "hyperband pruner", "none": "no pruner"}
         print(
             f"Study {name!r}: {plural(options.n_trials, 'trial')} of {config.monitor} ({config.mode}), "
-            f"{counted(study.get_trials(deepcopy=False))} done; {options.sampler} sampler seeded by --seed {config.seed_everything}, "
+            f"{counted(study.get_trials(deepcopy=False))} done; {options.sampler} sampler seeded by --seed "
+            f"{config.seed_everything}, "
             f"{pruning[options.pruner]}; kept in {describe(url, study_dir)}",
             flush=True,
         )
