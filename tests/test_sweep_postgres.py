@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from linear_pl.sweep.command import continue_command, sweep_main
 from linear_pl.sweep.storage import open_storage, quiet_optuna
 from tests.test_sweep import FAST, SPACE, rows, trial_numbers
 
@@ -187,3 +188,26 @@ def test_two_workers_started_at_once_share_a_study_on_postgresql(postgres, tmp_p
         assert postgres.password not in out + err
     files = [p for root in (tmp_path, postgres.dir) for p in Path(root).rglob("*") if p.is_file()]
     assert len(files) > 20 and not [p for p in files if postgres.password.encode() in p.read_bytes()]
+
+
+def test_a_password_given_by_flag_or_by_environment_is_in_no_file_and_no_output(
+    postgres, tmp_path, capsys, monkeypatch
+):
+    """``--storage URL`` (the continue line repeats it, masked), then $LINEAR_PL_STORAGE, in this process."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(SPACE)
+    url = postgres.new_database()
+    shown = url.replace(f":{postgres.password}@", ":***@")
+    assert sweep_main(["--space", "space.yaml", "--n_trials", "2", *FAST, "--storage", url]) == 0
+    first = capsys.readouterr()
+    assert f"kept in {shown}" in first.out.splitlines()[0]
+    monkeypatch.setenv("LINEAR_PL_STORAGE", url)  # the README's advice for shared databases
+    assert sweep_main(["--space", "space.yaml", "--n_trials", "3", *FAST]) == 0
+    second = capsys.readouterr()
+    assert ", 2 done;" in second.out.splitlines()[0] and len(rows(tmp_path / "sweeps" / "space")) == 3
+    assert [state for _, state, _ in database_trials(url, "space")] == ["COMPLETE"] * 3
+    for output in (first, second):
+        assert postgres.password not in output.out + output.err
+    files = [p for root in (tmp_path, postgres.dir) for p in Path(root).rglob("*") if p.is_file()]
+    assert len(files) > 10 and not [p for p in files if postgres.password.encode() in p.read_bytes()]
+    assert continue_command(["--space", "s.yaml", "--storage", url], url).endswith(f"--storage '{shown}'")
