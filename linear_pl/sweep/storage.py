@@ -45,7 +45,7 @@ ADVISORY_LOCK = 0x6C696E5F706C  # "lin_pl"
 # Optuna's heartbeat is experimental, and says so on each use.
 EXPERIMENTAL = (
     r"(Argument ``(heartbeat_interval|grace_period|heartbeat_stale_trial_callback)`` is an experimental feature"
-    r"|(RetryHeartbeatStaleTrialCallback|fail_stale_trials) is experimental)"
+    r"|(optuna\.storages\._heartbeat\.)?(RetryHeartbeatStaleTrialCallback|fail_stale_trials) is experimental)"
 )
 
 

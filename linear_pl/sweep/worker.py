@@ -17,7 +17,6 @@ for the trials still running elsewhere, and resumes those whose worker dies mean
 
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import optuna
@@ -236,9 +235,7 @@ def work(
         stop_wait(stop, heartbeat)
         if stop.signum is not None:
             return EXIT_STATUS[stop.signum]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+        optuna.storages.fail_stale_trials(study)  # (its experimental warning: filtered by quiet_optuna)
 
 
 def stop_wait(stop: StopRequest, seconds: float) -> None:
