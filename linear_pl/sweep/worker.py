@@ -59,10 +59,10 @@ def counted(trials: list[FrozenTrial], below: int | None = None) -> int:
     )
 
 
-def requeue(study: optuna.Study, trial: optuna.Trial) -> None:
-    """Mark an interrupted trial, and queue its params: the study's next ask takes them, from its last.ckpt."""
+def requeue(study: optuna.Study, trial: optuna.Trial, frozen: FrozenTrial) -> None:
+    """Mark an interrupted trial, and queue its params: the study's next ask takes them, from its last.ckpt.
+    (``frozen``: the trial as read when it started, with what it continued.)"""
     trial.set_user_attr("interrupted", True)
-    frozen = study._storage.get_trial(trial._trial_id)
     study.enqueue_trial(trial.params, user_attrs={"continues": [*continues(frozen), trial.number]})
 
 
@@ -178,9 +178,7 @@ def work(
         if done + 1 >= n_trials:
             study.stop()  # this is the last: the loop ends after it
         params = {key: suggest(trial, key, distribution) for key, distribution in space.items()}
-        frozen = next((t for t in trials if t.number == trial.number), None) or study._storage.get_trial(
-            trial._trial_id
-        )
+        (frozen,) = [t for t in trials if t.number == trial.number]  # asked for before the read: it is there
         resumed_from, checkpoint = resume_point(frozen, study_dir)
         run_dir = study_dir / f"trial_{trial.number}"
         start = time.perf_counter()
@@ -188,7 +186,7 @@ def work(
             with Watch(study, heartbeat):
                 outcome = run_trial(trial, base_args, monitor, run_dir, stop, checkpoint)
         except KeyboardInterrupt:  # a second signal, outside the trial's training: recorded, then stop now
-            requeue(study, trial)
+            requeue(study, trial, frozen)
             raise
         seconds = time.perf_counter() - start
         attrs = {"run_dir": str(run_dir), "epochs": outcome.epochs, "seconds": round(seconds, 2)}
@@ -202,7 +200,7 @@ def work(
             trial.set_user_attr(key, value)
         print(trial_line(trial.number, params, outcome, monitor, seconds, attrs), flush=True)
         if outcome.status in EXIT_STATUS.values():
-            requeue(study, trial)
+            requeue(study, trial, frozen)
             statuses.append(outcome.status)
             study.stop()
             raise TrialEnded("interrupted")
