@@ -13,12 +13,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.storages import RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-import linear_pl.sweep.storage
 from linear_pl.runner.cli import cli_main
-from linear_pl.sweep.command import continue_command, sweep_main
+from linear_pl.sweep.command import sweep_main
 from tests.conftest import ROOT, Run, assert_clean
 
 # The MLP on the sine target, small: a trial takes well under a second.
@@ -174,13 +172,16 @@ def test_a_trial_that_raises_or_diverges_fails_with_its_reason_and_the_sweep_goe
         if explode:
             assert (row["state"], row["reason"]) == ("FAIL", "RuntimeError: boom")
             assert "Traceback" in (tmp_path / row["run_dir"] / "train.log").read_text()
-        elif lr == 100.0:
-            assert row["state"] == "FAIL" and row["reason"].startswith("training diverged at epoch 1")
+        elif lr == 100.0:  # diverged: shown so, and told to Optuna as pruned, which its samplers learn from
+            assert row["state"] == "DIVERGED" and row["reason"].startswith("training diverged at epoch 1")
+            assert load_study(tmp_path / "sweeps" / "space").trials[int(row["number"])].state.name == "PRUNED"
         else:
             assert row["state"] == "COMPLETE"
     assert {(r["model.explode"], r["model.lr"]) for r in table} >= {("True", "0.0001"), ("False", "100.0"),
                                                                     ("False", "0.0001")}  # fmt: skip
     assert "failed: RuntimeError: boom" in run.stdout and "Traceback" not in run.stdout + run.stderr
+    diverged = sum(r["state"] == "DIVERGED" for r in table)
+    assert f"failed, {diverged} diverged)" in run.stdout and "diverged: training diverged at epoch 1" in run.stdout
 
 
 def test_a_grid_runs_every_point_once_and_stops(sweep, tmp_path):
@@ -227,8 +228,9 @@ def test_a_bad_space_is_one_line_before_any_trial(sweep, tmp_path, space, messag
     [
         (["--space", "missing.yaml"], "error: --space missing.yaml: cannot read it (No such file or directory)"),
         (["--space", str(ROOT / "docs" / "sweep_history.png")], f"error: --space {ROOT}/docs/sweep_history.png: not a"),
-        (["--n_trials", "0"], "error: --n_trials and --n_jobs must be >= 1, --prune_after >= 0"),
-        (["--prune_after", "-1"], "error: --n_trials and --n_jobs must be >= 1, --prune_after >= 0"),
+        (["--n_trials", "0"], "error: --n_trials, --n_jobs and --heartbeat must be >= 1, --prune_after >= 0"),
+        (["--prune_after", "-1"], "error: --n_trials, --n_jobs and --heartbeat must be >= 1, --prune_after >= 0"),
+        (["--heartbeat", "0"], "error: --n_trials, --n_jobs and --heartbeat must be >= 1, --prune_after >= 0"),
         (["--ckpt_path", "last"], "error: --ckpt_path: every trial of a sweep trains from the start"),
         (["--devices", "2"], "error: --devices 2 --strategy auto: a sweep runs each trial on one device"),
         (["--strategy", "ddp"], "error: --devices auto --strategy ddp: a sweep runs each trial on one device"),
@@ -270,29 +272,6 @@ def test_the_same_command_continues_the_study_and_another_space_needs_another_na
     assert run.status == 2 and "holds trial_0, not a trial of study 'space'; give another --study" in run.stderr
 
 
-def test_a_storage_password_is_in_no_file_and_no_output(sweep, tmp_path, monkeypatch):
-    """A PostgreSQL URL with a password, served by SQLite here (no server on this machine): every path of
-    the URL through the sweep is linear_pl's own code, which must mask it."""
-    secret = "s3cr3t-Pa55"
-    url = f"postgresql://alice:{secret}@db.example.org:5432/optuna"
-    database = tmp_path / "stand-in.sqlite"
-    monkeypatch.setattr(linear_pl.sweep.storage, "RDBStorage", lambda _: RDBStorage(f"sqlite:///{database}"))
-    run = sweep("--n_trials", "2", *FAST, "--storage", url)
-    assert run.status == 0, run.stderr
-    assert "postgresql://alice:***@db.example.org:5432/optuna" in run.stdout.splitlines()[0]
-    monkeypatch.setenv("LINEAR_PL_STORAGE", url)  # the README's advice for shared databases
-    run2 = sweep("--n_trials", "3", *FAST)
-    assert run2.status == 0 and "kept in postgresql://alice:***@db.example.org" in run2.stdout
-    assert len(rows(tmp_path / "sweeps" / "space")) == 3
-    for output in (run, run2):
-        assert secret not in output.stdout + output.stderr
-    files = [p for p in (tmp_path / "sweeps").rglob("*") if p.is_file()]
-    assert len(files) > 10 and not [p for p in files if secret.encode() in p.read_bytes()]
-    assert continue_command(["--space", "s.yaml", "--storage", url], url).endswith(
-        "--storage 'postgresql://alice:***@db.example.org:5432/optuna'"
-    )
-
-
 # ---- Several processes: each a real command, as a user starts them -------------------------------------
 
 
@@ -329,7 +308,7 @@ def test_two_workers_started_separately_finish_one_study_together(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_records_the_running_trial_and_the_printed_command_continues(tmp_path):
-    """The first SIGINT ends the running trial at its epoch's end; its params run first when continued."""
+    """The first SIGINT ends the running trial at its epoch's end; it continues first, from its last.ckpt."""
     (tmp_path / "space.yaml").write_text(SPACE)
     # max_time ends the continued trials; the first must still be training when the signal comes, two
     # epochs after it starts: 6 s left too little on a busy machine.
@@ -343,7 +322,7 @@ def test_ctrl_c_records_the_running_trial_and_the_printed_command_continues(tmp_
     sweep.send_signal(signal.SIGINT)
     out, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 130, err
-    assert trial_numbers(out) == [0] and "interrupted (" in out and "its params run first" in out
+    assert trial_numbers(out) == [0] and "interrupted (" in out and "it continues first" in out
     assert "1 trial (0 complete, 0 pruned, 0 failed, 1 interrupted); no best config yet." in out
     # The trial's own log names its own checkpoint (train.py's "last" is the newest run under lightning_logs/).
     assert "--ckpt_path sweeps/space/trial_0/checkpoints/last.ckpt" in log.read_text()
@@ -362,8 +341,13 @@ def test_ctrl_c_records_the_running_trial_and_the_printed_command_continues(tmp_
     assert again.returncode == 0, again.stderr
     table = rows(tmp_path / "sweeps" / "space")
     assert [r["number"] for r in table] == ["0", "1", "2"]
-    assert table[1]["model.lr"] == row["model.lr"] and table[1]["state"] == "COMPLETE"  # the interrupted params, rerun
-    assert load_study(tmp_path / "sweeps" / "space").trials[1].user_attrs["rerun_of"] == 0
+    assert table[1]["model.lr"] == row["model.lr"] and table[1]["state"] == "COMPLETE"  # the interrupted trial, resumed
+    assert table[1]["resumed_from"] == "0" and load_study(tmp_path / "sweeps" / "space").trials[1].user_attrs[
+        "continues"
+    ] == [0]
+    resumed_log = (tmp_path / "sweeps" / "space" / "trial_1" / "train.log").read_text()
+    assert resumed_log.splitlines()[0].endswith(" --ckpt_path sweeps/space/trial_0/checkpoints/last.ckpt")
+    assert "Restored all states from the checkpoint" in resumed_log
 
 
 @pytest.mark.slow

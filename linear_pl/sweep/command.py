@@ -27,11 +27,27 @@ from linear_pl.runner.errors import UsageError, silence_known_noise
 from linear_pl.runner.flags import init_parameters, without_flag
 from linear_pl.runner.internals import one_line
 from linear_pl.runner.run import EXIT_STATUS
-from linear_pl.sweep.outputs import best_table, draw_plots, listed, ranked, write_best_config, write_trials_csv
+from linear_pl.sweep.outputs import (
+    best_table,
+    draw_plots,
+    kind_of,
+    listed,
+    ranked,
+    write_best_config,
+    write_trials_csv,
+)
 from linear_pl.sweep.space import as_flags, check_keys, ends, load_space, plural
-from linear_pl.sweep.storage import STORAGE_ENV, describe, masked, open_storage, quiet_optuna, storage_url
+from linear_pl.sweep.storage import (
+    GRACE_BEATS,
+    STORAGE_ENV,
+    describe,
+    masked,
+    open_storage,
+    quiet_optuna,
+    storage_url,
+)
 from linear_pl.sweep.trial import StopRequest
-from linear_pl.sweep.worker import counted, work
+from linear_pl.sweep.worker import counted, resumed_elsewhere, work
 
 PRUNERS = ("median", "hyperband", "none")
 
@@ -61,6 +77,12 @@ def sweep_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sampler", choices=SAMPLERS, default="tpe", help="TPE, random, or grid (every combination of categoricals)"
     )
+    parser.add_argument(
+        "--heartbeat",
+        type=int,
+        default=10,
+        help=f"seconds between a running trial's heartbeats; one silent for {GRACE_BEATS} is resumed by a live worker",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --n_jobs' processes
     return parser
 
@@ -85,8 +107,8 @@ def sweep_main(argv: list[str] | None = None) -> int:
 
 
 def _sweep(options: argparse.Namespace, base_args: list[str], url: str | None, argv: list[str]) -> int:
-    if options.n_trials < 1 or options.n_jobs < 1 or options.prune_after < 0:
-        raise UsageError("--n_trials and --n_jobs must be >= 1, --prune_after >= 0")
+    if options.n_trials < 1 or options.n_jobs < 1 or options.prune_after < 0 or options.heartbeat < 1:
+        raise UsageError("--n_trials, --n_jobs and --heartbeat must be >= 1, --prune_after >= 0")
     if without_flag(base_args, "--ckpt_path") != base_args:
         raise UsageError("--ckpt_path: every trial of a sweep trains from the start")
     space = load_space(options.space)
@@ -100,13 +122,14 @@ def _sweep(options: argparse.Namespace, base_args: list[str], url: str | None, a
     if options.sampler == "grid":  # every point once
         options.n_trials = min(options.n_trials, math.prod(len(d.choices) for d in space.values()))
     pruner = make_pruner(options.pruner, options.prune_after)
-    study = open_study(name, url, study_dir, space, config.monitor, config.mode, pruner)
+    study = open_study(name, url, study_dir, space, config.monitor, config.mode, pruner, options.heartbeat)
     if not options.worker:
         after = f" after {plural(options.prune_after, 'epoch')}" if options.prune_after else ""
         pruning = {"median": f"median pruner{after}", "hyperband": "hyperband pruner", "none": "no pruner"}
         print(
             f"Study {name!r}: {plural(options.n_trials, 'trial')} of {config.monitor} ({config.mode}), "
-            f"{counted(study)} done; {options.sampler} sampler seeded by --seed {config.seed_everything}, "
+            f"{counted(study.get_trials(deepcopy=False))} done; {options.sampler} sampler seeded by --seed "
+            f"{config.seed_everything}, "
             f"{pruning[options.pruner]}; kept in {describe(url, study_dir)}",
             flush=True,
         )
@@ -170,11 +193,18 @@ def make_pruner(name: str, prune_after: int) -> optuna.pruners.BasePruner:
 
 
 def open_study(
-    name: str, url: str | None, study_dir: Path, space: dict, monitor: str, mode: str, pruner: optuna.pruners.BasePruner
+    name: str,
+    url: str | None,
+    study_dir: Path,
+    space: dict,
+    monitor: str,
+    mode: str,
+    pruner: optuna.pruners.BasePruner,
+    heartbeat: int,
 ) -> optuna.Study:
     """The study, created or continued; one line if it exists with another space or direction, or if its
     directory holds trials of an earlier study of the same name."""
-    storage = open_storage(url, study_dir)
+    storage = open_storage(url, study_dir, heartbeat)
     trial_dirs = sorted(study_dir.glob("trial_*"))  # listed before the study's trials are read: see below
     direction = "minimize" if mode == "min" else "maximize"
     study = optuna.create_study(
@@ -213,7 +243,10 @@ def run_worker(
     previous = {signum: signal.signal(signum, stop) for signum in EXIT_STATUS}
     seed = config.seed_everything
     try:
-        return work(study, space, base_args, config.monitor, options.n_trials, study_dir, seed, stop, options.sampler)
+        return work(
+            study, space, base_args, config.monitor, options.n_trials, study_dir, seed, stop, options.sampler,
+            options.heartbeat,
+        )  # fmt: skip
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -262,11 +295,13 @@ def report(study: optuna.Study, space: dict, base_args: list[str], monitor: str,
     keys = list(space)
     write_trials_csv(study, keys, study_dir / "trials.csv")
     trials = listed(study)
-    interrupted = sum(bool(t.user_attrs.get("interrupted")) for t in trials)
-    states = {state: sum(t.state.name == state for t in trials) for state in ("COMPLETE", "PRUNED", "FAIL")}
-    states["FAIL"] -= interrupted  # Optuna's FAIL, but not counted: said apart
-    summary = ", ".join(f"{count} {word}" for word, count in zip(("complete", "pruned", "failed"), states.values()))
-    summary += f", {interrupted} interrupted" if interrupted else ""
+    taken_over = resumed_elsewhere(study.get_trials(deepcopy=False))
+    kinds = [kind_of(t, taken_over) for t in trials]
+    summary = ", ".join(f"{kinds.count(k)} {word}" for k, word in (("COMPLETE", "complete"), ("PRUNED", "pruned"),
+                                                                   ("FAIL", "failed")))  # fmt: skip
+    for k, word in (("DIVERGED", "diverged"), ("INTERRUPTED", "interrupted"), ("DIED", "whose worker died, resumed"),
+                    ("RUNNING", "running")):  # fmt: skip
+        summary += f", {kinds.count(k)} {word}" if k in kinds else ""
     best = ranked(study)
     if not best:
         print(f"{plural(len(trials), 'trial')} ({summary}); no best config yet. Trials: {study_dir / 'trials.csv'}")

@@ -14,7 +14,7 @@ from linear_pl.runner.checkpointing import write_atomically
 from linear_pl.runner.cli import parse_flags
 from linear_pl.runner.internals import one_line
 from linear_pl.sweep.space import as_flags, shown
-from linear_pl.sweep.worker import ran
+from linear_pl.sweep.worker import ran, resumed_elsewhere
 
 PLOTS = {"optimization_history.png": plot_optimization_history, "param_importances.png": plot_param_importances}
 
@@ -24,16 +24,39 @@ def listed(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if ran(t)]
 
 
+def kind_of(trial: FrozenTrial, taken_over: dict[int, int]) -> str:
+    """How a trial ended, as the sweep says it: Optuna's state, but DIVERGED for a diverged trial (Optuna
+    has it PRUNED), INTERRUPTED for one a signal stopped and DIED for one whose worker died and that
+    another trial resumed (both FAIL in Optuna)."""
+    if trial.user_attrs.get("diverged"):
+        return "DIVERGED"
+    if trial.state == TrialState.FAIL and trial.user_attrs.get("interrupted"):
+        return "INTERRUPTED"
+    if trial.state == TrialState.FAIL and trial.number in taken_over:
+        return "DIED"
+    return trial.state.name
+
+
 def write_trials_csv(study: optuna.Study, keys: list[str], path: Path) -> None:
-    """One row a trial: number, state, value, each param, epochs, seconds, run directory, a failure's reason."""
+    """One row a trial: number, state (Optuna's, but DIVERGED for a diverged trial), value, each param,
+    epochs, seconds, run directory, a failure's reason, and the trial whose last.ckpt it resumed from."""
     text = io.StringIO(newline="")
     writer = csv.writer(text)
-    writer.writerow(["number", "state", "value", *keys, "epochs", "seconds", "run_dir", "reason"])
-    for t in listed(study):
-        attrs = t.user_attrs
+    writer.writerow(["number", "state", "value", *keys, "epochs", "seconds", "run_dir", "reason", "resumed_from"])
+    trials = study.get_trials(deepcopy=False)
+    taken_over = resumed_elsewhere(trials)
+    for t in trials:
+        if not ran(t):
+            continue
+        attrs, kind = t.user_attrs, kind_of(t, taken_over)
+        reason = attrs.get("reason")
+        if kind == "DIED":
+            reason = f"its worker died; resumed as trial {taken_over[t.number]}"
+        elif t.state == TrialState.FAIL and "seconds" not in attrs:  # it never ended in its worker
+            reason = "its worker died"
         writer.writerow(
-            [t.number, t.state.name, t.value, *(t.params.get(k) for k in keys)]
-            + [attrs.get("epochs"), attrs.get("seconds"), attrs.get("run_dir"), attrs.get("reason")]
+            [t.number, "DIVERGED" if kind == "DIVERGED" else t.state.name, t.value, *(t.params.get(k) for k in keys)]
+            + [attrs.get("epochs"), attrs.get("seconds"), attrs.get("run_dir"), reason, attrs.get("resumed_from")]
         )
     # Atomically, as every file here: workers that finish together each write the study's files.
     write_atomically(path, text.getvalue().encode())

@@ -3,7 +3,10 @@
 Each trial is the command ``train.py`` with the sweep's base flags and the trial's params after them,
 built and run by the same code (``build_run``, ``fit``), so a trial writes what any run writes:
 TensorBoard events, hparams, config.yaml, checkpoints, results.json. Its printed output goes to
-``train.log`` in its directory; the sweep prints one line a trial instead.
+``train.log`` in its directory; the sweep prints one line a trial instead. A trial that continues one whose
+worker died, or one a signal interrupted, runs with ``--ckpt_path`` that trial's last.ckpt.
+
+Every call into the run machinery (``build_run``, ``fit``, the run's errors) is in this file.
 """
 
 import gc
@@ -68,18 +71,32 @@ class Outcome:
     state: TrialState
     value: float | None = None  # the monitored metric at its best epoch
     epochs: int | None = None
-    reason: str | None = None  # a failed trial's one line
+    reason: str | None = None  # a failed or diverged trial's one line
     status: int = 0  # the run's exit status: 130/143 interrupted, 2 the monitored metric never logged
+    diverged: bool = False  # the training loss diverged: Optuna is told PRUNED, at its last reported value
+    resumed: Path | None = None  # the checkpoint it continued from
 
 
-def run_trial(trial: optuna.Trial, base_args: list[str], monitor: str, run_dir: Path, stop: "StopRequest") -> Outcome:
-    """Train with ``base_args`` and the trial's params in ``run_dir`` (created here), and say how it ended."""
+def run_trial(
+    trial: optuna.Trial, base_args: list[str], monitor: str, run_dir: Path, stop: "StopRequest", resume: Path | None
+) -> Outcome:
+    """Train with ``base_args`` and the trial's params in ``run_dir`` (created here), from the checkpoint
+    ``resume`` if given (an unusable one -- cut short by the kill, say -- is said in train.log, and the
+    trial starts from the beginning), and say how it ended."""
     args = [*base_args, *as_flags(trial.params)]
     run_dir.mkdir(parents=True)
     with open(run_dir / LOG_NAME, "w") as log, redirect_stdout(log), redirect_stderr(log), logging_to(log):
-        print("train.py", *args, flush=True)
-        outcome = _train(trial, args, monitor, run_dir, stop)
-    if outcome.state == TrialState.FAIL and outcome.reason is None:
+        if resume is not None:
+            print("train.py", *args, "--ckpt_path", str(resume), flush=True)
+            outcome = _train(trial, [*args, "--ckpt_path", str(resume)], monitor, run_dir, stop)
+            if outcome.reason is not None and outcome.reason.startswith("--ckpt_path "):
+                print(f"{resume} cannot be resumed ({outcome.reason}): the trial starts from the beginning")
+                resume = None
+        if resume is None:
+            print("train.py", *args, flush=True)
+            outcome = _train(trial, args, monitor, run_dir, stop)
+        outcome.resumed = resume
+    if (outcome.state == TrialState.FAIL or outcome.diverged) and outcome.reason is None:
         outcome.reason = _last_error(run_dir)
     gc.collect()  # the trial's model, data and Trainer, before the next one is built
     return outcome
@@ -125,7 +142,9 @@ def _train(trial: optuna.Trial, args: list[str], monitor: str, run_dir: Path, st
     epochs = results.get("epochs")
     if status in EXIT_STATUS.values():
         return Outcome(TrialState.FAIL, epochs=epochs, reason="interrupted", status=status)
-    if status != 0:  # diverged, a failed write, the metric never logged: the run printed why
+    if results.get("stopped_because") == "diverged":
+        return Outcome(TrialState.PRUNED, epochs=epochs, status=status, diverged=True)  # its reason: below
+    if status != 0:  # a failed write, the metric never logged: the run printed why
         return Outcome(TrialState.FAIL, epochs=epochs, status=status)
     if pruning.pruned_at is not None:
         return Outcome(TrialState.PRUNED, epochs=epochs)

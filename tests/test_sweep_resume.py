@@ -1,0 +1,110 @@
+"""A worker killed mid-trial (SIGKILL: the OOM killer, a preempted node): its trial is found by its silent
+heartbeat, run again from its own last.ckpt by a live worker or by the same command run again, and counted
+once; the study ends with --n_trials finished trials and none RUNNING."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import ROOT
+from tests.test_sweep import SPACE, load_study, rows, trial_numbers
+
+# Trials of a few seconds, last.ckpt at every epoch, no pruner (every trial runs to its end); a heartbeat
+# every second, so that a trial silent for 3 s is taken as dead.
+LONG = ["--preset", "mlp-sine", "--max_epochs", "150", "--num_samples", "200", "--num_val_samples", "50",
+        "--log_every_n_epochs", "10", "--checkpoint_every_seconds", "0", "--pruner", "none",
+        "--heartbeat", "1"]  # fmt: skip
+N_TRIALS = 4
+
+
+def start(tmp_path: Path) -> subprocess.Popen:
+    command = [sys.executable, str(ROOT / "scripts" / "sweep.py"), "--space", "space.yaml", "--n_trials",
+               str(N_TRIALS), *LONG]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, what: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(0.1)
+
+
+def kill_in_trial(worker: subprocess.Popen, trial_dir: Path) -> None:
+    """SIGKILL ``worker`` once its trial in ``trial_dir`` has trained 20 epochs (last.ckpt is written at each)."""
+    log = trial_dir / "train.log"
+    wait_for(lambda: "Epoch [20/" in (log.read_text() if log.exists() else "") or worker.poll() is not None, f"{log}")
+    assert worker.poll() is None, worker.communicate()
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=60)
+    assert worker.returncode == -signal.SIGKILL and (trial_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def assert_resumed(tmp_path: Path, dead: int) -> int:
+    """The study holds N_TRIALS counted trials, none running; ``dead`` is FAIL and continued, from its
+    last.ckpt, by exactly one trial, which ran to its end. That trial's number."""
+    study_dir = tmp_path / "sweeps" / "space"
+    study = load_study(study_dir)
+    assert not [t.number for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    (retry,) = [t for t in study.trials if t.system_attrs.get("retry_history") == [dead]]
+    assert study.trials[dead].state == TrialState.FAIL and retry.state == TrialState.COMPLETE
+    counted = [t.number for t in study.trials if not t.user_attrs.get("surplus") and t.number != dead]
+    assert len(counted) == N_TRIALS and all(study.trials[n].state == TrialState.COMPLETE for n in counted)
+    assert retry.params == study.trials[dead].params and retry.user_attrs["resumed_from"] == dead
+    log = (study_dir / f"trial_{retry.number}" / "train.log").read_text()
+    assert log.splitlines()[0].endswith(f" --ckpt_path sweeps/space/trial_{dead}/checkpoints/last.ckpt")
+    assert "Restored all states from the checkpoint" in log
+    # It trained only the epochs the dead trial had not: its first progress line is past the 20th epoch.
+    first = next(line for line in log.splitlines() if line.startswith("Epoch ["))
+    assert int(first.removeprefix("Epoch [").split("/")[0]) >= 30, first
+    table = {int(r["number"]): r for r in rows(study_dir)}
+    assert sorted(table) == sorted([*counted, dead])
+    died = ("FAIL", f"its worker died; resumed as trial {retry.number}")
+    assert (table[dead]["state"], table[dead]["reason"]) == died
+    assert table[retry.number]["resumed_from"] == str(dead) and table[retry.number]["epochs"] == "150"
+    assert [r["resumed_from"] for n, r in table.items() if n != retry.number] == [""] * N_TRIALS
+    with open(study_dir / "trials.csv", newline="") as file:
+        assert "resumed_from" in next(csv.reader(file))
+    return retry.number
+
+
+@pytest.mark.slow
+def test_a_live_worker_resumes_the_trial_of_a_worker_killed_mid_trial(tmp_path):
+    (tmp_path / "space.yaml").write_text(SPACE)
+    victim = start(tmp_path)
+    trial_0 = tmp_path / "sweeps" / "space" / "trial_0"
+    wait_for(lambda: (trial_0 / "train.log").is_file(), "the first worker's trial 0")
+    survivor = start(tmp_path)  # started separately, as on another machine
+    kill_in_trial(victim, trial_0)
+    killed_at = time.time()
+    out, err = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, err
+    assert "Traceback" not in err and "Warning" not in err
+    retry = assert_resumed(tmp_path, dead=0)
+    assert retry in trial_numbers(out) and "resumed from trial 0's last.ckpt" in out
+    assert "(4 complete, 0 pruned, 0 failed, 1 whose worker died, resumed):" in out
+    # Noticed within a few heartbeats (3 s of silence here), not at the end of the study.
+    started = load_study(tmp_path / "sweeps" / "space").trials[retry].datetime_start.timestamp()
+    assert started - killed_at < 60
+
+
+@pytest.mark.slow
+def test_the_same_command_again_resumes_the_trial_of_a_killed_worker(tmp_path):
+    (tmp_path / "space.yaml").write_text(SPACE)
+    worker = start(tmp_path)
+    kill_in_trial(worker, tmp_path / "sweeps" / "space" / "trial_1")
+    again = start(tmp_path)
+    out, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err
+    assert "Traceback" not in err and "Warning" not in err
+    retry = assert_resumed(tmp_path, dead=1)
+    assert out.startswith("Study 'space': 4 trials of val/loss (min), 2 done;")  # trial 1 counted, running or dead
+    assert f"Trial {retry:>3}  " in out and "resumed from trial 1's last.ckpt" in out
