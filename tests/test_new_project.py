@@ -28,7 +28,7 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the checks that read p
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "cancer_pl"
 # The runner's tests to run in the generated project by default; the whole of its suite is `slow`.
-SUBSET = ("tests/test_starter.py", "tests/test_internals.py")
+SUBSET = ("tests/test_starter.py", "tests/test_runner.py", "-m", "not slow")
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +329,7 @@ def test_a_users_model_trains_tests_and_predicts_with_its_own_flags(users_projec
     # test and predict rebuild the checkpoint's model and data: no --model, no --data.
     tested = script(users_project, "train", "test", "--ckpt_path", "best", cwd=tmp_path)
     assert tested.returncode == 0, tested.stderr
-    assert re.search(r"test/loss\W+\d", tested.stdout), tested.stdout
+    assert re.search(r"best\.ckpt: test_loss \d", tested.stdout), tested.stdout
     predicted = script(users_project, "predict", "--ckpt_path", "best", "--x", "[[0.5], [1.5]]", cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr
     values = [float(v) for v in predicted.stdout.split()]

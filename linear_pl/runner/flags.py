@@ -214,8 +214,8 @@ def add_flat_flags(
         parser.add_argument(f"--{name}", dest=dest, default=argparse.SUPPRESS, help=f"--{group}.{name}", **extra)
         flat[name] = group
     for name, (group, owners) in registered.items():
-        if f"--{name}" not in parser._option_string_actions and classes[group] is not None:
-            cls = classes[group]
+        cls = classes[group]
+        if f"--{name}" not in parser._option_string_actions and cls is not None and name not in init_parameters(cls):
             action = _taken_elsewhere(f"{cls.__module__}.{cls.__qualname__}", group, owners)
             parser.add_argument(f"--{name}", dest=name, action=action, nargs="?", default=argparse.SUPPRESS)
     return flat
