@@ -4,6 +4,7 @@ subcommands with the checkpoint's run, whose error is whose, and Lightning's def
 import pytest
 import torch
 from lit_classifier import Blobs, Classifier
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import CLASSIFIER, ROOT, assert_clean
 from linear_pl.runner.cli import build_run
@@ -169,3 +170,19 @@ def test_without_a_profile_the_model_must_be_named(train, monkeypatch):
     assert run.status == 2
     assert run.stderr == "error: --model: give the class path of a LightningModule (this project sets no default)\n"
     assert train(*CLASSIFIER, "--max_epochs", "1").status == 0
+
+
+def test_validation_within_an_epoch_keeps_best_monitor_early_stopping_and_results(train):
+    # Validate twice an epoch: best.ckpt, the monitor, early stopping and results.json follow every validation.
+    run = train(*CLASSIFIER, "--max_epochs", "3", "--trainer.val_check_interval", "0.5", "--patience", "20")
+    assert run.status == 0, run.stderr
+    events = EventAccumulator(str(run.run_dir))
+    events.Reload()
+    val_losses = [event.value for event in events.Scalars("val/loss")]
+    assert len(val_losses) >= 6  # two an epoch (and the final weights' own)
+    best = torch.load(run.run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    state = next(v for k, v in best["callbacks"].items() if "RunCheckpoints" in k)
+    assert run.results["best_value"] == pytest.approx(min(val_losses)) == pytest.approx(float(state["best_score"]))
+    stopped = train(*CLASSIFIER, "--max_epochs", "50", "--trainer.val_check_interval", "0.5", "--patience", "1",
+                    "--lr", "0.3")  # fmt: skip
+    assert stopped.status == 0 and stopped.results["stopped_because"] == "val_plateau"
