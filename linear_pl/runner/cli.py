@@ -28,7 +28,6 @@ from linear_pl.runner.errors import (
     what_was_rejected,
 )
 from linear_pl.runner.flags import (
-    Choices,
     accept_short_names,
     as_flag,
     chosen_classes,
@@ -55,19 +54,19 @@ class SaveConfig(PerEpochCallback, SaveConfigCallback):
 
 
 class RunCLI(LightningCLI):
-    """LightningCLI with the classes chosen before parsing (:func:`read_choices`), whose subcommand builds a Run.
+    """LightningCLI with the classes chosen before parsing (``read_choices``), whose subcommand builds a Run.
 
     ``parse_only``: parse the flags (``self.config``), build nothing (a sweep checks its base flags so).
     """
 
-    def __init__(self, args: list[str], profile: Profile, choices: Choices, parse_only: bool = False, **run) -> None:
+    def __init__(self, args: list[str], profile: Profile, classes: dict, parse_only: bool = False, **run) -> None:
         self.parse_only, self.run_options, self.run = parse_only, run, None
-        self.profile = profile.for_model(choices.model)  # the project's run settings travel with its own model
+        self.classes = classes
+        self.profile = profile.for_model(classes["model"])  # the project's run settings travel with its own model
         self.checkpoint = run.get("checkpoint")
         # validate, test and predict rebuild the checkpoint's model; fit resumes the model its flags describe.
         rebuilds = self.checkpoint is not None and args[0] != "fit"
         self.hparams = load_checkpoint_safely(self.checkpoint).get("hyper_parameters", {}) if rebuilds else {}
-        self.classes = chosen_classes(choices)
         # The project's defaults for its model go first, so that any config or flag after them overrides them.
         # (jsonargparse replaces init_args given in a subclass default by the class's own defaults.)
         taken = init_parameters(self.classes["model"])
@@ -169,9 +168,10 @@ def build_run(args: list[str], profile: Profile | None = None, **run) -> "runs.R
             one_device = ["--trainer.devices", "1", "--trainer.strategy", "auto", "--trainer.num_nodes", "1"]
             args = [args[0], "--config", str(config), *one_device, *args[1:]]
             choices = read_choices(args[1:], profile)
-    if profile.silence is not None and profile.owns("data", choices.data):
+    classes = chosen_classes(choices)
+    if profile.silence is not None and profile.owns("data", classes["data"]):
         profile.silence()
-    cli = RunCLI(args, profile, choices, checkpoint=checkpoint, given=args[1:], **run)
+    cli = RunCLI(args, profile, classes, checkpoint=checkpoint, given=args[1:], **run)
     if cli.run.checkpoint is not None:
         check_checkpoint_fits(checkpoint, load_checkpoint_safely(checkpoint), cli.model)
     return cli.run
@@ -181,7 +181,7 @@ def parse_flags(args: list[str], profile: Profile | None = None) -> RunCLI:
     """``fit``'s flags as LightningCLI parses them, nothing built (``.config``, ``.parser``, ``.classes``):
     for a sweep's checks, and its best.yaml."""
     profile = profile or project_profile()
-    return RunCLI(["fit", *args], profile, read_choices(args, profile), parse_only=True)
+    return RunCLI(["fit", *args], profile, chosen_classes(read_choices(args, profile)), parse_only=True)
 
 
 def importable_from_cwd() -> None:

@@ -34,14 +34,15 @@ class Profile:
     log_every_n_epochs: int = 1  # print a progress line, and validate, every N epochs
     silence: Callable[[], None] | None = None  # warning filters for the project's own data only
 
-    def owns(self, group: str, class_path: str | None) -> bool:
-        """Whether the class is one this profile registers (its default, or a short name's)."""
+    def owns(self, group: str, cls: type | None) -> bool:
+        """Whether the class is one this profile registers (its default, or a short name's), by whatever path
+        it was named (a module may be importable under an older name too)."""
         names = self.model_names if group == "model" else self.data_names
-        return class_path is not None and class_path in {getattr(self, group), *names.values()}
+        return cls is not None and f"{cls.__module__}.{cls.__qualname__}" in {getattr(self, group), *names.values()}
 
-    def for_model(self, class_path: str | None) -> "Profile":
+    def for_model(self, cls: type) -> "Profile":
         """This profile for its own models; for any other, Lightning's defaults (with the names and presets)."""
-        if self.owns("model", class_path):
+        if self.owns("model", cls):
             return self
         return Profile(model_names=self.model_names, data_names=self.data_names, presets=self.presets)
 
