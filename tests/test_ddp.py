@@ -69,9 +69,10 @@ def test_mlp_trains_under_ddp(script):
 
 def test_a_users_classifier_trains_under_ddp(script):
     # Lightning gives each rank its share of a user's DataLoader(shuffle=True) through its own sampler.
+    # Its epochs are 10 steps a rank: the user says so (Lightning warns a user's model of its 50 otherwise).
     run = script("train", *DDP, "--model", "examples.digits.DigitsCNN", "--data", "examples.digits.Digits",
                  "--monitor", "val/acc", "--mode", "max", "--max_epochs", "2", "--log_every_n_epochs", "1",
-                 "--default_root_dir", "digits", cwd=ROOT)  # fmt: skip
+                 "--trainer.log_every_n_steps", "10", "--default_root_dir", "digits", cwd=ROOT)  # fmt: skip
     assert run.status == 0, run.stderr
     assert_clean(run)
     results = run.results
