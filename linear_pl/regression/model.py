@@ -14,13 +14,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from linear_pl.regression.callbacks import ConvergenceStop
+from linear_pl.regression.callbacks import ConvergenceStop, LowerRateOnPlateau
 from linear_pl.regression.closed_form import SAFETY_FACTOR, baseline_cost_fraction, stable_lr_of
 from linear_pl.regression.conditioning import Precondition, Preconditioner, resolve
 from linear_pl.regression.data_protocol import batch_size_of, moments_of, training_batches, training_sample
 from linear_pl.regression.networks import MLP, DotProduct
 from linear_pl.regression.report import WeightsReport
 from linear_pl.runner.internals import choose_data_hooks_once, publish_metric
+from linear_pl.runner.monitor import TRAIN_LOSS, has_validation_data
 
 # --baseline auto computes the least-squares baseline when it costs at most this fraction of the run.
 BASELINE_MAX_COST = 0.1
@@ -79,7 +80,7 @@ class RegressionModel(L.LightningModule):
         """The regression extras, Lightning's way for a model to bring callbacks: made once, and
         attached once (a validate after fit asks again; the same ones are attached already)."""
         if not hasattr(self, "_extras"):
-            self._extras = [WeightsReport(), ConvergenceStop()]
+            self._extras = [WeightsReport(), ConvergenceStop(), LowerRateOnPlateau()]
         attached = self._trainer is not None and any(c in self._trainer.callbacks for c in self._extras)
         return [] if attached else self._extras
 
@@ -170,9 +171,11 @@ class RegressionModel(L.LightningModule):
             scheduler = schedulers.CosineAnnealingLR(optimizer, max(self.trainer.max_epochs or 1, 1))
         elif self.lr_scheduler == "plateau":
             # x gamma after 2 validations without improvement; stepped only where validation ran.
+            # Without validation data, on the training loss at the same epochs (what the run watches).
             plateau = schedulers.ReduceLROnPlateau(optimizer, factor=self.gamma, patience=2)
             every = self.trainer.check_val_every_n_epoch or 1
-            config = {"scheduler": plateau, "monitor": "val/loss", "frequency": every}
+            watched = "val/loss" if has_validation_data(self.trainer) else TRAIN_LOSS
+            config = {"scheduler": plateau, "monitor": watched, "frequency": every}
             return {"optimizer": optimizer, "lr_scheduler": config}
         else:
             return optimizer
