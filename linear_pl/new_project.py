@@ -32,6 +32,13 @@ RUNNER_TESTS = (
     "tests/lit_classifier.py",
     "tests/test_runner.py",
     "tests/test_long_epochs.py",
+    "tests/test_run_any_model.py",
+    "tests/test_run_ddp.py",
+    "tests/test_run_habits.py",
+    "tests/test_run_predict.py",
+    "tests/test_run_reliability.py",
+    "tests/test_run_sweep.py",
+    "tests/test_run_tensorboard.py",
 )
 # What a new project must not name: this repository, or its tutorial example (issue 26's grep).
 LEFTOVER = re.compile(r"linear_pl|linear-pl|regression|true_weights|tutorial", re.IGNORECASE)

@@ -3,8 +3,12 @@
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,3 +86,48 @@ def script(tmp_path):
         return Run(proc.returncode, proc.stdout, proc.stderr, root)
 
     return run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def tensorboard():
+    """``tensorboard(logdir)`` starts a server on a free port and returns a GET-JSON function."""
+    servers = []
+
+    def start(logdir: Path):
+        port = free_port()
+        # The legacy loader, reading every event file before the server answers (blocking, once): the
+        # default lists a run as soon as it finds it, before it has read its scalars, and a busy
+        # machine then served a partial run.
+        command = [str(Path(sys.executable).parent / "tensorboard"), "--logdir", str(logdir), "--load_fast", "false",
+                   "--reload_interval", "0", "--reload_task", "blocking"]  # fmt: skip
+        servers.append(subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))  # fmt: skip
+
+        def get(path: str, **query: str):
+            url = f"http://127.0.0.1:{port}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return json.loads(response.read())
+
+        deadline = time.monotonic() + 300  # only a bound: starting takes seconds, more on a busy machine
+        while True:  # until the server answers: it has read the event files
+            try:
+                if get("/data/runs"):
+                    return get
+            except OSError:
+                pass
+            if time.monotonic() > deadline or servers[-1].poll() is not None:
+                raise RuntimeError("tensorboard did not start")
+            time.sleep(0.5)
+
+    yield start
+    for server in servers:
+        server.terminate()
+        server.wait(timeout=30)

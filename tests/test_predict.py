@@ -1,6 +1,5 @@
-"""scripts/predict.py: predictions from a checkpoint, and one clear line for bad input."""
-
-import io
+"""scripts/predict.py on the example: its real-valued predictions are its weights applied to the rows (bad input,
+stdin and the predict step of any model: tests/test_run_predict.py)."""
 
 import pytest
 import torch
@@ -39,34 +38,6 @@ def test_predictions_equal_the_models_forward(trained, capsys, tmp_path):
     csv.write_text("1,1,1\n2, 0, 1\n")
     ckpt = run.run_dir / "checkpoints" / "last.ckpt"
     assert predict(capsys, "--ckpt_path", str(ckpt), "--input", str(csv))[1].split() == expected
-
-
-def test_stdin_input(trained, capsys, monkeypatch):
-    run, weight, bias = trained
-    monkeypatch.setattr("sys.stdin", io.StringIO("1,1,1\n"))
-    status, out, _ = predict(capsys, "--ckpt_path", "last", "--default_root_dir", str(run.root), "--input", "-")
-    assert status == 0 and out.split() == [f"{(weight.sum() + bias).item():.8g}"]
-
-
-@pytest.mark.parametrize(
-    ("x", "problem"),
-    [("[1, 1]", "row 1 has 2 values"), ("[[1, 1, 1], [1, 2]]", "row 2 has 2 values"), ("[1, a, 1]", "row 1 is"),
-     ("[1, .nan, 1]", "row 1 is"), ("[1, .inf, 1]", "row 1 is"), ("[]", "row 1 has 0 values")],
-)  # fmt: skip
-def test_bad_rows_are_one_line_naming_the_expected_shape(trained, capsys, x, problem):
-    run = trained[0]
-    status, out, err = predict(capsys, "--ckpt_path", "last", "--default_root_dir", str(run.root), "--x", x)
-    assert status == 2 and out == "" and err.count("\n") == 1
-    assert problem in err and "expected rows of 3 finite numbers (shape [N, 3])" in err
-
-
-def test_missing_run_and_broken_checkpoint(capsys, tmp_path):
-    status, _, err = predict(capsys, "--ckpt_path", "last", "--default_root_dir", str(tmp_path), "--x", "[1]")
-    assert status == 2 and "no earlier run" in err
-    broken = tmp_path / "broken.ckpt"
-    broken.write_bytes(b"\x00" * 10)
-    status, _, err = predict(capsys, "--ckpt_path", str(broken), "--x", "[1]")
-    assert status == 2 and err.count("\n") == 1 and "not a usable checkpoint" in err
 
 
 def test_best_checkpoint_predicts_with_the_best_validation_weights(train, capsys):

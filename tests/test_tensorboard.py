@@ -1,60 +1,7 @@
-"""The run's TensorBoard scalars, read back through a real TensorBoard server's HTTP API."""
-
-import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.parse
-import urllib.request
-from pathlib import Path
+"""The example's TensorBoard scalars (its weights), read back through a real TensorBoard server's HTTP API
+(the server: conftest.py's tensorboard fixture; any model's scalars: tests/test_run_tensorboard.py)."""
 
 import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def tensorboard():
-    """``tensorboard(logdir)`` starts a server on a free port and returns a GET-JSON function."""
-    servers = []
-
-    def start(logdir: Path):
-        port = free_port()
-        # The legacy loader, reading every event file before the server answers (blocking, once): the
-        # default lists a run as soon as it finds it, before it has read its scalars, and a busy
-        # machine then served a partial run.
-        command = [str(Path(sys.executable).parent / "tensorboard"), "--logdir", str(logdir), "--load_fast", "false",
-                   "--reload_interval", "0", "--reload_task", "blocking"]  # fmt: skip
-        servers.append(subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))  # fmt: skip
-
-        def get(path: str, **query: str):
-            url = f"http://127.0.0.1:{port}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
-            with urllib.request.urlopen(url, timeout=10) as response:
-                return json.loads(response.read())
-
-        deadline = time.monotonic() + 300  # only a bound: starting takes seconds, more on a busy machine
-        while True:  # until the server answers: it has read the event files
-            try:
-                if get("/data/runs"):
-                    return get
-            except OSError:
-                pass
-            if time.monotonic() > deadline or servers[-1].poll() is not None:
-                raise RuntimeError("tensorboard did not start")
-            time.sleep(0.5)
-
-    yield start
-    for server in servers:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_tensorboard_serves_the_final_loss_and_weights(tensorboard_run, tensorboard):

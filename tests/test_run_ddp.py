@@ -1,0 +1,92 @@
+"""DDP on two CPU processes (gloo) gives the answer one process gives, on any model.
+
+Run through a subprocess of the script: strategy "ddp" relaunches the current command for the other
+rank, and inside pytest that command would be pytest itself. The subprocess runs in tests/, where the
+fixture classifier and this file's data module are imported from.
+"""
+
+import pytest
+import torch
+from lit_classifier import Blobs
+from torch.utils.data import DataLoader
+
+from conftest import CLASSIFIER, ROOT, assert_clean
+
+pytestmark = pytest.mark.slow
+
+# 40 samples: 24 to train on. At batch 2 on each of 2 ranks, or batch 4 on one, every step sees the same
+# 4 rows (without shuffling); no dropout, so that both runs draw nothing at random after the start.
+# log_every_n_steps 1: Lightning warns of a logging interval longer than an epoch of 6 batches.
+DATA = [*CLASSIFIER, "--data", "test_run_ddp.OrderedBlobs", "--num_samples", "40", "--dropout", "0",
+        "--max_epochs", "10", "--log_every_n_epochs", "5", "--trainer.log_every_n_steps", "1"]  # fmt: skip
+DDP = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
+TESTS = ROOT / "tests"
+
+
+# Observed on the fixture classifier (not on the example): a user's DataLoader(shuffle=False) trains to other
+# weights under DDP than one process at the double batch, and shuffle=True and False to the same ones -- as if
+# each rank's sampler shuffled regardless. Reported to the runner's owners; strict: fixing it shows here.
+ORDER_NOT_KEPT = pytest.mark.xfail(strict=True, reason="runner: a user's loader order is not kept under DDP")
+
+
+class OrderedBlobs(Blobs):
+    """The classifier's data, its training rows in a fixed order unless asked to shuffle."""
+
+    def __init__(self, shuffle: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.shuffle = shuffle
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=self.shuffle)
+
+
+def last_state(run) -> dict[str, torch.Tensor]:
+    return torch.load(run.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+@ORDER_NOT_KEPT
+def test_two_ranks_at_batch_b_match_one_process_at_batch_2b(script):
+    one = script("train", *DATA, "--batch_size", "4", "--default_root_dir", "one", cwd=TESTS)
+    two = script("train", *DATA, *DDP, "--batch_size", "2", "--default_root_dir", "two", cwd=TESTS)
+    assert one.status == 0, one.stderr
+    assert two.status == 0, two.stderr  # also: no gloo abort at exit
+
+    # Shuffle off is honoured (Lightning would inject shuffle=True), each rank takes its share of the
+    # batches, and the averaged gradients equal the double batch's: the same weights to float32 rounding.
+    single, ddp = one.results, two.results
+    assert single["world_size"] == 1 and ddp["world_size"] == 2
+    a, b = last_state(one), last_state(two)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a)
+    assert ddp["final_train_loss"] == pytest.approx(single["final_train_loss"], rel=1e-4)
+    assert ddp["global_step"] == single["global_step"] == 10 * 6
+    # Every rank ends with identical weights (gathered from both ranks after fit).
+    assert ddp["rank_weight_spread"] == 0.0
+
+    # Only rank 0 reports: one line an epoch, one verdict, one test line, and one results.json.
+    assert two.stdout.count("Epoch [10/10]") == 1
+    assert two.stdout.count("After 10 epochs") == 1 and two.stdout.count("Test (best.ckpt)") == 1
+    assert "Seed set to" not in two.stderr
+    assert_clean(two)  # no warnings from either rank
+
+
+@ORDER_NOT_KEPT
+def test_shuffle_is_honoured_under_ddp(script):
+    runs = [script("train", *DATA, *DDP, "--batch_size", "2", *flag, "--default_root_dir", name, cwd=TESTS)
+            for name, flag in [("fixed", []), ("shuffled", ["--shuffle", "true"])]]  # fmt: skip
+    assert [run.status for run in runs] == [0, 0], runs[1].stderr
+    fixed, shuffled = (last_state(run) for run in runs)
+    assert not all(torch.allclose(fixed[k], shuffled[k], rtol=1e-5) for k in fixed)
+
+
+def test_a_users_classifier_trains_under_ddp(script):
+    # Lightning gives each rank its share of a user's DataLoader(shuffle=True) through its own sampler.
+    run = script("train", *CLASSIFIER, *DDP, "--num_samples", "1000", "--batch_size", "30", "--monitor", "val/acc",
+                 "--mode", "max", "--max_epochs", "2", "--log_every_n_epochs", "1", "--trainer.log_every_n_steps",
+                 "1", "--default_root_dir", "blobs", cwd=TESTS)  # fmt: skip
+    assert run.status == 0, run.stderr
+    assert_clean(run)
+    results = run.results
+    assert results["world_size"] == 2 and results["rank_weight_spread"] == 0.0
+    assert results["global_step"] == 2 * 10  # 20 batches an epoch, half on each rank
+    assert results["test"]["test/acc"] > 0.5 and run.stdout.count("Test (best.ckpt)") == 1
+    assert (run.run_dir / "checkpoints" / "last.ckpt").is_file()
