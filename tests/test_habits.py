@@ -1,6 +1,7 @@
 """What users of the example type from habit: the advice after a run, --help (their callbacks and loggers,
 debug flags and subcommands, on any model: tests/test_run_habits.py)."""
 
+
 def test_the_advice_fits_the_run(train):
     auto = train("--max_epochs", "2", "--precondition", "none")
     assert "Not recovered" in auto.stdout and "try more epochs." in auto.stdout and "--lr auto" not in auto.stdout
