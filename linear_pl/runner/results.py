@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from linear_pl.runner.checkpointing import RunCheckpoints
 from linear_pl.runner.errors import RunFilesError
@@ -88,8 +89,10 @@ def verdict(results: dict[str, Any]) -> str:
 
 
 def has_test_data(trainer: L.Trainer) -> bool:
-    """Whether the data module has a test set: a test_dataloader of its own, with at least one batch."""
-    return serves_batches(trainer.datamodule, "test_dataloader")
+    """Whether the data module has a test set (a test_dataloader of its own, with at least one batch) and the
+    model a test_step to run on it."""
+    model = trainer.lightning_module
+    return is_overridden("test_step", model) and serves_batches(trainer.datamodule, "test_dataloader")
 
 
 def run_test_set(trainer: L.Trainer, model: L.LightningModule, best: Path | None) -> dict[str, float]:
