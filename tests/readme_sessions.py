@@ -1,17 +1,18 @@
-"""Run the shell sessions shown in README.md and compare their output (a Sybil parser).
+"""Run the shell sessions shown in README.md and docs/*.md and compare their output (a Sybil parser).
 
 Only code blocks fenced as ```console are tested. In one, a line starting with ``$ `` is a command
 (continued onto the next line while it ends in a backslash); the lines after it, up to the next
 ``$ `` line or the block's end, are its expected output. Each command is one pytest test, named after
-its README line by Sybil (``README.md::line:40,column:1``).
+its line by Sybil (``README.md::line:40,column:1``, ``docs/example.md::line:12,column:1``).
 
 How a command runs:
 - with bash, exactly as written, the bin/ of the Python running pytest first on PATH (so ``python`` is
   the venv's), pytest's environment otherwise, but with PYTHONWARNINGS unset;
-- in a fresh directory per block, holding symlinks to everything at the top of the README's directory
-  (scripts/, examples/, linear_pl/, README.md, ...) except lightning_logs/: the commands see the
-  repository as it is, and whatever they write at the top (lightning_logs/ when no --default_root_dir
-  is given) lands in that directory, not in the repository, and starts at version_0 every time;
+- in a fresh directory per block, holding symlinks to everything at the top of the repository
+  (scripts/, examples/, linear_pl/, README.md, docs/, ...) except lightning_logs/, whichever file the
+  block is in: the commands see the repository as it is, run from its root, and whatever they write
+  at the top (lightning_logs/ when no --default_root_dir is given) lands in that directory, not in
+  the repository, and starts at version_0 every time;
 - the commands of one block run in order in that one directory. A test run on its own (``-k``, ``--lf``)
   first runs, unchecked, the commands of its block before it, so that it sees the same state;
 - ``$?`` at the start of a command is the exit status of the block's previous command, so that
@@ -21,8 +22,8 @@ What is compared: the command's stdout (a command that redirects stderr, e.g. en
 it in its stdout), trailing whitespace of each line and trailing blank lines ignored. In the expected
 text, two things are not literal (keep this list short):
 - a line of exactly ``...`` matches any number of lines, none included;
-- a timing, a number or range followed by `` s`` (``7.4 s``, ``0.21-0.25 s``), matches any number or
-  range followed by `` s``.
+- a timing, a number or range followed by `` s`` or ``s`` (``7.4 s``, ``0.21-0.25 s``, pytest's
+  ``in 1.76s``), matches any number or range followed by `` s`` or ``s``.
 """
 
 import difflib
@@ -39,9 +40,10 @@ from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
 PROMPT = "$ "
 ELLIPSIS = "..."
 NUMBER = r"\d+(?:\.\d+)?"
-TIMING = re.compile(rf"{NUMBER}(?:-{NUMBER})? s\b")  # in the expected text
-ANY_TIMING = rf"{NUMBER}(?:-{NUMBER})? s\b"  # what it matches in the actual text
+TIMING = re.compile(rf"{NUMBER}(?:-{NUMBER})? ?s\b")  # in the expected text
+ANY_TIMING = rf"{NUMBER}(?:-{NUMBER})? ?s\b"  # what it matches in the actual text
 NOT_LINKED = {"lightning_logs"}  # the output the per-block directory keeps out of the repository
+ROOT = Path(__file__).resolve().parent.parent  # the repository: every session runs as from its root
 TIMEOUT = 600  # seconds for one command
 
 
@@ -115,7 +117,7 @@ def block_state(example: Example, command: Command) -> dict:
     key = ("console block", command.block)
     if key not in example.namespace:
         workdir = example.namespace["tmp_path_factory"].mktemp("readme")
-        for entry in Path(example.path).parent.iterdir():
+        for entry in ROOT.iterdir():
             if entry.name not in NOT_LINKED:
                 (workdir / entry.name).symlink_to(entry)
         example.namespace[key] = {"dir": workdir, "done": 0, "status": 0}
