@@ -223,7 +223,9 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
             return
         stop = trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)
         due = trainer.strategy.broadcast(time.monotonic() - self._last_save_time >= self.min_interval)
-        if stop or due:
+        # A step whose loss is not finite has left weights no checkpoint should keep: last.ckpt stays the last
+        # good one, and the loss watch stops the run at the epoch's end (a collective: every rank decides alike).
+        if (stop or due) and trainer.strategy.reduce_boolean_decision(_finite(outputs), all=True):
             self.save(trainer, "last")
         if stop:
             self.signal = self.signal or signal.SIGTERM  # a rank that did not receive it stops as well
@@ -294,6 +296,12 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         if "rng" in state_dict:  # checkpoints written before the random states were kept have none
             _set_rng_states(state_dict["rng"])
             self._loaded_rng = state_dict["rng"]  # set again at on_train_start after a mid-epoch save
+
+
+def _finite(outputs: Any) -> bool:
+    """Whether a training step's loss is finite (True for a step that returned none)."""
+    loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+    return not torch.is_tensor(loss) or bool(torch.isfinite(loss.detach()).all())
 
 
 def _rng_states() -> dict[str, Any]:
