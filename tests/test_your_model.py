@@ -9,7 +9,7 @@ Lightning code, nothing of linear_pl in them.
 import pytest
 import torch
 import yaml
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_run_any_model import events
 
 from conftest import ROOT
 from linear_pl.runner.cli import cli_main
@@ -21,16 +21,6 @@ REGRESSOR = ["--model", "examples.my_regressor.MyRegressor", "--data", "examples
 def from_the_repository(monkeypatch):
     """Class paths like examples.digits.DigitsCNN are imported from the current directory, as a user runs them."""
     monkeypatch.chdir(ROOT)
-
-
-def events(run_dir) -> EventAccumulator:
-    accumulator = EventAccumulator(str(run_dir))
-    accumulator.Reload()
-    return accumulator
-
-
-def state_of(path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=True)["state_dict"]
 
 
 def test_a_regressor_with_adam_beside_the_shipped_one(train):
