@@ -374,10 +374,7 @@ def run_sweep(name: str, trials: int, epochs: int, seed: int) -> dict:
             "--n_trials", str(trials), "--sampler", sampler, "--pruner", pruner, "--preset", SWEEP_PRESET,
             "--max_epochs", str(epochs), "--seed", str(seed), "--default_root_dir", root,
         ]  # fmt: skip
-        # One torch thread a trial, as sweep.py's --n_jobs gives its workers on this 2-core machine: the MLP
-        # at batch 32 gains nothing from two, which ran it 20x slower beside another busy process (the same
-        # losses either way). A thread count the user set is kept.
-        seconds, _ = run_command(command, Path(root), {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+        seconds, _ = run_command(command, Path(root))
         with open(Path(root) / "sweeps" / name / "trials.csv", newline="") as file:
             rows = list(csv.DictReader(file))
     complete = [r for r in rows if r["state"] == "COMPLETE"]
@@ -492,7 +489,7 @@ def classifier(epochs: int, accelerator: str, repeats: int) -> dict:
 
 def format_report(report: dict) -> str:
     """The printed tables."""
-    lines = [f"machine: {report['machine']}"]
+    lines = [f"machine: {report['machine']}", f"threads: {report['threads']} ({report['threads_from']})"]
     if answer := report.get("answer"):
         lines += ["", "time to the answer (default run, seeds 0..N-1):"]
         for mode, rows in answer["runs"].items():
@@ -613,9 +610,15 @@ def run(args: argparse.Namespace) -> int:
     silence_known_noise()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # "GPU available: ..." per Trainer
     sections = [args.section] if args.section else SECTIONS
+    if args.one_thread:  # this process, and every command it starts (they inherit the variable)
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+    omp = os.environ.get("OMP_NUM_THREADS")
     report: dict = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"torch {torch.__version__}, lightning {L.__version__}"
+        f"torch {torch.__version__}, lightning {L.__version__}",
+        "threads": torch.get_num_threads(),
+        "threads_from": f"OMP_NUM_THREADS={omp}" if omp else "the machine's default",
     }
     if "answer" in sections:
         report["answer"] = time_to_answer(args.seeds, args.train_flags.split())

@@ -49,6 +49,12 @@ def parse_flags(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sweep_epochs", type=int, default=SWEEP_EPOCHS, help="sweep: --max_epochs of each trial")
     parser.add_argument("--sweep_seed", type=int, default=0, help="sweep: --seed of every study (data, weights, TPE)")
     parser.add_argument("--accelerator", default="auto", help="floor, classifier: cpu, gpu or auto (one device)")
+    parser.add_argument(
+        "--one_thread",
+        action="store_true",
+        help="run every command, and this process, on one thread (OMP_NUM_THREADS=1); default: the machine's own, "
+        "as a user runs them",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     if args.repeats < 1:

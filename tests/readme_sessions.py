@@ -7,7 +7,7 @@ its line by Sybil (``README.md::line:40,column:1``, ``docs/example.md::line:12,c
 
 How a command runs:
 - with bash, exactly as written, the bin/ of the Python running pytest first on PATH (so ``python`` is
-  the venv's), pytest's environment otherwise, but with PYTHONWARNINGS unset;
+  the venv's), pytest's environment otherwise, but with PYTHONWARNINGS and make's variables (MAKELEVEL, ...) unset;
 - in a fresh directory per block, holding symlinks to everything at the top of the repository
   (scripts/, examples/, linear_pl/, README.md, docs/, ...) except lightning_logs/, whichever file the
   block is in: the commands see the repository as it is, run from its root, and whatever they write
@@ -104,7 +104,10 @@ class ConsoleSessionParser:
 
 def run(command: str, cwd: Path, status: int) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.prefix) / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.pop("PYTHONWARNINGS", None)
+    # PYTHONWARNINGS, and make's: under `make test ARGS=...` a session's `make train` would otherwise be a
+    # sub-make, which prints "make[1]: Entering directory ..." and inherits ARGS (the Makefile's variables).
+    for name in ("PYTHONWARNINGS", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "ARGS", "TORCH", "VENV"):
+        env.pop(name, None)
     # "(exit N)" sets $? for the command, to the status the block's previous command left.
     return subprocess.run(
         ["bash", "-c", f"(exit {status})\n{command}"],

@@ -1,13 +1,16 @@
 """The benchmark script runs and reports what it measured (its speed goals are not tested: noisy)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 
 def test_floor_reports_three_ways_on_a_custom_workload(script, tmp_path):
     run = script("benchmark", "--section", "floor", "--size", "40,3,4,3", "--repeats", "1", "--accelerator", "cpu",
-                 "--json", "b.json")  # fmt: skip
+                 "--one_thread", "--json", "b.json")  # fmt: skip
     assert run.status == 0, run.stderr
     report = json.loads((tmp_path / "b.json").read_text())
     (row,) = report["floor"]
@@ -18,6 +21,8 @@ def test_floor_reports_three_ways_on_a_custom_workload(script, tmp_path):
     assert row["data_bytes"] == (40 * 4 + 10 * 4) * 4  # float32 x and y, training and validation
     assert "answer" not in report and "scale" not in report
     assert "custom" in run.stdout and "pl/bare" in run.stdout
+    assert (report["threads"], report["threads_from"]) == (1, "OMP_NUM_THREADS=1")  # --one_thread, said so
+    assert run.stdout.splitlines()[1] == "threads: 1 (OMP_NUM_THREADS=1)"
 
 
 def test_classifier_trains_the_digits_example_both_ways(script, tmp_path):
@@ -34,7 +39,13 @@ def test_classifier_trains_the_digits_example_both_ways(script, tmp_path):
     assert row["bare_over_linear_pl"] == pytest.approx(seconds["bare"] / seconds["linear_pl"])
     assert len(row["round_ratios"]) == 1 and row["median_round_ratio"] == row["round_ratios"][0]
     assert set(row["val_acc"]) == {"bare", "linear_pl"} and all(0 <= v <= 1 for v in row["val_acc"].values())
-    assert set(report) == {"machine", "classifier"}
+    assert set(report) == {"machine", "threads", "threads_from", "classifier"}
+    # Without --one_thread, the threads a user's command gets: torch's default, or OMP_NUM_THREADS if set.
+    expected = os.environ.get("OMP_NUM_THREADS")
+    assert report["threads_from"] == (f"OMP_NUM_THREADS={expected}" if expected else "the machine's default")
+    fresh = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    assert report["threads"] == int(fresh.stdout)
     # One table row, and nothing else on stdout: linear_pl's progress lines are kept out of it.
     assert "DigitsCNN" in run.stdout and "bare/pl" in run.stdout and "Epoch [" not in run.stdout
     assert f"{row['bare_over_linear_pl']:.2f}" in run.stdout
@@ -71,7 +82,7 @@ def test_sweep_runs_a_grid_and_tpe_with_and_without_pruning(script, tmp_path):
     run = script("benchmark", "--section", "sweep", "--sweep_trials", "3", "--sweep_epochs", "2", "--json", "w.json")
     assert run.status == 0, run.stderr
     report = json.loads((tmp_path / "w.json").read_text())
-    assert set(report) == {"machine", "sweep"}
+    assert set(report) == {"machine", "threads", "threads_from", "sweep"}
     r = report["sweep"]
     assert (r["preset"], r["epochs"], r["trials"], len(r["lrs"]), len(r["hidden_sizes"])) == ("mlp-sine", 2, 3, 10, 3)
     assert r["lrs"][0] == 1e-4 and r["lrs"][-1] == 3e-3 and r["lrs"] == sorted(r["lrs"])

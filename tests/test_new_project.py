@@ -81,7 +81,7 @@ def test_the_project_is_named_for_its_package(project):
     assert "cancer_pl[sweep]" in pyproject["project"]["optional-dependencies"]["test"]
     assert pyproject["tool"]["setuptools"]["packages"]["find"]["include"] == ["cancer_pl*"]
     # The environment variables and the sweep's workers are the new package's.
-    assert 'STORAGE_ENV = "CANCER_PL_STORAGE"' in (project / "cancer_pl/sweep/storage.py").read_text()
+    assert 'STORAGE_ENV = "CANCER_PL_STORAGE"' in (project / "cancer_pl/sweep/flags.py").read_text()
     assert '"-m", "cancer_pl", "sweep"' in (project / "cancer_pl/sweep/command.py").read_text()
     main = (project / "cancer_pl/__main__.py").read_text()
     assert "cancer-pl" in main and '"new"' not in main and "new_project" not in main
@@ -230,13 +230,22 @@ def test_its_own_tests_pass_a_subset(project):
     assert re.search(r"\b\d+ passed\b", done.stdout) and " failed" not in done.stdout
 
 
-@pytest.mark.slow
-def test_its_own_tests_pass_all(project):
-    """The whole of the generated project's suite, its slow tests included, as its .ci/run runs it."""
-    done = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project, timeout=3600)
-    assert done.returncode == 0, done.stdout[-5000:]
-    passed = int(re.search(r"\b(\d+) passed\b", done.stdout).group(1))
-    assert passed > 50, done.stdout[-2000:]
+def collected(project: Path, *paths: str) -> set[str]:
+    """The test ids ``pytest --collect-only`` finds in ``project`` (the generated one, or this checkout)."""
+    done = run_in(project, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *paths, cwd=project)
+    assert done.returncode == 0, done.stdout[-3000:]
+    return {line for line in done.stdout.splitlines() if "::" in line}
+
+
+def test_its_whole_suite_collects_the_runners_tests(project):
+    """Every copied test file imports and collects in the new project, test for test as it does here: the same
+    tests, on the same runner, pass here (tests/test_run_*.py ...). Running them all again there would double
+    `make test` (13 min here) to test the same code twice; the subset above runs them on the copy."""
+    copied = [path for path in new_project.RUNNER_TESTS if Path(path).name.startswith("test_")]
+    here = {test_id.replace("linear_pl", NAME) for test_id in collected(ROOT, *copied)}
+    there = collected(project)
+    assert there - here == {t for t in there if t.startswith("tests/test_starter.py::")} != set()
+    assert here <= there, sorted(here - there)[:5]
 
 
 # --- a user's own model, dropped into it ----------------------------------------------------------------

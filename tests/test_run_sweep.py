@@ -254,6 +254,17 @@ def test_bad_sweep_flags_are_one_line(sweep, tmp_path, flags, message):
     assert not list((tmp_path / "sweeps").glob("*/trial_*"))
 
 
+def test_a_bad_sweep_flag_is_refused_before_lightning_is_imported(tmp_path):
+    """The sweep's own flags are checked first: no 4-6 s import of Lightning and Optuna for a typo."""
+    code = (
+        "import sys; from linear_pl.sweep import main; status = main(['--space', 's.yaml', '--n_jobs', '0']); "
+        "sys.exit(status if {'lightning', 'optuna', 'torch'}.isdisjoint(sys.modules) else 99)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and run.stdout == "", run.stderr
+    assert run.stderr == "error: --n_trials, --n_jobs and --heartbeat must be >= 1, --prune_after >= 0\n"
+
+
 def test_a_metric_no_trial_logs_stops_the_sweep_in_one_line(sweep, tmp_path):
     run = sweep("--n_trials", "4", *FAST, "--monitor", "val/f1")
     assert run.status == 2

@@ -37,7 +37,7 @@ def trial_numbers(stdout: str) -> list[int]:
 
 
 def test_without_the_sweep_extra_the_command_says_so_in_one_line():
-    hidden = "import sys; sys.modules['optuna'] = None; from linear_pl.sweep import main; sys.exit(main(['--help']))"
+    hidden = "import sys; sys.modules['optuna'] = None; from linear_pl.sweep import main; sys.exit(main(['--space=s']))"
     run = subprocess.run([sys.executable, "-c", hidden], capture_output=True, text=True)
     assert run.returncode == 2 and run.stdout == ""
     assert run.stderr == 'error: sweeps need the sweep extra (optuna is missing): pip install -e ".[sweep]"\n'

@@ -10,7 +10,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from conftest import free_port
 from linear_pl.sweep.command import continue_command, sweep_main
 from linear_pl.sweep.storage import open_storage, quiet_optuna
 from tests.test_sweep import FAST, SPACE, rows, trial_numbers
@@ -31,12 +31,6 @@ USER, DATABASE = "sweeper", "optuna"
 def _binary(name: str) -> str | None:
     found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     return found if isinstance(found, str) else (found[-1] if found else None)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Cluster:
@@ -64,7 +58,7 @@ class Cluster:
         self.dir = Path(tempfile.mkdtemp(prefix="linear_pl-postgres-"))
         if self.as_user:
             shutil.chown(self.dir, "postgres")
-        self.data, self.port = self.dir / "data", _free_port()
+        self.data, self.port = self.dir / "data", free_port()
         self._run(initdb, "-D", str(self.data), "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256",
                   "-E", "UTF8", "--no-instructions")  # fmt: skip
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off"

@@ -5,9 +5,18 @@ Needs the ``sweep`` extra: ``pip install -e ".[sweep]"`` (Optuna, optuna-integra
 
 import sys
 
+from linear_pl.sweep.flags import SweepFlagError, parse_sweep_flags
+
 
 def main(argv: list[str] | None = None) -> int:
-    """``scripts/sweep.py`` and ``linear-pl sweep``; one line, not a traceback, without the sweep extra."""
+    """``scripts/sweep.py`` and ``linear-pl sweep``: the sweep's own flags checked before Optuna and Lightning
+    are imported; one line, not a traceback, for a bad one or without the sweep extra."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parse_sweep_flags(argv)
+    except SweepFlagError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     try:
         from linear_pl.sweep.command import sweep_main  # noqa: PLC0415 -- Optuna is an extra
     except ImportError as error:

@@ -27,6 +27,7 @@ from linear_pl.runner.errors import UsageError, silence_known_noise
 from linear_pl.runner.flags import init_parameters, without_flag
 from linear_pl.runner.internals import one_line
 from linear_pl.runner.run import EXIT_STATUS
+from linear_pl.sweep.flags import STORAGE_ENV, SweepFlagError, parse_sweep_flags
 from linear_pl.sweep.outputs import (
     best_table,
     draw_plots,
@@ -38,8 +39,6 @@ from linear_pl.sweep.outputs import (
 )
 from linear_pl.sweep.space import as_flags, check_keys, ends, load_space, plural
 from linear_pl.sweep.storage import (
-    GRACE_BEATS,
-    STORAGE_ENV,
     describe,
     masked,
     open_storage,
@@ -48,43 +47,6 @@ from linear_pl.sweep.storage import (
 )
 from linear_pl.sweep.trial import StopRequest
 from linear_pl.sweep.worker import counted, resumed_elsewhere, work
-
-PRUNERS = ("median", "hyperband", "none")
-
-
-SAMPLERS = ("tpe", "random", "grid")
-
-
-class OneLineArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UsageError(message)
-
-
-def sweep_parser() -> argparse.ArgumentParser:
-    parser = OneLineArgumentParser(
-        prog="sweep.py",
-        allow_abbrev=False,  # the rest are train.py's flags: --n must not be taken for --n_trials
-        description="Search hyperparameters with Optuna: each trial is a train.py run with the space's "
-        "params over the other flags (train.py --help lists them).",
-    )
-    parser.add_argument("--space", type=Path, required=True, help="a YAML file: config key -> {type, low, high, ...}")
-    parser.add_argument("--n_trials", type=int, default=20, help="trials in the study, counting those already run")
-    parser.add_argument("--study", help="the study's name (default: the space file's name)")
-    parser.add_argument("--storage", help=f"a database URL or journal file shared by workers (or ${STORAGE_ENV})")
-    parser.add_argument("--n_jobs", type=int, default=1, help="worker processes on this machine")
-    parser.add_argument("--pruner", choices=PRUNERS, default="median", help="stops hopeless trials early")
-    parser.add_argument("--prune_after", type=int, default=0, help="epochs a trial runs before it may be pruned")
-    parser.add_argument(
-        "--sampler", choices=SAMPLERS, default="tpe", help="TPE, random, or grid (every combination of categoricals)"
-    )
-    parser.add_argument(
-        "--heartbeat",
-        type=int,
-        default=10,
-        help=f"seconds between a running trial's heartbeats; one silent for {GRACE_BEATS} is resumed by a live worker",
-    )
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --n_jobs' processes
-    return parser
 
 
 def sweep_main(argv: list[str] | None = None) -> int:
@@ -95,10 +57,10 @@ def sweep_main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     url = None
     try:
-        options, base_args = sweep_parser().parse_known_args(argv)
+        options, base_args = parse_sweep_flags(argv)
         url = storage_url(options.storage)
         return _sweep(options, base_args, url, argv)
-    except UsageError as error:
+    except (UsageError, SweepFlagError) as error:
         print(f"error: {masked(one_line(str(error)), url)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, the running trial recorded
@@ -107,10 +69,6 @@ def sweep_main(argv: list[str] | None = None) -> int:
 
 
 def _sweep(options: argparse.Namespace, base_args: list[str], url: str | None, argv: list[str]) -> int:
-    if options.n_trials < 1 or options.n_jobs < 1 or options.prune_after < 0 or options.heartbeat < 1:
-        raise UsageError("--n_trials, --n_jobs and --heartbeat must be >= 1, --prune_after >= 0")
-    if without_flag(base_args, "--ckpt_path") != base_args:
-        raise UsageError("--ckpt_path: every trial of a sweep trains from the start")
     space = load_space(options.space)
     if options.sampler == "grid" and not all(isinstance(d, CategoricalDistribution) for d in space.values()):
         raise UsageError(f"--sampler grid: every key of --space {options.space} must be categorical (the grid)")

@@ -32,12 +32,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from linear_pl.runner.errors import UsageError
 from linear_pl.runner.internals import one_line
+from linear_pl.sweep.flags import GRACE_BEATS, STORAGE_ENV
 
-# A shared database's URL carries its password: from this variable it appears in no command line.
-STORAGE_ENV = "LINEAR_PL_STORAGE"
 JOURNAL_NAME = "study.journal"
 HEARTBEAT_KEY = "linear_pl:heartbeat"  # a journal trial's last heartbeat, time.time() of its worker
-GRACE_BEATS = 3  # heartbeats a trial may miss before it is taken as dead
 MAX_RESUMES = 3  # a trial whose worker keeps dying (out of memory, say) is left failed after this many
 # Held by a worker while it creates Optuna's tables in an empty PostgreSQL database: two workers creating
 # them at once collide on PostgreSQL's catalog (duplicate key on pg_type_typname_nsp_index).

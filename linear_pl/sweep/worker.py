@@ -26,8 +26,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from linear_pl.runner.errors import UsageError
 from linear_pl.runner.run import EXIT_STATUS
+from linear_pl.sweep.flags import GRACE_BEATS
 from linear_pl.sweep.space import plural, shown
-from linear_pl.sweep.storage import GRACE_BEATS
 from linear_pl.sweep.trial import Outcome, StopRequest, run_trial
 
 
