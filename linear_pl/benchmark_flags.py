@@ -41,7 +41,11 @@ def parse_flags(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=10, help="answer: data seeds 0..N-1")
     parser.add_argument("--train_flags", default="", help="answer: extra flags for scripts/train.py")
     parser.add_argument(
-        "--repeats", type=int, default=3, help="floor, classifier: rounds per workload; the best time counts"
+        "--repeats",
+        type=int,
+        default=3,
+        help="floor, classifier, scale: rounds per workload, the best time counts; "
+        "answer: runs of tutorial1.py, the median counts",
     )
     parser.add_argument("--epochs", type=int, default=CLASSIFIER_EPOCHS, help="classifier: epochs of each fit")
     parser.add_argument("--file_rows", type=int, default=1_000_000, help="files: rows of the generated table")

@@ -53,15 +53,16 @@ def test_classifier_trains_the_digits_example_both_ways(script, tmp_path):
 
 def test_answer_and_scale_run_the_commands(script, tmp_path):
     run = script("benchmark", "--section", "answer", "--seeds", "1", "--train_flags", "--max_epochs 3",
-                 "--json", "a.json")  # fmt: skip
+                 "--repeats", "1", "--json", "a.json")  # fmt: skip
     assert run.status == 0, run.stderr
     answer = json.loads((tmp_path / "a.json").read_text())["answer"]
     assert [r["epochs"] for r in answer["runs"]["auto"]] == [3] and [r["epochs"] for r in answer["runs"]["none"]] == [3]
     assert answer["tutorial1_wall_seconds"] > 0 and "tutorial1" in run.stdout
-    run = script("benchmark", "--section", "scale", "--size", "100,4,10,2", "--json", "s.json")
+    run = script("benchmark", "--section", "scale", "--size", "100,4,10,2", "--repeats", "1", "--json", "s.json")
     assert run.status == 0, run.stderr
     (row,) = json.loads((tmp_path / "s.json").read_text())["scale"]
-    assert row["linear_pl_seconds"] > 0 and row["plain_script_seconds"] > 0
+    assert row["linear_pl_seconds"] > 0 and row["plain_script_seconds"] > 0 and row["repeats"] == 1
+    assert "best of 1: scripts/train.py" in run.stdout
     assert row["linear_pl_peak_rss_bytes"] > row["data_bytes"]
     assert set(row["import_seconds"]) == {"torch", "lightning"} and "lightning" in run.stdout
     assert 0 < row["import_seconds"]["torch"] < row["import_seconds"]["lightning"]  # Lightning imports torch
