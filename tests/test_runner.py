@@ -1,12 +1,15 @@
 """The run machinery on a model that is not the example: flat flags from the user's classes, LightningCLI's
 subcommands with the checkpoint's run, whose error is whose, and Lightning's defaults for any model."""
 
+import re
+
 import pytest
 import torch
 from lit_classifier import Blobs, Classifier
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import CLASSIFIER, ROOT, assert_clean
+from linear_pl.runner import progress
 from linear_pl.runner.cli import build_run
 from linear_pl.runner.profile import Profile
 
@@ -186,3 +189,17 @@ def test_validation_within_an_epoch_keeps_best_monitor_early_stopping_and_result
     stopped = train(*CLASSIFIER, "--max_epochs", "50", "--trainer.val_check_interval", "0.5", "--patience", "1",
                     "--lr", "0.3")  # fmt: skip
     assert stopped.status == 0 and stopped.results["stopped_because"] == "val_plateau"
+
+
+def test_a_long_epoch_prints_its_progress_between_steps(train, monkeypatch):
+    """Within an epoch a plain line (stdout not a terminal) every LOG_SECONDS, here 0: after every step."""
+    monkeypatch.setattr(progress, "LOG_SECONDS", 0.0)
+    run = train(*CLASSIFIER, "--max_epochs", "1", "--num_samples", "600", "--batch_size", "30")
+    assert run.status == 0, run.stderr
+    line = re.compile(r"Epoch 1/1  batch (\d+)/(\d+)  step (\d+)  loss \S+  \d+ steps/s")
+    steps = [line.fullmatch(text) for text in run.stdout.splitlines() if text.startswith("Epoch 1/1  batch")]
+    assert steps and all(steps), run.stdout
+    assert [int(m[1]) for m in steps] == list(range(1, 13)) and {m[2] for m in steps} == {"12"}  # 360 rows / 30
+    assert all(m[3] == m[1] for m in steps)  # one optimizer step a batch
+    assert run.stdout.index("batch 12/12") < run.stdout.index("Epoch [1/1]")  # then the epoch's own line
+    assert "\r" not in run.stdout  # a terminal's line is rewritten in place; a log's is not
