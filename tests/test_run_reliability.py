@@ -210,3 +210,55 @@ def test_the_scripts_fast_exit_keeps_what_pythons_exit_keeps(tmp_path, status):
     assert (done.returncode, done.stdout, done.stderr) == (status, "atexit ran\n", "")
     assert (tmp_path / "left_open.txt").read_text() == "kept"
     assert (tmp_path / "thread.txt").read_text() == "done"
+
+
+UNRESUMABLE = '''
+from lit_classifier import Blobs, Classifier
+
+
+class Batches:
+    """A train loader that is not a DataLoader and keeps no state: it cannot resume within an epoch."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __iter__(self):
+        return iter(self.loader)
+
+    def __len__(self):
+        return len(self.loader)
+
+
+class OwnBatches(Blobs):
+    def train_dataloader(self):
+        return Batches(super().train_dataloader())
+
+
+class StepBug(Classifier):
+    def __init__(self, fail_at_step: int = -1, **kwargs):
+        super().__init__(**kwargs)
+        self.fail_at_step = fail_at_step
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step == self.fail_at_step:
+            raise RuntimeError("the user's bug")
+        return super().training_step(batch, batch_idx)
+'''
+
+
+def test_resuming_mid_epoch_with_a_loader_that_cannot_says_so_in_one_line(train, tmp_path):
+    """A step's exception leaves last.ckpt within the epoch; continuing from it with a loader that keeps no
+    state repeats the epoch's first batches, and one line says so (not Lightning's warning)."""
+    (tmp_path / "unresumable_user.py").write_text(UNRESUMABLE)
+    user = ["--model", "unresumable_user.StepBug", "--data", "unresumable_user.OwnBatches"]
+    flags = [*user, *SMALL, "--max_epochs", "2"]
+    failed = train(*flags, "--fail_at_step", "5")
+    assert failed.status == 1 and "RuntimeError: the user's bug" in failed.stderr
+    assert (failed.run_dir / "checkpoints" / "last.ckpt").is_file()
+    resumed = train(*flags, "--ckpt_path", "last")
+    assert resumed.status == 0, resumed.stderr
+    said = [line for line in resumed.stderr.splitlines() if "cannot resume within an epoch" in line]
+    assert len(said) == 1 and said[0].startswith("warning: the checkpoint was saved after batch 5 of epoch 1, "), said
+    assert "the train loader (Batches) cannot resume within an epoch: the rest of this epoch repeats" in said[0]
+    assert "You're resuming from a checkpoint that ended before the epoch ended" not in resumed.stderr
+    assert resumed.results["epochs"] == 2
