@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from tests.conftest import ROOT
@@ -38,19 +39,21 @@ def wait_for(condition, what: str, timeout: float = 300) -> None:
         time.sleep(0.1)
 
 
-def kill_in_trial(worker: subprocess.Popen, trial_dir: Path) -> None:
-    """SIGKILL ``worker`` once its trial in ``trial_dir`` has trained 20 epochs (last.ckpt is written at each)."""
+def kill_in_trial(worker: subprocess.Popen, trial_dir: Path) -> int:
+    """SIGKILL ``worker`` once its trial in ``trial_dir`` has printed its 20th epoch; the epochs its last.ckpt
+    holds (written at each epoch's end, just after the line: 19 if the kill fell between them)."""
     log = trial_dir / "train.log"
     wait_for(lambda: "Epoch [20/" in (log.read_text() if log.exists() else "") or worker.poll() is not None, f"{log}")
     assert worker.poll() is None, worker.communicate()
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=60)
     assert worker.returncode == -signal.SIGKILL and (trial_dir / "checkpoints" / "last.ckpt").is_file()
+    return torch.load(trial_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] + 1  # "epoch" counts from 0
 
 
-def assert_resumed(tmp_path: Path, dead: int) -> int:
+def assert_resumed(tmp_path: Path, dead: int, saved_epochs: int) -> int:
     """The study holds N_TRIALS counted trials, none running; ``dead`` is FAIL and continued, from its
-    last.ckpt, by exactly one trial, which ran to its end. That trial's number."""
+    last.ckpt (``saved_epochs`` trained), by exactly one trial, which ran to its end. That trial's number."""
     study_dir = tmp_path / "sweeps" / "space"
     study = load_study(study_dir)
     assert not [t.number for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
@@ -62,9 +65,13 @@ def assert_resumed(tmp_path: Path, dead: int) -> int:
     log = (study_dir / f"trial_{retry.number}" / "train.log").read_text()
     assert log.splitlines()[0].endswith(f" --ckpt_path sweeps/space/trial_{dead}/checkpoints/last.ckpt")
     assert "Restored all states from the checkpoint" in log
-    # It trained only the epochs the dead trial had not: its first progress line is past the 20th epoch.
+    # It trained only the epochs the dead trial had not: its first progress line (every 10 epochs) is the first
+    # after the checkpoint's epochs, at least the 20th (from the start it would be the 10th).
     first = next(line for line in log.splitlines() if line.startswith("Epoch ["))
-    assert int(first.removeprefix("Epoch [").split("/")[0]) >= 30, first
+    assert saved_epochs >= 19 and int(first.removeprefix("Epoch [").split("/")[0]) == (saved_epochs // 10 + 1) * 10, (
+        saved_epochs,
+        first,
+    )
     table = {int(r["number"]): r for r in rows(study_dir)}
     assert sorted(table) == sorted([*counted, dead])
     died = ("FAIL", f"its worker died; resumed as trial {retry.number}")
@@ -83,12 +90,12 @@ def test_a_live_worker_resumes_the_trial_of_a_worker_killed_mid_trial(tmp_path):
     trial_0 = tmp_path / "sweeps" / "space" / "trial_0"
     wait_for(lambda: (trial_0 / "train.log").is_file(), "the first worker's trial 0")
     survivor = start(tmp_path)  # started separately, as on another machine
-    kill_in_trial(victim, trial_0)
+    saved_epochs = kill_in_trial(victim, trial_0)
     killed_at = time.time()
     out, err = survivor.communicate(timeout=600)
     assert survivor.returncode == 0, err
     assert "Traceback" not in err and "Warning" not in err
-    retry = assert_resumed(tmp_path, dead=0)
+    retry = assert_resumed(tmp_path, dead=0, saved_epochs=saved_epochs)
     assert retry in trial_numbers(out) and "resumed from trial 0's last.ckpt" in out
     assert "(4 complete, 0 pruned, 0 failed, 1 whose worker died, resumed):" in out
     # Noticed within a few heartbeats (3 s of silence here), not at the end of the study.
@@ -100,11 +107,11 @@ def test_a_live_worker_resumes_the_trial_of_a_worker_killed_mid_trial(tmp_path):
 def test_the_same_command_again_resumes_the_trial_of_a_killed_worker(tmp_path):
     (tmp_path / "space.yaml").write_text(SPACE)
     worker = start(tmp_path)
-    kill_in_trial(worker, tmp_path / "sweeps" / "space" / "trial_1")
+    saved_epochs = kill_in_trial(worker, tmp_path / "sweeps" / "space" / "trial_1")
     again = start(tmp_path)
     out, err = again.communicate(timeout=600)
     assert again.returncode == 0, err
     assert "Traceback" not in err and "Warning" not in err
-    retry = assert_resumed(tmp_path, dead=1)
+    retry = assert_resumed(tmp_path, dead=1, saved_epochs=saved_epochs)
     assert out.startswith("Study 'space': 4 trials of val/loss (min), 2 done;")  # trial 1 counted, running or dead
     assert f"Trial {retry:>3}  " in out and "resumed from trial 1's last.ckpt" in out
