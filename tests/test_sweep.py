@@ -2,15 +2,10 @@
 test_sweep_resume and test_sweep_postgres use. What a sweep gives any model -- the space checked first, every
 trial a run, pruning, failures, continuing, --n_jobs, signals -- is tested in tests/test_run_sweep.py."""
 
-import csv
 import os
 import re
 import subprocess
 import sys
-from pathlib import Path
-
-import optuna
-from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 # The MLP on the sine target, small: a trial takes well under a second.
 FAST = ["--preset", "mlp-sine", "--max_epochs", "6", "--num_samples", "200", "--num_val_samples", "50",
@@ -20,16 +15,6 @@ model.lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
 model.hidden_sizes: {type: categorical, choices: [[16], [32, 32]]}
 """
 TRIAL_LINE = re.compile(r"^Trial +(\d+)  model\.lr=\S+  model\.hidden_sizes=\[[\d, ]+\]  (.*)  \d+\.\d s$")
-
-
-def rows(study_dir: Path) -> list[dict]:
-    with open(study_dir / "trials.csv", newline="") as file:
-        return list(csv.DictReader(file))
-
-
-def load_study(study_dir: Path, name: str = "space") -> optuna.Study:
-    storage = JournalStorage(JournalFileBackend(str(study_dir / "study.journal")))
-    return optuna.load_study(study_name=name, storage=storage)
 
 
 def trial_numbers(stdout: str) -> list[int]:

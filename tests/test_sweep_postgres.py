@@ -23,7 +23,8 @@ from psycopg import sql
 from conftest import free_port
 from linear_pl.sweep.command import continue_command, sweep_main
 from linear_pl.sweep.storage import open_storage, quiet_optuna
-from tests.test_sweep import FAST, SPACE, rows, trial_numbers
+from tests.test_run_sweep import rows
+from tests.test_sweep import FAST, SPACE, trial_numbers
 
 USER, DATABASE = "sweeper", "optuna"
 

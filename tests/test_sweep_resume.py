@@ -15,7 +15,8 @@ import torch
 from optuna.trial import TrialState
 
 from tests.conftest import ROOT
-from tests.test_sweep import SPACE, load_study, rows, trial_numbers
+from tests.test_run_sweep import load_study, rows
+from tests.test_sweep import SPACE, trial_numbers
 
 # Trials of a few seconds, last.ckpt at every epoch, no pruner (every trial runs to its end); a heartbeat
 # every second, so that a trial silent for 3 s is taken as dead.
