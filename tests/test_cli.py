@@ -98,9 +98,10 @@ def test_unknown_preset_is_one_line_and_exit_2(train):
     assert not (run.root / "lightning_logs").exists()
 
 
-def test_gpu_without_gpu_fails_in_one_clear_line(script):
+def test_gpu_without_gpu_fails_in_one_clear_line(train):
+    # In-process: the line and the status are the runner's; docs/runs.md's session runs the script itself.
     assert not torch.cuda.is_available()
-    run = script("train", "--accelerator", "gpu")
+    run = train("--accelerator", "gpu")
     assert run.status == 2
     assert run.stderr.strip() == "error: --accelerator gpu: no GPU is available on this machine (available: cpu)"
     assert "Traceback" not in run.stdout + run.stderr
