@@ -30,6 +30,7 @@ SCRIPTS = ("scripts/train.py", "scripts/predict.py", "scripts/sweep.py")
 RUNNER_TESTS = (
     "tests/conftest.py",
     "tests/lit_classifier.py",
+    "tests/warm_python.py",
     "tests/test_runner.py",
     "tests/test_long_epochs.py",
     "tests/test_run_any_model.py",
@@ -39,6 +40,7 @@ RUNNER_TESTS = (
     "tests/test_run_reliability.py",
     "tests/test_run_sweep.py",
     "tests/test_run_tensorboard.py",
+    "tests/test_warm_python.py",
 )
 # What a new project must not name: this repository, or its tutorial example (issue 26's grep).
 LEFTOVER = re.compile(r"linear_pl|linear-pl|regression|true_weights|tutorial", re.IGNORECASE)

@@ -13,10 +13,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
+from warm_python import ONE_THREAD_BY_THE_SUITE, warm_python
 
 from linear_pl.runner.cli import cli_main
 
 ROOT = Path(__file__).resolve().parent.parent
+# Two test workers on two cores: each test process on one thread, in-process and in the processes the
+# tests start (set OMP_NUM_THREADS to choose). A second thread mostly spins waiting for work while the
+# other worker needs the core (`--preset mlp-sine` alone: 14.5 s of CPU in 9.3 s on two threads, 8.4 s
+# in 8.9 s on one). The README's sessions run with the user's default (readme_sessions.py).
+if "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = os.environ[ONE_THREAD_BY_THE_SUITE] = "1"
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+# ``PYTHON script.py ...`` runs a script in a process forked from one that has imported Lightning
+# (tests/warm_python.py says how, and what differs from a fresh python): 3-4 s less for each.
+# sys.executable where a fresh interpreter is what is tested.
+PYTHON = warm_python()
 # The runner's tests train a plain-Lightning classifier (tests/lit_classifier.py), not the example.
 CLASSIFIER = ["--model", "lit_classifier.Classifier", "--data", "lit_classifier.Blobs"]
 
@@ -79,7 +92,7 @@ def script(tmp_path):
             at = flags.index("--default_root_dir") + 1
             flags = (*flags[:at], str(tmp_path / flags[at]), *flags[at + 1 :])
         proc = subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / f"{name}.py"), *flags],
+            [PYTHON, str(ROOT / "scripts" / f"{name}.py"), *flags],
             cwd=cwd or tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
         root = tmp_path / flags[flags.index("--default_root_dir") + 1] if "--default_root_dir" in flags else tmp_path

@@ -6,8 +6,11 @@ Only code blocks fenced as ```console are tested. In one, a line starting with `
 its line by Sybil (``README.md::line:40,column:1``, ``docs/example.md::line:12,column:1``).
 
 How a command runs:
-- with bash, exactly as written, the bin/ of the Python running pytest first on PATH (so ``python`` is
-  the venv's), pytest's environment otherwise, but with PYTHONWARNINGS and make's variables (MAKELEVEL, ...) unset;
+- with bash, exactly as written, with ``python`` the venv's, warm (``python FILE.py`` runs in a process
+  forked from one that has imported Lightning: tests/warm_python.py), then the venv's bin/ on PATH,
+  pytest's environment otherwise, but with PYTHONWARNINGS and make's variables (MAKELEVEL, ...) unset,
+  and torch's default threads (the suite's one thread per test process is not a user's; idle threads
+  sleep, OMP_WAIT_POLICY=PASSIVE, which changes no number);
 - in a fresh directory per block, holding symlinks to everything at the top of the repository
   (scripts/, examples/, linear_pl/, README.md, docs/, ...) except lightning_logs/, whichever file the
   block is in: the commands see the repository as it is, run from its root, and whatever they write
@@ -36,6 +39,8 @@ from pathlib import Path
 
 from sybil import Document, Example, Region
 from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
+
+from tests.warm_python import ONE_THREAD_BY_THE_SUITE, warm_python
 
 PROMPT = "$ "
 ELLIPSIS = "..."
@@ -103,11 +108,23 @@ class ConsoleSessionParser:
 
 
 def run(command: str, cwd: Path, status: int) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.prefix) / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # `python` is the warm one (tests/warm_python.py: a script's process without the seconds of importing
+    # Lightning), then the venv's bin/ (linear-pl, tensorboard, and python for anything but a script).
+    warm = Path(warm_python()).parent
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(warm), str(Path(sys.prefix) / "bin"), os.environ.get("PATH", "")]),
+    }
     # PYTHONWARNINGS, and make's: under `make test ARGS=...` a session's `make train` would otherwise be a
     # sub-make, which prints "make[1]: Entering directory ..." and inherits ARGS (the Makefile's variables).
     for name in ("PYTHONWARNINGS", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "ARGS", "TORCH", "VENV"):
         env.pop(name, None)
+    if env.pop(ONE_THREAD_BY_THE_SUITE, None):  # the suite's one thread per test process: not a user's
+        env.pop("OMP_NUM_THREADS", None)
+        # A user's threads, but an idle one sleeps instead of spinning: beside the other test worker, a
+        # spinning one took the core it waited for (`--preset mlp-sine`: 118 s instead of 9). The numbers
+        # are the same either way; only how a thread waits differs.
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # "(exit N)" sets $? for the command, to the status the block's previous command left.
     return subprocess.run(
         ["bash", "-c", f"(exit {status})\n{command}"],

@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import ROOT
+from conftest import PYTHON, ROOT
 from linear_pl.runner.loader_state import resumable
 
 USER_MODULE = """
@@ -82,8 +82,8 @@ def home(tmp_path_factory) -> Path:
     return home
 
 
-def command(*flags: str) -> list[str]:
-    return [sys.executable, str(ROOT / "scripts" / "train.py"), *flags]
+def command(*flags: str, python: str = PYTHON) -> list[str]:
+    return [python, str(ROOT / "scripts" / "train.py"), *flags]
 
 
 def train(home: Path, *flags: str) -> subprocess.CompletedProcess:
@@ -181,7 +181,8 @@ def test_sigint_within_an_epoch_stops_after_the_step_and_continuing_is_bit_ident
 
 @pytest.mark.slow
 def test_sigkill_within_an_epoch_leaves_a_checkpoint_that_resumes_bit_identical(home, uninterrupted):
-    proc = subprocess.Popen(command(*FLAGS, "--default_root_dir", "killed"), cwd=home,
+    # The real interpreter: a warm process outlives its SIGKILLed client by a moment.
+    proc = subprocess.Popen(command(*FLAGS, "--default_root_dir", "killed", python=sys.executable), cwd=home,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     path = last_ckpt(home, "killed")
     wait_for_refreshes(path, 3, proc)
@@ -200,8 +201,10 @@ def test_ddp_sigint_within_an_epoch_and_continuing_is_bit_identical(home):
     # an epoch on each rank.
     flags = [*FLAGS, *DDP, "--data.num_samples", "3000"]
     train(home, *flags, "--default_root_dir", "ddp_whole")
-    proc = subprocess.Popen(command(*flags, "--default_root_dir", "ddp_cut"), cwd=home, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    # The real interpreter: the signal goes to the process group, which a warm process is not in.
+    cut = command(*flags, "--default_root_dir", "ddp_cut", python=sys.executable)
+    proc = subprocess.Popen(cut, cwd=home, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
     path = last_ckpt(home, "ddp_cut")
     wait_for_refreshes(path, 2, proc)
     os.killpg(proc.pid, signal.SIGINT)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import CLASSIFIER, ROOT
+from conftest import CLASSIFIER, PYTHON, ROOT
 
 SMALL = ["--num_samples", "600", "--batch_size", "30"]  # 360 to train on: 12 batches an epoch
 # The fixture classifier is imported from tests/, wherever a subprocess runs.
@@ -166,7 +166,7 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
 
 def test_sigterm_saves_last_checkpoint(tmp_path):
     # No time-based save for 1000 s: a checkpoint can only come from the SIGTERM handling.
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), *CLASSIFIER, *SMALL, "--max_epochs", "100000",
+    command = [PYTHON, str(ROOT / "scripts" / "train.py"), *CLASSIFIER, *SMALL, "--max_epochs", "100000",
                "--checkpoint_every_seconds", "1000", "--log_every_n_epochs", "10", "--patience", "null"]  # fmt: skip
     proc = subprocess.Popen(
         command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True

@@ -16,7 +16,7 @@ import optuna
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from conftest import CLASSIFIER, ROOT, Run, assert_clean
+from conftest import CLASSIFIER, PYTHON, ROOT, Run, assert_clean
 from linear_pl.runner.cli import cli_main
 from linear_pl.sweep.command import sweep_main
 
@@ -294,7 +294,7 @@ def test_the_same_command_continues_the_study_and_another_space_needs_another_na
 
 
 def sweep_command(*flags: str) -> list[str]:
-    return [sys.executable, str(ROOT / "scripts" / "sweep.py"), "--space", "space.yaml", *flags]
+    return [PYTHON, str(ROOT / "scripts" / "sweep.py"), "--space", "space.yaml", *flags]
 
 
 def start(tmp_path: Path, *flags: str) -> subprocess.Popen:

@@ -12,16 +12,18 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT
+from conftest import PYTHON, ROOT
 from linear_pl.runner.run_dir import RUN_DIR_ENV, choose_run_dir
 
-TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
+TRAIN = [PYTHON, str(ROOT / "scripts" / "train.py")]
 
 
 @pytest.mark.slow
 def test_six_runs_started_at_once_each_get_their_own_directory(tmp_path):
+    # The real interpreter: each run's event file is named by its process id, which must be Popen's.
+    train = [sys.executable, *TRAIN[1:]]
     procs = {
-        seed: subprocess.Popen([*TRAIN, "--seed", str(seed), "--max_epochs", "30", "--precondition", "none",
+        seed: subprocess.Popen([*train, "--seed", str(seed), "--max_epochs", "30", "--precondition", "none",
                                 "--default_root_dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for seed in range(1, 7)
     }  # fmt: skip
@@ -69,7 +71,7 @@ def test_an_interrupted_run_saves_says_how_to_continue_and_resumes_bit_identical
 
     command = shlex.split(lines[0].split("continue with: ", 1)[1])
     assert command[:2] == ["python", "scripts/train.py"] and command[-2:] == ["--ckpt_path", "last"]
-    resumed = subprocess.run([sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([PYTHON, *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     straight_root = tmp_path / "straight"
     straight = subprocess.run([*TRAIN, *flags[:-1], str(straight_root)], capture_output=True, text=True, timeout=300)

@@ -11,7 +11,6 @@ import pwd
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -20,7 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import free_port
+from conftest import PYTHON, free_port
 from linear_pl.sweep.command import continue_command, sweep_main
 from linear_pl.sweep.storage import open_storage, quiet_optuna
 from tests.test_run_sweep import rows
@@ -165,7 +164,7 @@ def test_two_workers_started_at_once_share_a_study_on_postgresql(postgres, tmp_p
     url = postgres.new_database()
     env = {**os.environ, "LINEAR_PL_STORAGE": url, "OMP_NUM_THREADS": "1"}
     pipe = subprocess.PIPE
-    command = [sys.executable, str(Path(__file__).parent.parent / "scripts" / "sweep.py"), "--space", "space.yaml",
+    command = [PYTHON, str(Path(__file__).parent.parent / "scripts" / "sweep.py"), "--space", "space.yaml",
                "--n_trials", "6", *FAST]  # fmt: skip
     workers = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=pipe, stderr=pipe, text=True) for _ in range(2)]
     outputs = [worker.communicate(timeout=600) for worker in workers]

@@ -1,0 +1,98 @@
+"""The warm ``python`` the script tests run (tests/warm_python.py) behaves as a fresh one where they look:
+exit status, output, directory, environment, signals, a SIGKILLed client, fresh random seeds."""
+
+import os
+import signal
+import subprocess
+import time
+
+from conftest import PYTHON
+
+SCRIPT = """import os, sys, random, torch
+print("argv", sys.argv[1:], "cwd", os.getcwd(), "env", os.environ.get("ASKED"), "path0", sys.path[0])
+print("seeds", random.random(), torch.rand(1).item())
+print("on stderr", file=sys.stderr)
+line = sys.stdin.readline().strip()
+if line == "sleep":
+    print("pid", os.getpid(), flush=True)
+    import time; time.sleep(600)
+if line == "raise":
+    raise ValueError("from the script")
+sys.exit(int(line or 0))
+"""
+
+
+def run(tmp_path, stdin: str = "", env: dict | None = None) -> subprocess.CompletedProcess:
+    (tmp_path / "script.py").write_text(SCRIPT)
+    env = {**os.environ, **(env or {})}
+    return subprocess.run([PYTHON, "script.py", "a", "b c"], cwd=tmp_path, input=stdin, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_output_status_directory_environment_and_arguments_are_the_callers(tmp_path):
+    done = run(tmp_path, "3\n", {"ASKED": "yes"})
+    assert done.returncode == 3
+    assert done.stdout.splitlines()[0] == f"argv ['a', 'b c'] cwd {tmp_path} env yes path0 {tmp_path}"
+    assert done.stderr == "on stderr\n"  # and nothing the server's imports printed
+    assert run(tmp_path, "0\n").returncode == 0
+
+
+def test_an_exception_prints_its_traceback_and_exits_1(tmp_path):
+    done = run(tmp_path, "raise\n")
+    assert done.returncode == 1
+    assert 'script.py", line 10' in done.stderr and done.stderr.rstrip().endswith("ValueError: from the script")
+
+
+def test_each_process_draws_its_own_random_seeds(tmp_path):
+    seeds = {run(tmp_path).stdout.splitlines()[1] for _ in range(3)}
+    assert len(seeds) == 3
+
+
+def test_sigint_reaches_the_script_and_the_status_says_so(tmp_path):
+    (tmp_path / "script.py").write_text(SCRIPT)
+    proc = subprocess.Popen([PYTHON, "script.py"], cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc.stdin.write("sleep\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().startswith("argv")
+    proc.stdout.readline()
+    child = int(proc.stdout.readline().split()[1])
+    assert child != proc.pid  # the script runs in the server's child, not in the client
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGINT and "KeyboardInterrupt" in err  # as python ends on Ctrl-C
+
+
+def test_a_sigkilled_client_takes_its_script_with_it(tmp_path):
+    (tmp_path / "script.py").write_text(SCRIPT)
+    proc = subprocess.Popen([PYTHON, "script.py"], cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    proc.stdin.write("sleep\n")
+    proc.stdin.flush()
+    line = ""
+    while not line.startswith("pid"):
+        line = proc.stdout.readline()
+    child = int(line.split()[1])
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 60  # a bound only: the server kills it as soon as it sees the client gone
+    while alive(child):
+        assert time.monotonic() < deadline, "the script outlived its client"
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+def test_anything_but_a_script_runs_the_real_interpreter(tmp_path):
+    done = subprocess.run([PYTHON, "-c", "import sys; print('lightning' in sys.modules)"], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and done.stdout == "False\n"
+    (tmp_path / "script.py").write_text("import sys; print('lightning' in sys.modules)")
+    warm = subprocess.run([PYTHON, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert warm.stdout == "True\n"  # the one thing a script sees differently: what is already imported
