@@ -66,6 +66,7 @@ def warm_python() -> str:
         directory = tempfile.mkdtemp(prefix="warm_python_")
         os.environ[DIR_VARIABLE] = directory
         atexit.register(stop_servers, Path(directory))
+        (Path(directory) / "owner").write_text(str(os.getpid()))  # a server outlives no killed pytest
     shim = Path(directory) / "python"
     if not shim.exists():
         shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "{Path(__file__).resolve()}" "$@"\n')
@@ -182,7 +183,7 @@ def serve(path: Path) -> None:
     selector.register(server, selectors.EVENT_READ, "accept")
     selector.register(wake_r, selectors.EVENT_READ, "child")
     conns: dict[int, socket.socket] = {}  # child pid -> its client's connection
-    while path.parent.exists():  # the tests' directory gone: nothing will ask again
+    while owner_alive(path.parent):  # else nothing will ask again
         for key, _ in selector.select(timeout=5):
             if key.data == "accept":
                 conn, _ = server.accept()
@@ -215,6 +216,16 @@ def serve(path: Path) -> None:
                     os.kill(key.data, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+def owner_alive(directory: Path) -> bool:
+    """Whether the test process that made ``directory`` still runs (killed, it ran no atexit: tidy up)."""
+    try:
+        os.kill(int((directory / "owner").read_text()), 0)
+        return True
+    except (OSError, ValueError):
+        shutil.rmtree(directory, ignore_errors=True)
+        return False
 
 
 def start_child(conn: socket.socket, preamble: str, inherited: list) -> int:
