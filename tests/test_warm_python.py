@@ -48,15 +48,21 @@ def test_each_process_draws_its_own_random_seeds(tmp_path):
     assert len(seeds) == 3
 
 
-def test_sigint_reaches_the_script_and_the_status_says_so(tmp_path):
+def sleeping(tmp_path) -> tuple[subprocess.Popen, int]:
+    """The script started and asleep: its client, and the pid the script itself runs as."""
     (tmp_path / "script.py").write_text(SCRIPT)
     proc = subprocess.Popen([PYTHON, "script.py"], cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     proc.stdin.write("sleep\n")
     proc.stdin.flush()
-    assert proc.stdout.readline().startswith("argv")
-    proc.stdout.readline()
-    child = int(proc.stdout.readline().split()[1])
+    line = ""
+    while not line.startswith("pid"):
+        line = proc.stdout.readline()
+    return proc, int(line.split()[1])
+
+
+def test_sigint_reaches_the_script_and_the_status_says_so(tmp_path):
+    proc, child = sleeping(tmp_path)
     assert child != proc.pid  # the script runs in the server's child, not in the client
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -64,15 +70,7 @@ def test_sigint_reaches_the_script_and_the_status_says_so(tmp_path):
 
 
 def test_a_sigkilled_client_takes_its_script_with_it(tmp_path):
-    (tmp_path / "script.py").write_text(SCRIPT)
-    proc = subprocess.Popen([PYTHON, "script.py"], cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
-    proc.stdin.write("sleep\n")
-    proc.stdin.flush()
-    line = ""
-    while not line.startswith("pid"):
-        line = proc.stdout.readline()
-    child = int(line.split()[1])
+    proc, child = sleeping(tmp_path)
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 60  # a bound only: the server kills it as soon as it sees the client gone
