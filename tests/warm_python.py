@@ -137,12 +137,27 @@ def client(args: list[str]) -> None:
     except OSError:  # a server that died left its socket: start another
         path.unlink(missing_ok=True)
         conn.connect(str(server_socket(Path(directory))))
+    # Relayed from before the request: the script may print (and be signalled) before its pid is known
+    # here; a signal until then waits for the pid.
+    child, pending = None, []
+
+    def relay(signum: int, frame: object) -> None:
+        if child is None:
+            pending.append(signum)
+        else:
+            os.kill(child, signum)
+
+    for signum in RELAYED:
+        signal.signal(signum, relay)
     request = json.dumps({"argv": args, "env": dict(os.environ), "cwd": os.getcwd()}).encode()
     socket.send_fds(conn, [len(request).to_bytes(8, "big") + request], [0, 1, 2])
     reader = conn.makefile("r")
-    child = int(reader.readline())
-    for signum in RELAYED:
-        signal.signal(signum, lambda signum, frame: os.kill(child, signum))
+    line = reader.readline()
+    if not line:  # the server died before it forked: nothing ran
+        sys.exit("warm_python: the server closed the connection; see its .out file in " + directory)
+    child = int(line)
+    for signum in pending:
+        os.kill(child, signum)
     line = reader.readline()
     status = int(line) if line else -signal.SIGKILL  # the server died: as if the child was killed
     if status < 0:  # killed by a signal: end the same way
@@ -187,9 +202,16 @@ def serve(path: Path) -> None:
         for key, _ in selector.select(timeout=5):
             if key.data == "accept":
                 conn, _ = server.accept()
-                pid = start_child(conn, preamble, [server, selector, wake_r, wake_w, *conns.values()])
+                try:
+                    pid = start_child(conn, preamble, [server, selector, wake_r, wake_w, *conns.values()])
+                except (OSError, ValueError):  # a client gone or garbled before the fork: nothing started
+                    conn.close()
+                    continue
                 conns[pid] = conn
-                conn.sendall(f"{pid}\n".encode())
+                try:
+                    conn.sendall(f"{pid}\n".encode())
+                except OSError:  # the client is already gone: so is its child (reaped below)
+                    os.kill(pid, signal.SIGKILL)
                 selector.register(conn, selectors.EVENT_READ, pid)
             elif key.data == "child":
                 os.read(wake_r, 4096)
