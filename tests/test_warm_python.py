@@ -71,20 +71,27 @@ def test_sigint_reaches_the_script_and_the_status_says_so(tmp_path):
 
 def test_a_sigkilled_client_takes_its_script_with_it(tmp_path):
     proc, child = sleeping(tmp_path)
+    started = stat(child)[19]  # pids wrap here (pid_max 32768): the same pid later may be another process
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 60  # a bound only: the server kills it as soon as it sees the client gone
-    while alive(child):
+    while alive(child, started):
         assert time.monotonic() < deadline, "the script outlived its client"
         time.sleep(0.05)
 
 
-def alive(pid: int) -> bool:
+def stat(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command's name: state, ppid, ..., [19] the start time."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def alive(pid: int, started: str) -> bool:
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+        fields = stat(pid)
     except FileNotFoundError:
         return False
+    return fields[19] == started and fields[0] != "Z"  # a zombie has ended
 
 
 def test_anything_but_a_script_runs_the_real_interpreter(tmp_path):

@@ -20,9 +20,14 @@ What differs from a fresh ``python``, and how the tests keep it from mattering:
   child, first (nothing, today, with every warning on). The server is started with the environment the
   child asks for in every variable read at import (``IMPORT_TIME``: PYTHON*, OMP_*, CUDA*, ...): a
   request with other values gets a server of its own.
+- The script runs as the server's child: its pid is not Popen's, it is in the server's process group
+  (a signal to the caller's group misses it), and a SIGKILL of the client reaches it a moment later,
+  from the server. Tests that depend on these (event files named by pid, DDP's Ctrl-C to the group,
+  kill-and-resume cycles) start the real interpreter.
+- Python's hash seed is the server's, shared by its children (a fresh process draws one).
 - Only ``python FILE.py args`` is served; anything else (``-c``, ``-m``, options) runs the real
-  interpreter, as do tests that check what a fresh process imports, signal a process group, or start
-  DDP's other ranks (Lightning starts those with the real interpreter).
+  interpreter, as do tests that check what a fresh process imports, and DDP's other ranks and sweep
+  workers (started with ``sys.executable``, the real interpreter).
 """
 
 import atexit
