@@ -44,7 +44,6 @@ import signal
 import socket
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -164,8 +163,12 @@ def client(args: list[str]) -> None:
     for signum in pending:
         os.kill(child, signum)
     line = reader.readline()
-    status = int(line) if line else -signal.SIGKILL  # the server died: as if the child was killed
-    if status < 0:  # killed by a signal: end the same way
+    end_as(int(line) if line else -signal.SIGKILL)  # the server died: as if the child was killed
+
+
+def end_as(status: int) -> None:
+    """End this process with ``status``; a negative one, killed by that signal (as the child ended)."""
+    if status < 0:
         signal.signal(-status, signal.SIG_DFL)
         os.kill(os.getpid(), -status)
     os._exit(status)
@@ -319,17 +322,9 @@ def run_script(argv: list[str], preamble: str) -> None:
     except BaseException:
         traceback.print_exc()
         status = 1
-    threading._shutdown()
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    if status < 0:
-        signal.signal(-status, signal.SIG_DFL)
-        os.kill(os.getpid(), -status)
-    os._exit(status)
+    # The scripts' own exit, imported here: the client runs without site-packages, where the package is.
+    importlib.import_module("linear_pl.runner.process_exit").finish_as_exit_would()
+    end_as(status)
 
 
 if __name__ == "__main__":

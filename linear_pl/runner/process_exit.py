@@ -21,6 +21,13 @@ from typing import NoReturn
 
 def exit_now(status: int | None) -> NoReturn:
     """End the process with ``status``, as ``sys.exit`` would, less the teardown of its objects."""
+    finish_as_exit_would()
+    os._exit(status or 0)
+
+
+def finish_as_exit_would() -> None:
+    """What Python's exit does that a user's files and threads need: wait for threads, run the atexit
+    handlers, flush every open file."""
     current = threading.current_thread()
     for thread in threading.enumerate():  # as Python's exit: non-daemon threads are waited for
         if thread is not current and not thread.daemon:
@@ -38,4 +45,3 @@ def exit_now(status: int | None) -> NoReturn:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe: Python's exit would lose it too
             pass
-    os._exit(status or 0)
