@@ -19,6 +19,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import PYTHON
 from linear_pl import new_project
 from linear_pl.__main__ import main as linear_pl_main
 from linear_pl.new_project import TemplateLeftover, new_main, write_project
@@ -37,14 +38,16 @@ def project(tmp_path_factory) -> Path:
     return write_project(tmp_path_factory.mktemp("generated") / "cancer", NAME)
 
 
-def run_in(project: Path, *command: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_in(
+    project: Path, *command: str, cwd: Path, python: str = sys.executable, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """``command`` with this venv's python, the generated project importable, in ``cwd``."""
     env = {**os.environ, "PYTHONPATH": str(project)}
-    return subprocess.run([sys.executable, *command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([python, *command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def script(project: Path, name: str, *flags: str, cwd: Path) -> subprocess.CompletedProcess:
-    return run_in(project, str(project / "scripts" / f"{name}.py"), *flags, cwd=cwd)
+    return run_in(project, str(project / "scripts" / f"{name}.py"), *flags, cwd=cwd, python=PYTHON)
 
 
 def newest_run(root: Path) -> Path:
@@ -225,7 +228,8 @@ def test_the_starter_trains_out_of_the_box(project, tmp_path):
 
 
 def test_its_own_tests_pass_a_subset(project):
-    done = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET, cwd=project)
+    # One process: this suite's workers already use both cores.
+    done = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", *SUBSET, cwd=project)
     assert done.returncode == 0, done.stdout[-3000:]
     assert re.search(r"\b\d+ passed\b", done.stdout) and " failed" not in done.stdout
 

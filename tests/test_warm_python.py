@@ -94,6 +94,20 @@ def alive(pid: int, started: str) -> bool:
     return fields[19] == started and fields[0] != "Z"  # a zombie has ended
 
 
+def test_a_module_runs_as_with_dash_m_and_what_a_script_starts_is_warm_too(tmp_path):
+    """``-m`` (the sweep's workers) and sys.executable (DDP's other ranks) run warm, as python would run them."""
+    (tmp_path / "mod.py").write_text("import sys\nprint(__name__, sys.argv, sys.path[0])\nsys.exit(4)\n")
+    done = subprocess.run([PYTHON, "-m", "mod", "x"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 4 and done.stdout == f"__main__ {[str(tmp_path / 'mod.py'), 'x']} {tmp_path}\n"
+    (tmp_path / "starts.py").write_text(
+        "import subprocess, sys\n"
+        "print(subprocess.run([sys.executable, 'script.py'], capture_output=True, text=True).stdout, end='')\n"
+    )
+    (tmp_path / "script.py").write_text("import sys; print('lightning' in sys.modules)")
+    started = subprocess.run([PYTHON, "starts.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0 and started.stdout == "True\n", started.stderr
+
+
 def test_anything_but_a_script_runs_the_real_interpreter(tmp_path):
     done = subprocess.run([PYTHON, "-c", "import sys; print('lightning' in sys.modules)"], capture_output=True,
                           text=True, timeout=60)  # fmt: skip

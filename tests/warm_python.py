@@ -25,9 +25,10 @@ What differs from a fresh ``python``, and how the tests keep it from mattering:
   from the server. Tests that depend on these (event files named by pid, DDP's Ctrl-C to the group,
   kill-and-resume cycles) start the real interpreter.
 - Python's hash seed is the server's, shared by its children (a fresh process draws one).
-- Only ``python FILE.py args`` is served; anything else (``-c``, ``-m``, options) runs the real
-  interpreter, as do tests that check what a fresh process imports, and DDP's other ranks and sweep
-  workers (started with ``sys.executable``, the real interpreter).
+- Only ``python FILE.py args`` and ``python -m MODULE args`` are served; anything else (``-c``, options)
+  runs the real interpreter, as do tests that check what a fresh process imports. In a warm script
+  ``sys.executable`` is the warm ``python``: the processes it starts that way (DDP's other ranks, sweep
+  workers, the benchmark's commands) are warm too, and a ``-c`` from it still gets the real one.
 """
 
 import atexit
@@ -95,6 +96,13 @@ def real_python(args: list[str]) -> None:
     os.execv(sys.executable, [sys.executable, *args])
 
 
+def served(args: list[str]) -> bool:
+    """Whether a warm child runs these arguments: ``FILE.py ...`` or ``-m MODULE ...``."""
+    if args[:1] == ["-m"]:
+        return len(args) > 1
+    return bool(args) and args[0].endswith(".py") and os.path.isfile(args[0])
+
+
 def server_socket(directory: Path) -> Path:
     """The socket of the server for this environment's import-time variables; started if not running."""
     key = sorted((k, v) for k, v in os.environ.items() if k.startswith(IMPORT_TIME))
@@ -132,7 +140,7 @@ def start_server(path: Path) -> int:
 
 def client(args: list[str]) -> None:
     directory = os.environ.get(DIR_VARIABLE)
-    if not directory or not args or not args[0].endswith(".py") or not os.path.isfile(args[0]):
+    if not directory or not served(args):
         real_python(args)
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     path = server_socket(Path(directory))
@@ -303,13 +311,19 @@ def run_script(argv: list[str], preamble: str) -> None:
     random.seed()
     sys.modules["numpy"].random.seed()  # imported by the server (PRELOAD), as torch
     sys.modules["torch"].seed()
-    sys.argv = list(argv)
-    sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
+    # The processes the script starts with sys.executable (DDP's other ranks, sweep workers) are warm too.
+    sys.executable = os.path.join(os.environ[DIR_VARIABLE], "python")
+    module = argv[1] if argv[0] == "-m" else None
+    sys.argv = list(argv[1:] if module else argv)  # run_module puts the module's file first, as -m does
+    sys.path[0] = os.getcwd() if module else os.path.dirname(os.path.abspath(argv[0]))
     if preamble:
         sys.stderr.write(preamble)
     status = 0
     try:
-        runpy.run_path(argv[0], run_name="__main__")
+        if module:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(argv[0], run_name="__main__")
     except SystemExit as done:
         if done.code is None or isinstance(done.code, int):
             status = done.code or 0
