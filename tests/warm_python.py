@@ -22,8 +22,8 @@ What differs from a fresh ``python``, and how the tests keep it from mattering:
   request with other values gets a server of its own.
 - The script runs as the server's child: its pid is not Popen's, it is in the server's process group
   (a signal to the caller's group misses it), and a SIGKILL of the client reaches it a moment later,
-  from the server. Tests that depend on these (event files named by pid, DDP's Ctrl-C to the group,
-  kill-and-resume cycles) start the real interpreter.
+  from the server. Tests that depend on these (DDP's Ctrl-C to the group, kill-and-resume cycles)
+  start the real interpreter.
 - Python's hash seed is the server's, shared by its children (a fresh process draws one).
 - Only ``python FILE.py args`` and ``python -m MODULE args`` are served; anything else (``-c``, options)
   runs the real interpreter, as do tests that check what a fresh process imports. In a warm script
