@@ -5,6 +5,9 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
+
+from warm_python import DIR_VARIABLE, socket_name
 
 from conftest import PYTHON
 
@@ -115,3 +118,21 @@ def test_anything_but_a_script_runs_the_real_interpreter(tmp_path):
     (tmp_path / "script.py").write_text("import sys; print('lightning' in sys.modules)")
     warm = subprocess.run([PYTHON, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert warm.stdout == "True\n"  # the one thing a script sees differently: what is already imported
+
+
+def test_a_server_that_died_is_replaced(tmp_path):
+    """It leaves its socket behind: the next script starts a new server. (This variable, read at import as
+    far as the server knows, gives the test a server of its own.)"""
+    own = {"PYTHON_WARM_TEST": str(tmp_path)}
+    assert run(tmp_path, "0\n", own).returncode == 0
+    socket_path = Path(os.environ[DIR_VARIABLE]) / socket_name({**os.environ, **own})
+    server = int(socket_path.with_suffix(".pid").read_text())
+    started = stat(server)[19]
+    os.kill(server, signal.SIGKILL)
+    while alive(server, started):
+        time.sleep(0.05)
+    assert socket_path.exists()  # left behind
+    assert run(tmp_path, "5\n", own).returncode == 5
+    replacement = int(socket_path.with_suffix(".pid").read_text())
+    assert replacement != server
+    os.kill(replacement, signal.SIGKILL)  # this test's own: not kept for the rest of the suite

@@ -103,10 +103,15 @@ def served(args: list[str]) -> bool:
     return bool(args) and args[0].endswith(".py") and os.path.isfile(args[0])
 
 
+def socket_name(env: dict) -> str:
+    """The socket's name of the server for ``env``: one per set of values of the import-time variables."""
+    key = sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_TIME))
+    return f"{hashlib.sha1(json.dumps(key).encode()).hexdigest()[:16]}.sock"
+
+
 def server_socket(directory: Path) -> Path:
     """The socket of the server for this environment's import-time variables; started if not running."""
-    key = sorted((k, v) for k, v in os.environ.items() if k.startswith(IMPORT_TIME))
-    path = directory / f"{hashlib.sha1(json.dumps(key).encode()).hexdigest()[:16]}.sock"
+    path = directory / socket_name(os.environ)
     if path.exists():
         return path
     with open(path.with_suffix(".lock"), "w") as lock:
@@ -120,6 +125,26 @@ def server_socket(directory: Path) -> Path:
                     sys.exit(f"warm_python: the server did not start: {path.with_suffix('.out').read_text()}")
                 time.sleep(0.02)
     return path
+
+
+def connect(directory: Path) -> socket.socket:
+    """A connection to this environment's server. Nothing listening on its socket (the server died): another
+    is started. Any other failure (the socket replaced meanwhile, a signal) is asked again."""
+    deadline = time.monotonic() + 600  # a bound only
+    while True:
+        path = server_socket(directory)
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(str(path))
+            return conn
+        except ConnectionRefusedError:
+            conn.close()
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            conn.close()
+            if time.monotonic() > deadline:
+                sys.exit(f"warm_python: no connection to the server at {path}: {error}")
+            time.sleep(0.05)
 
 
 def start_server(path: Path) -> int:
@@ -142,13 +167,7 @@ def client(args: list[str]) -> None:
     directory = os.environ.get(DIR_VARIABLE)
     if not directory or not served(args):
         real_python(args)
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    path = server_socket(Path(directory))
-    try:
-        conn.connect(str(path))
-    except OSError:  # a server that died left its socket: start another
-        path.unlink(missing_ok=True)
-        conn.connect(str(server_socket(Path(directory))))
+    conn = connect(Path(directory))
     # Relayed from before the request: the script may print (and be signalled) before its pid is known
     # here; a signal until then waits for the pid.
     child, pending = None, []
