@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+from warm_python import PID_FILE_VARIABLE, script_pid
 
 from conftest import PYTHON, ROOT
 from linear_pl.runner.loader_state import resumable
@@ -181,13 +182,15 @@ def test_sigint_within_an_epoch_stops_after_the_step_and_continuing_is_bit_ident
 
 @pytest.mark.slow
 def test_sigkill_within_an_epoch_leaves_a_checkpoint_that_resumes_bit_identical(home, uninterrupted):
-    # The real interpreter: a warm process outlives its SIGKILLed client by a moment.
-    proc = subprocess.Popen(command(*FLAGS, "--default_root_dir", "killed", python=sys.executable), cwd=home,
+    pid_file = home / "killed.pid"  # the script's own pid, written by the warm client: it is what is killed
+    env = {**os.environ, PID_FILE_VARIABLE: str(pid_file)}
+    proc = subprocess.Popen(command(*FLAGS, "--default_root_dir", "killed"), cwd=home, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    script = script_pid(pid_file, proc)
     path = last_ckpt(home, "killed")
     wait_for_refreshes(path, 3, proc)
-    proc.kill()
-    proc.wait()
+    os.kill(script, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL  # the client ends as its script did
     checkpoint = torch.load(path, weights_only=True)  # loadable, and saved within the first epoch
     assert 0 < checkpoint["global_step"] < STEPS_PER_EPOCH
     assert checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 0

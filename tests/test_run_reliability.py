@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from warm_python import PID_FILE_VARIABLE, script_pid
 
 from conftest import CLASSIFIER, PYTHON, ROOT
 
@@ -140,24 +141,31 @@ def test_a_checkpoint_whose_pickle_runs_code_is_refused_and_the_code_never_runs(
 def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
     # $TMPDIR on another filesystem is what broke Lightning's own save; last.ckpt is saved after
     # every epoch here so that kills land during writes.
-    env = {**ENV, "TMPDIR": "/dev/shm" if os.path.isdir("/dev/shm") else str(tmp_path)}
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), *CLASSIFIER, *SMALL, "--max_epochs", "100000",
+    pid_file = tmp_path / "script.pid"  # the script's own pid, written by the warm client: it is what is killed
+    env = {
+        **ENV,
+        "TMPDIR": "/dev/shm" if os.path.isdir("/dev/shm") else str(tmp_path),
+        PID_FILE_VARIABLE: str(pid_file),
+    }
+    command = [PYTHON, str(ROOT / "scripts" / "train.py"), *CLASSIFIER, *SMALL, "--max_epochs", "100000",
                "--checkpoint_every_seconds", "0", "--log_every_n_epochs", "1000", "--patience", "null"]  # fmt: skip
     last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     rng = random.Random(0)
     steps = []
     for _ in range(6):
         resume = ["--ckpt_path", "last"] if last.exists() else []
+        pid_file.unlink(missing_ok=True)
         proc = subprocess.Popen(command + resume, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
+        script = script_pid(pid_file, proc)
         before = last.stat().st_mtime_ns if last.exists() else None
         deadline = time.monotonic() + 300  # only a bound: the event is this cycle's first save
         while not (last.exists() and last.stat().st_mtime_ns != before):
             assert time.monotonic() < deadline and proc.poll() is None, "this cycle saved no checkpoint"
             time.sleep(0.05)
         time.sleep(rng.uniform(0.2, 2.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        os.kill(script, signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL  # the client ends as its script did
         checkpoint = torch.load(last, weights_only=True)
         steps.append(checkpoint["global_step"])
     assert steps == sorted(steps) and steps[-1] > steps[0]

@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from warm_python import DIR_VARIABLE, socket_name
+from warm_python import DIR_VARIABLE, PID_FILE_VARIABLE, script_pid, socket_name
 
 from conftest import PYTHON
 
@@ -81,6 +81,20 @@ def test_a_sigkilled_client_takes_its_script_with_it(tmp_path):
     while alive(child, started):
         assert time.monotonic() < deadline, "the script outlived its client"
         time.sleep(0.05)
+
+
+def test_a_sigkilled_script_ends_its_client_so_and_its_pid_is_told(tmp_path):
+    (tmp_path / "script.py").write_text(SCRIPT)
+    pid_file = tmp_path / "script.pid"
+    proc = subprocess.Popen([PYTHON, "script.py"], cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, PID_FILE_VARIABLE: str(pid_file)})  # fmt: skip
+    child = script_pid(pid_file, proc)
+    proc.stdin.write("sleep\n")
+    proc.stdin.flush()
+    lines = [proc.stdout.readline() for _ in range(3)]  # argv, seeds, then the pid the script says it has
+    assert lines[2] == f"pid {child}\n", lines
+    os.kill(child, signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL  # as python killed so ends
 
 
 def stat(pid: int) -> list[str]:

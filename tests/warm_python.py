@@ -22,8 +22,8 @@ What differs from a fresh ``python``, and how the tests keep it from mattering:
   request with other values gets a server of its own.
 - The script runs as the server's child: its pid is not Popen's, it is in the server's process group
   (a signal to the caller's group misses it), and a SIGKILL of the client reaches it a moment later,
-  from the server. Tests that depend on these (DDP's Ctrl-C to the group, kill-and-resume cycles)
-  start the real interpreter.
+  from the server. A test that SIGKILLs the script kills the script's own pid (``script_pid``); one
+  that signals a process group (DDP's Ctrl-C) starts the real interpreter.
 - Python's hash seed is the server's, shared by its children (a fresh process draws one).
 - Only ``python FILE.py args`` and ``python -m MODULE args`` are served; anything else (``-c``, options)
   runs the real interpreter, as do tests that check what a fresh process imports. In a warm script
@@ -43,6 +43,7 @@ import selectors
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +54,9 @@ PRELOAD = ("torch", "lightning", "lightning.pytorch", "lightning.pytorch.cli", "
 IMPORT_TIME = ("PYTHON", "OMP_", "MKL_", "KMP_", "OPENBLAS", "CUDA", "NVIDIA", "TORCH", "PYTORCH", "PL_",
                "LIGHTNING", "LD_", "NCCL", "GLOO", "JSONARGPARSE")  # fmt: skip
 DIR_VARIABLE = "WARM_PYTHON_DIR"  # where the servers' sockets are; unset: every command runs the real python
+# Set to a file's path, the client writes the script's pid there: a test that SIGKILLs the script (not its
+# client, whose death reaches the script only through the server) kills that pid. See script_pid.
+PID_FILE_VARIABLE = "WARM_PYTHON_PID_FILE"
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Set (with OMP_NUM_THREADS=1) by tests/conftest.py when it chose one thread per test process; the
 # README's sessions then drop both and run with a user's default threads.
@@ -77,6 +81,16 @@ def warm_python() -> str:
         shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "{Path(__file__).resolve()}" "$@"\n')
         shim.chmod(0o755)
     return str(shim)
+
+
+def script_pid(pid_file: Path, client: subprocess.Popen, timeout: float = 300) -> int:
+    """The pid of the script a client started with ``PID_FILE_VARIABLE`` set to ``pid_file`` (waits for it)."""
+    deadline = time.monotonic() + timeout  # a bound only: the client writes it before the script starts
+    while not pid_file.exists() or not pid_file.read_text().endswith("\n"):
+        if client.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"warm_python: no pid in {pid_file} (client status {client.returncode})")
+        time.sleep(0.01)
+    return int(pid_file.read_text())
 
 
 def stop_servers(directory: Path) -> None:
@@ -187,6 +201,8 @@ def client(args: list[str]) -> None:
     if not line:  # the server died before it forked: nothing ran
         sys.exit("warm_python: the server closed the connection; see its .out file in " + directory)
     child = int(line)
+    if os.environ.get(PID_FILE_VARIABLE):
+        Path(os.environ[PID_FILE_VARIABLE]).write_text(f"{child}\n")
     for signum in pending:
         os.kill(child, signum)
     line = reader.readline()
@@ -196,7 +212,8 @@ def client(args: list[str]) -> None:
 def end_as(status: int) -> None:
     """End this process with ``status``; a negative one, killed by that signal (as the child ended)."""
     if status < 0:
-        signal.signal(-status, signal.SIG_DFL)
+        if -status != signal.SIGKILL:  # the one whose handler cannot be set, nor needs to be
+            signal.signal(-status, signal.SIG_DFL)
         os.kill(os.getpid(), -status)
     os._exit(status)
 
