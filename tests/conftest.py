@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from warm_python import ONE_THREAD_BY_THE_SUITE, warm_python
+from warm_python import ONE_THREAD_BY_THE_SUITE, PID_FILE_VARIABLE, warm_python
 
 from linear_pl.runner.cli import cli_main
 
@@ -30,6 +30,19 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 # (tests/warm_python.py says how, and what differs from a fresh python): 3-4 s less for each.
 # sys.executable where a fresh interpreter is what is tested.
 PYTHON = warm_python()
+
+
+def script_pid(pid_file: Path, client: subprocess.Popen, timeout: float = 300) -> int:
+    """The pid of the script a ``PYTHON`` client runs, started with ``PID_FILE_VARIABLE`` set to ``pid_file``
+    (waits for it; a file reused for another client must be removed before that one starts)."""
+    deadline = time.monotonic() + timeout  # a bound only: the client writes it before the script starts
+    while not pid_file.exists() or not pid_file.read_text().endswith("\n"):
+        if client.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"no pid in {pid_file} ({PID_FILE_VARIABLE}; client status {client.returncode})")
+        time.sleep(0.01)
+    return int(pid_file.read_text())
+
+
 # The runner's tests train a plain-Lightning classifier (tests/lit_classifier.py), not the example.
 CLASSIFIER = ["--model", "lit_classifier.Classifier", "--data", "lit_classifier.Blobs"]
 

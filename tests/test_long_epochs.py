@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
-from warm_python import PID_FILE_VARIABLE, script_pid
+from warm_python import PID_FILE_VARIABLE
 
-from conftest import PYTHON, ROOT
+from conftest import PYTHON, ROOT, script_pid
 from linear_pl.runner.loader_state import resumable
 
 USER_MODULE = """

@@ -41,7 +41,8 @@ def project(tmp_path_factory) -> Path:
 def run_in(
     project: Path, *command: str, cwd: Path, python: str = sys.executable, timeout: float = 600
 ) -> subprocess.CompletedProcess:
-    """``command`` with this venv's python, the generated project importable, in ``cwd``."""
+    """``command`` with ``python`` (this venv's; the warm one for scripts), the generated project importable,
+    in ``cwd``."""
     env = {**os.environ, "PYTHONPATH": str(project)}
     return subprocess.run([python, *command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 

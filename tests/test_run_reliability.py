@@ -11,9 +11,9 @@ import time
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from warm_python import PID_FILE_VARIABLE, script_pid
+from warm_python import PID_FILE_VARIABLE
 
-from conftest import CLASSIFIER, PYTHON, ROOT
+from conftest import CLASSIFIER, PYTHON, ROOT, script_pid
 
 SMALL = ["--num_samples", "600", "--batch_size", "30"]  # 360 to train on: 12 batches an epoch
 # The fixture classifier is imported from tests/, wherever a subprocess runs.

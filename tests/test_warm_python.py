@@ -7,9 +7,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from warm_python import DIR_VARIABLE, PID_FILE_VARIABLE, script_pid, socket_name
+from warm_python import DIR_VARIABLE, PID_FILE_VARIABLE, socket_name
 
-from conftest import PYTHON
+from conftest import PYTHON, script_pid
 
 SCRIPT = """import os, sys, random, torch
 print("argv", sys.argv[1:], "cwd", os.getcwd(), "env", os.environ.get("ASKED"), "path0", sys.path[0])
@@ -51,11 +51,11 @@ def test_each_process_draws_its_own_random_seeds(tmp_path):
     assert len(seeds) == 3
 
 
-def sleeping(tmp_path) -> tuple[subprocess.Popen, int]:
+def sleeping(tmp_path, env: dict | None = None) -> tuple[subprocess.Popen, int]:
     """The script started and asleep: its client, and the pid the script itself runs as."""
     (tmp_path / "script.py").write_text(SCRIPT)
     proc = subprocess.Popen([PYTHON, "script.py"], cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})  # fmt: skip
     proc.stdin.write("sleep\n")
     proc.stdin.flush()
     line = ""
@@ -84,15 +84,9 @@ def test_a_sigkilled_client_takes_its_script_with_it(tmp_path):
 
 
 def test_a_sigkilled_script_ends_its_client_so_and_its_pid_is_told(tmp_path):
-    (tmp_path / "script.py").write_text(SCRIPT)
     pid_file = tmp_path / "script.pid"
-    proc = subprocess.Popen([PYTHON, "script.py"], cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, PID_FILE_VARIABLE: str(pid_file)})  # fmt: skip
-    child = script_pid(pid_file, proc)
-    proc.stdin.write("sleep\n")
-    proc.stdin.flush()
-    lines = [proc.stdout.readline() for _ in range(3)]  # argv, seeds, then the pid the script says it has
-    assert lines[2] == f"pid {child}\n", lines
+    proc, child = sleeping(tmp_path, {PID_FILE_VARIABLE: str(pid_file)})
+    assert script_pid(pid_file, proc) == child  # the pid the client tells is the script's own
     os.kill(child, signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL  # as python killed so ends
 
@@ -143,7 +137,9 @@ def test_a_server_that_died_is_replaced(tmp_path):
     server = int(socket_path.with_suffix(".pid").read_text())
     started = stat(server)[19]
     os.kill(server, signal.SIGKILL)
+    deadline = time.monotonic() + 60  # a bound only
     while alive(server, started):
+        assert time.monotonic() < deadline, "the killed server lives on"
         time.sleep(0.05)
     assert socket_path.exists()  # left behind
     assert run(tmp_path, "5\n", own).returncode == 5

@@ -43,7 +43,6 @@ import selectors
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,7 +54,7 @@ IMPORT_TIME = ("PYTHON", "OMP_", "MKL_", "KMP_", "OPENBLAS", "CUDA", "NVIDIA", "
                "LIGHTNING", "LD_", "NCCL", "GLOO", "JSONARGPARSE")  # fmt: skip
 DIR_VARIABLE = "WARM_PYTHON_DIR"  # where the servers' sockets are; unset: every command runs the real python
 # Set to a file's path, the client writes the script's pid there: a test that SIGKILLs the script (not its
-# client, whose death reaches the script only through the server) kills that pid. See script_pid.
+# client, whose death reaches the script only through the server) kills that pid. See tests/conftest.py's script_pid.
 PID_FILE_VARIABLE = "WARM_PYTHON_PID_FILE"
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Set (with OMP_NUM_THREADS=1) by tests/conftest.py when it chose one thread per test process; the
@@ -81,16 +80,6 @@ def warm_python() -> str:
         shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "{Path(__file__).resolve()}" "$@"\n')
         shim.chmod(0o755)
     return str(shim)
-
-
-def script_pid(pid_file: Path, client: subprocess.Popen, timeout: float = 300) -> int:
-    """The pid of the script a client started with ``PID_FILE_VARIABLE`` set to ``pid_file`` (waits for it)."""
-    deadline = time.monotonic() + timeout  # a bound only: the client writes it before the script starts
-    while not pid_file.exists() or not pid_file.read_text().endswith("\n"):
-        if client.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"warm_python: no pid in {pid_file} (client status {client.returncode})")
-        time.sleep(0.01)
-    return int(pid_file.read_text())
 
 
 def stop_servers(directory: Path) -> None:
