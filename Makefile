@@ -16,15 +16,26 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-$(VENV)/.installed: pyproject.toml Makefile
+# pip byte-compiles what it installs on one core, half of a fresh install's time (torch alone 18 s
+# here); compileall afterwards uses every core. Compiling at install matters where PYTHONDONTWRITEBYTECODE
+# is set: a process would compile all it imports every time (`import lightning` 12 s instead of 5). It
+# prints nothing and exits 0 even where a file is in newer Python's syntax (torch has one), as pip would.
+# $(call setup,EXTRA): the venv, torch pinned first, then this project with its EXTRA.
+define setup
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet --no-compile $(TORCH)
+	$(PY) -m pip install --quiet --no-compile -e ".$(1)"
+	$(PY) -m compileall -qq -j 0 $(VENV)/lib || true
+endef
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(call setup,)
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e ".[test]"
-	touch $@
+# One pip run for the project and its test extra: 20 s less than installing one after the other.
+$(VENV)/.installed-test: pyproject.toml Makefile
+	$(call setup,[test])
+	touch $(VENV)/.installed $@
 
 # Optuna, optuna-integration and matplotlib, for `make sweep` (the test extra includes them).
 install-sweep: $(VENV)/.installed-sweep

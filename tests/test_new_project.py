@@ -110,8 +110,14 @@ def test_its_dependencies_and_torch_pin_are_this_repositorys(project):
     makefile = (project / "Makefile").read_text()
     for target in ("train:", "test:", "lint:", "sweep:"):
         assert f"\n{target}" in makefile
-    # torch first, pinned, then the project: pip never resolves an unpinned torch.
-    assert makefile.index("pip install --quiet $(TORCH)") < makefile.index("pip install --quiet -e .")
+    # torch first, pinned, then the project: pip never resolves an unpinned torch. The same set-up as ours.
+    pip = "pip install --quiet --no-compile"
+    assert makefile.index(f"{pip} $(TORCH)") < makefile.index(f'{pip} -e ".')
+
+    def setup(makefile: str) -> str:
+        return makefile[makefile.index("define setup") : makefile.index("endef")]
+
+    assert setup(makefile) == setup((ROOT / "Makefile").read_text())
 
 
 def test_nothing_in_it_names_linear_pl_or_the_example(project):
@@ -230,14 +236,18 @@ def test_the_starter_trains_out_of_the_box(project, tmp_path):
 
 def test_its_own_tests_pass_a_subset(project):
     # One process: this suite's workers already use both cores.
-    done = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", *SUBSET, cwd=project)
+    done = run_in(
+        project, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", *SUBSET, cwd=project, python=PYTHON
+    )
     assert done.returncode == 0, done.stdout[-3000:]
     assert re.search(r"\b\d+ passed\b", done.stdout) and " failed" not in done.stdout
 
 
 def collected(project: Path, *paths: str) -> set[str]:
     """The test ids ``pytest --collect-only`` finds in ``project`` (the generated one, or this checkout)."""
-    done = run_in(project, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *paths, cwd=project)
+    done = run_in(
+        project, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *paths, cwd=project, python=PYTHON
+    )
     assert done.returncode == 0, done.stdout[-3000:]
     return {line for line in done.stdout.splitlines() if "::" in line}
 
