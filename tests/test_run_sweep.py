@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from conftest import CLASSIFIER, PYTHON, ROOT, Run, assert_clean
 from linear_pl.runner.cli import cli_main
 from linear_pl.sweep.command import sweep_main
+from linear_pl.sweep.trial import StopRequest
+from linear_pl.sweep.worker import wait_for_others
 
 # The classifier, small: a trial takes a second or two.
 FAST = [*CLASSIFIER, "--max_epochs", "6", "--num_samples", "600", "--batch_size", "30", "--log_every_n_epochs", "2"]
@@ -323,6 +326,18 @@ def test_two_workers_started_separately_finish_one_study_together(tmp_path):
     assert [t.number for t in ran] == list(range(8)) and all(t.state.is_finished() for t in study.trials)
     trial_dirs = sorted(p.name for p in (tmp_path / "sweeps" / "space").glob("trial_*"))
     assert trial_dirs == sorted(f"trial_{n}" for n in range(8))
+
+
+def test_a_waiting_worker_goes_on_when_the_other_workers_trial_ends_not_a_heartbeat_later():
+    """The worker with nothing left to run waits for the others' running trials (above: its summary counts
+    them); it looks at the study every second, so it goes on soon after the last one ends."""
+    study = optuna.create_study()
+    other = study.ask()  # RUNNING, as a trial of another worker
+    threading.Timer(0.5, study.tell, (other, 1.0)).start()
+    start = time.monotonic()
+    wait_for_others(study, [other.number], StopRequest(), seconds=60)
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
+    assert time.monotonic() - start < 60  # it returned because the trial ended, before its 60 s
 
 
 @pytest.mark.slow

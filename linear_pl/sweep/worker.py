@@ -230,17 +230,24 @@ def work(
                 flush=True,
             )
             said = True
-        stop_wait(stop, heartbeat)
+        wait_for_others(study, running, stop, heartbeat)
         if stop.signum is not None:
             return EXIT_STATUS[stop.signum]
         optuna.storages.fail_stale_trials(study)  # (its experimental warning: filtered by quiet_optuna)
 
 
-def stop_wait(stop: StopRequest, seconds: float) -> None:
-    """Sleep ``seconds``, or less if a signal comes."""
-    deadline = time.monotonic() + seconds
-    while stop.signum is None and time.monotonic() < deadline:
+def wait_for_others(study: optuna.Study, running: list[int], stop: StopRequest, seconds: float) -> None:
+    """Sleep ``seconds``, or less: until a signal comes or one of the other workers' ``running`` trials ends.
+    The study is read every second (a signal is seen within 0.2 s): this worker's summary follows the last
+    trial within a second, not a heartbeat (10 s) later."""
+    start = time.monotonic()
+    looked = start
+    while stop.signum is None and time.monotonic() < start + seconds:
         time.sleep(0.2)
+        if time.monotonic() >= looked + 1.0:
+            looked = time.monotonic()
+            if any(t.state != TrialState.RUNNING for t in study.get_trials(deepcopy=False) if t.number in running):
+                return
 
 
 def trial_line(number: int, params: dict, outcome: Outcome, monitor: str, seconds: float, attrs: dict) -> str:
