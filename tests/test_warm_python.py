@@ -146,3 +146,24 @@ def test_a_server_that_died_is_replaced(tmp_path):
     replacement = int(socket_path.with_suffix(".pid").read_text())
     assert replacement != server
     os.kill(replacement, signal.SIGKILL)  # this test's own: not kept for the rest of the suite
+
+
+def test_a_script_never_takes_its_rank_from_the_server(tmp_path):
+    """Lightning's rank_zero_only reads RANK/LOCAL_RANK once, at import: DDP's rank 1 gets a server of its own,
+    and a script after it is rank 0 again. A seed, which a run sets and reads later, does not part them."""
+    rank_script = "from lightning.fabric.utilities import rank_zero_only; print(rank_zero_only.rank)"
+    (tmp_path / "rank.py").write_text(rank_script)
+    own = {"PYTHON_WARM_TEST": str(tmp_path)}  # servers of this test's own
+
+    def rank(env: dict) -> str:
+        done = subprocess.run([PYTHON, "rank.py"], cwd=tmp_path, env={**os.environ, **own, **env},
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert rank({"LOCAL_RANK": "1"}) == "1\n"  # the first: it starts a server
+    assert rank({}) == "0\n"
+    assert socket_name({**own, "PL_GLOBAL_SEED": "3"}) == socket_name(own)
+    for env in ({**os.environ, **own, "LOCAL_RANK": "1"}, {**os.environ, **own}):  # not kept for the rest
+        server = (Path(os.environ[DIR_VARIABLE]) / socket_name(env)).with_suffix(".pid")
+        os.kill(int(server.read_text()), signal.SIGKILL)

@@ -50,8 +50,14 @@ import traceback
 from pathlib import Path
 
 PRELOAD = ("torch", "lightning", "lightning.pytorch", "lightning.pytorch.cli", "jsonargparse", "numpy", "yaml")
+# Variables read at import (by prefix). The rank ones: Lightning's rank_zero_only takes its rank from them
+# once, at import; a server started by DDP's rank 1 made every script forked from it rank 1, which logs
+# nothing ("GPU available", TensorBoard), or a rank 1 forked from a rank 0 server logged as rank 0.
 IMPORT_TIME = ("PYTHON", "OMP_", "MKL_", "KMP_", "OPENBLAS", "CUDA", "NVIDIA", "TORCH", "PYTORCH", "PL_",
-               "LIGHTNING", "LD_", "NCCL", "GLOO", "JSONARGPARSE")  # fmt: skip
+               "LIGHTNING", "LD_", "NCCL", "GLOO", "JSONARGPARSE", "RANK", "LOCAL_RANK", "SLURM_", "JSM_")  # fmt: skip
+# ... except these, read when a run seeds itself: seed_everything sets them in every process that trains
+# in-process (a pytest worker), and with them in the key each seed a test process had used got its own server.
+RUN_TIME = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")
 DIR_VARIABLE = "WARM_PYTHON_DIR"  # where the servers' sockets are; unset: every command runs the real python
 # Set to a file's path, the client writes the script's pid there: a test that SIGKILLs the script (not its
 # client, whose death reaches the script only through the server) kills that pid. See tests/conftest.py's script_pid.
@@ -108,7 +114,7 @@ def served(args: list[str]) -> bool:
 
 def socket_name(env: dict) -> str:
     """The socket's name of the server for ``env``: one per set of values of the import-time variables."""
-    key = sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_TIME))
+    key = sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_TIME) and k not in RUN_TIME)
     return f"{hashlib.sha1(json.dumps(key).encode()).hexdigest()[:16]}.sock"
 
 
