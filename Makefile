@@ -7,6 +7,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
+# One venv for every target: `make -j2 train test` would run two installs into it at once.
+.NOTPARALLEL:
+
 .PHONY: install install-test install-sweep train sweep test lint benchmark clean
 
 # The test extra (pytest, ruff, scikit-learn, sybil) only for `make test` and `make lint`: scikit-learn brings

@@ -338,6 +338,12 @@ def test_a_waiting_worker_goes_on_when_the_other_workers_trial_ends_not_a_heartb
     wait_for_others(study, [other.number], StopRequest(), seconds=60)
     assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
     assert time.monotonic() - start < 60  # it returned because the trial ended, before its 60 s
+    # And a signal (the first Ctrl-C or SIGTERM, which StopRequest records) ends the wait too.
+    stop, other = StopRequest(), study.ask()
+    threading.Timer(0.5, stop, (signal.SIGTERM, None)).start()
+    start = time.monotonic()
+    wait_for_others(study, [other.number], stop, seconds=60)
+    assert stop.signum == signal.SIGTERM and time.monotonic() - start < 60
 
 
 @pytest.mark.slow

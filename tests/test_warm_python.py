@@ -161,9 +161,12 @@ def test_a_script_never_takes_its_rank_from_the_server(tmp_path):
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    assert rank({"LOCAL_RANK": "1"}) == "1\n"  # the first: it starts a server
-    assert rank({}) == "0\n"
-    assert socket_name({**own, "PL_GLOBAL_SEED": "3"}) == socket_name(own)
-    for env in ({**os.environ, **own, "LOCAL_RANK": "1"}, {**os.environ, **own}):  # not kept for the rest
-        server = (Path(os.environ[DIR_VARIABLE]) / socket_name(env)).with_suffix(".pid")
-        os.kill(int(server.read_text()), signal.SIGKILL)
+    try:
+        assert rank({"LOCAL_RANK": "1"}) == "1\n"  # the first: it starts a server
+        assert rank({}) == "0\n"
+        assert socket_name({**own, "PL_GLOBAL_SEED": "3"}) == socket_name(own)
+    finally:  # this test's servers are not kept for the rest of the suite
+        for env in ({**os.environ, **own, "LOCAL_RANK": "1"}, {**os.environ, **own}):
+            server = (Path(os.environ[DIR_VARIABLE]) / socket_name(env)).with_suffix(".pid")
+            if server.exists():
+                os.kill(int(server.read_text()), signal.SIGKILL)

@@ -246,7 +246,8 @@ def wait_for_others(study: optuna.Study, running: list[int], stop: StopRequest, 
         time.sleep(0.2)
         if time.monotonic() >= looked + 1.0:
             looked = time.monotonic()
-            if any(t.state != TrialState.RUNNING for t in study.get_trials(deepcopy=False) if t.number in running):
+            still = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+            if not still.issuperset(running):
                 return
 
 
