@@ -5,7 +5,6 @@ LightningDataModule, with flat flags from the chosen classes and the project's s
 """
 
 import argparse
-import os
 import sys
 import traceback
 
@@ -32,6 +31,7 @@ from linear_pl.runner.flags import (
     as_flag,
     chosen_classes,
     import_class,
+    importable_from_cwd,
     init_parameters,
     read_choices,
 )
@@ -90,9 +90,8 @@ class RunCLI(LightningCLI):
         )
 
     def subcommands(self) -> dict[str, set[str]]:
-        # Only the subcommand asked for. LightningCLI builds a parser for each of its four, every one with all
-        # the Trainer's, model's and data's flags: 0.1 s of each run's start (each trial of a sweep) spent on
-        # three that are never used. (LightningCLI's is a staticmethod; it is only called on the instance.)
+        # The one asked for: LightningCLI builds all four parsers, each with every Trainer, model and data flag,
+        # 0.1 s of each run's start (each sweep trial's too). Its staticmethod is only called on the instance.
         return {self.asked: LightningCLI.subcommands()[self.asked]}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -189,12 +188,6 @@ def parse_flags(args: list[str], profile: Profile | None = None) -> RunCLI:
     for a sweep's checks, and its best.yaml."""
     profile = profile or project_profile()
     return RunCLI(["fit", *args], profile, chosen_classes(read_choices(args, profile)), parse_only=True)
-
-
-def importable_from_cwd() -> None:
-    """--data mymodule.MyData finds mymodule.py in the current directory, as ``python -m`` would."""
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
 
 
 def cli_main(args: list[str] | None = None, profile: Profile | None = None) -> int:

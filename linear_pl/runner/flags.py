@@ -8,6 +8,8 @@ rebuild that run from its config.yaml).
 
 import argparse
 import inspect
+import os
+import sys
 import typing
 from importlib import import_module
 from pathlib import Path
@@ -124,6 +126,12 @@ def chosen_classes(choices: Choices) -> dict[str, type | None]:
         raise UsageError("--model: give the class path of a LightningModule (this project sets no default)")
     model = import_class(choices.model, "model", L.LightningModule)
     return {"model": model, "data": choices.data and import_class(choices.data, "data", L.LightningDataModule)}
+
+
+def importable_from_cwd() -> None:
+    """--data mymodule.MyData finds mymodule.py in the current directory, as ``python -m`` would."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
 
 
 def import_class(class_path: str, group: str, base: type) -> type:
