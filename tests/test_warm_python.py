@@ -128,22 +128,27 @@ def test_anything_but_a_script_runs_the_real_interpreter(tmp_path):
     assert warm.stdout == "True\n"  # the one thing a script sees differently: what is already imported
 
 
+def server_pid_file(env: dict) -> Path:
+    """Where the server for ``env`` (started by its first script) keeps its pid."""
+    return (Path(os.environ[DIR_VARIABLE]) / socket_name(env)).with_suffix(".pid")
+
+
 def test_a_server_that_died_is_replaced(tmp_path):
     """It leaves its socket behind: the next script starts a new server. (This variable, read at import as
     far as the server knows, gives the test a server of its own.)"""
     own = {"PYTHON_WARM_TEST": str(tmp_path)}
     assert run(tmp_path, "0\n", own).returncode == 0
-    socket_path = Path(os.environ[DIR_VARIABLE]) / socket_name({**os.environ, **own})
-    server = int(socket_path.with_suffix(".pid").read_text())
+    pid_file = server_pid_file({**os.environ, **own})
+    server = int(pid_file.read_text())
     started = stat(server)[19]
     os.kill(server, signal.SIGKILL)
     deadline = time.monotonic() + 60  # a bound only
     while alive(server, started):
         assert time.monotonic() < deadline, "the killed server lives on"
         time.sleep(0.05)
-    assert socket_path.exists()  # left behind
+    assert pid_file.with_suffix(".sock").exists()  # left behind
     assert run(tmp_path, "5\n", own).returncode == 5
-    replacement = int(socket_path.with_suffix(".pid").read_text())
+    replacement = int(pid_file.read_text())
     assert replacement != server
     os.kill(replacement, signal.SIGKILL)  # this test's own: not kept for the rest of the suite
 
@@ -167,6 +172,5 @@ def test_a_script_never_takes_its_rank_from_the_server(tmp_path):
         assert socket_name({**own, "PL_GLOBAL_SEED": "3"}) == socket_name(own)
     finally:  # this test's servers are not kept for the rest of the suite
         for env in ({**os.environ, **own, "LOCAL_RANK": "1"}, {**os.environ, **own}):
-            server = (Path(os.environ[DIR_VARIABLE]) / socket_name(env)).with_suffix(".pid")
-            if server.exists():
-                os.kill(int(server.read_text()), signal.SIGKILL)
+            if (pid_file := server_pid_file(env)).exists():
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
