@@ -10,6 +10,7 @@ checked against this repository's instead.
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -250,6 +251,15 @@ def collected(project: Path, *paths: str) -> set[str]:
     )
     assert done.returncode == 0, done.stdout[-3000:]
     return {line for line in done.stdout.splitlines() if "::" in line}
+
+
+def test_its_ci_reruns_its_own_tests_under_other_kernels(project):
+    """.ci/run's last command runs the project's own tests again under MKL's generic kernels and one thread,
+    and none of the runner's copied tests (they pin no learned figure)."""
+    rerun = (project / ".ci/run").read_text().splitlines()[-1]
+    assert rerun.startswith("MKL_CBWR=COMPATIBLE OMP_NUM_THREADS=1 .venv/bin/python -m pytest "), rerun
+    ids = collected(project, *shlex.split(rerun.split(" -m pytest ", 1)[1]))
+    assert ids and all(test_id.startswith("tests/test_starter.py::") for test_id in ids), ids
 
 
 def test_its_whole_suite_collects_the_runners_tests(project):
