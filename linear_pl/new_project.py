@@ -122,9 +122,15 @@ def copy_machinery(into: Path, package: str) -> None:
 
 
 def render_template(into: Path, package: str) -> None:
-    """project_template/ with ``{{package}}``, ``{{PACKAGE}}`` and ``{{script}}`` filled in. A file's
+    """project_template/ with its ``{{...}}`` placeholders filled in. A file's
     path drops ``.tmpl``, a leading ``dot-`` becomes ``.`` and the folder ``package`` becomes NAME."""
-    values = {"{{package}}": package, "{{PACKAGE}}": package.upper(), "{{script}}": script_name(package)}
+    values = {
+        "{{package}}": package,
+        "{{PACKAGE}}": package.upper(),
+        "{{script}}": script_name(package),
+        # .ci/run's second pass runs the project's own tests, not the runner's.
+        "{{ignore_runner_tests}}": " ".join(f"--ignore={path}" for path in RUNNER_TESTS if "/test_" in path),
+    }
     for source in sorted(TEMPLATE.rglob("*.tmpl")):
         parts = [package if part == "package" else part for part in source.relative_to(TEMPLATE).parts]
         parts = [f".{part[4:]}" if part.startswith("dot-") else part for part in parts]
