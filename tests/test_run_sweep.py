@@ -15,6 +15,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
+import yaml
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from conftest import CLASSIFIER, PYTHON, ROOT, Run, assert_clean
@@ -207,6 +209,29 @@ def test_a_grid_runs_every_point_once_and_stops(sweep, tmp_path):
     assert len(rows(tmp_path / "sweeps" / "space")) == 4  # the grid was done: no trial ran again
 
 
+INJECTED = ["--model", "lit_classifier.InjectedClassifier", "--data", "lit_classifier.Blobs", "--net",
+            "lit_classifier.DenseNet", *FAST[4:]]  # fmt: skip
+NESTED = """\
+model.optimizer.lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}
+model.net.init_args.hidden_size: {type: categorical, choices: [4, 8]}
+"""
+
+
+def test_nested_keys_of_an_injected_network_and_optimizer_reach_each_trial_with_any_seed(sweep, tmp_path):
+    # lightning-hydra-template's seed: the samplers' seeds stay below 2**32 whatever --seed is.
+    run = sweep("--n_trials", "3", "--pruner", "none", "--seed", "12345", *INJECTED, space=NESTED)
+    assert run.status == 0, run.stderr
+    table = rows(tmp_path / "sweeps" / "space")
+    assert len(table) == 3 and {r["state"] for r in table} == {"COMPLETE"}, table
+    for row in table:
+        config = yaml.safe_load((tmp_path / row["run_dir"] / "config.yaml").read_text())["model"]["init_args"]
+        assert config["optimizer"]["init_args"]["lr"] == float(row["model.optimizer.lr"])
+        assert config["net"]["init_args"]["hidden_size"] == int(row["model.net.init_args.hidden_size"])
+        state = torch.load(tmp_path / row["run_dir"] / "checkpoints" / "last.ckpt", weights_only=True)
+        assert state["state_dict"]["net.layers.0.weight"].shape[0] == int(row["model.net.init_args.hidden_size"])
+        assert state["optimizer_states"][0]["param_groups"][0]["lr"] == float(row["model.optimizer.lr"])
+
+
 @pytest.mark.parametrize(
     ("space", "message"),
     [
@@ -222,6 +247,8 @@ def test_a_grid_runs_every_point_once_and_stops(sweep, tmp_path):
         ("model.hidden_size: {type: categorical, choices: [abc]}", "model.hidden_size abc: Parser key"),
         ("model.hidden_size: {type: categorical, choices: []}", "a categorical needs a non-empty list of choices"),
         ("optimizer.lr: {type: float, low: 0.1, high: 1}", "optimizer.lr: give --optimizer CLASS too"),
+        ("model.hiden_size.x: {type: int, low: 1, high: 2}", "the run's model takes no 'hiden_size'"),
+        ("model.lr.x: {type: int, low: 1, high: 2}", "model.lr.x 1: "),
     ],
 )  # fmt: skip
 def test_a_bad_space_is_one_line_before_any_trial(sweep, tmp_path, space, message):

@@ -32,7 +32,9 @@ def add_run_flags(
     add("--patience", type=int | None, default=10, help="stop after N validations without a better value (null: never)")
     add("--min_delta", type=float, default=0.0, help="the smallest improvement of the monitored value that counts")
     add("--checkpoint_every_seconds", type=float, default=5.0, help="refresh last.ckpt at most this often")
-    add("--compile", type=bool, default=False, help="compile the model's forward with torch.compile")
+    add(
+        "--compile", type=bool, nargs="?", const=True, default=False, help="compile the model's forward (torch.compile)"
+    )
     presets = ", ".join(profile.preset_names()) or "none here"
     add("--preset", action=preset_action(profile), help=f"a shipped config: {presets}")
     # A model that takes num_features sizes itself from the data (a checkpoint's model keeps the width it was
