@@ -5,12 +5,13 @@ import re
 
 import pytest
 import torch
+import yaml
 from lit_classifier import Blobs, Classifier
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import CLASSIFIER, ROOT, assert_clean
 from linear_pl.runner import progress
-from linear_pl.runner.cli import build_run
+from linear_pl.runner.cli import build_run, cli_main
 from linear_pl.runner.profile import Profile
 
 
@@ -203,3 +204,52 @@ def test_a_long_epoch_prints_its_progress_between_steps(train, monkeypatch):
     assert all(m[3] == m[1] for m in steps)  # one optimizer step a batch
     assert run.stdout.index("batch 12/12") < run.stdout.index("Epoch [1/1]")  # then the epoch's own line
     assert "\r" not in run.stdout  # a terminal's line is rewritten in place; a log's is not
+
+
+INJECTED = ["--model", "lit_classifier.InjectedClassifier", "--data", "lit_classifier.Blobs", "--net",
+            "lit_classifier.DenseNet", "--num_samples", "600", "--max_epochs", "1"]  # fmt: skip
+
+
+def test_a_flat_flag_of_an_injected_class_takes_its_nested_flags(train):
+    run = train(*INJECTED, "--net.hidden_size", "5", "--model.optimizer.lr=0.05")
+    assert run.status == 0, run.stderr
+    model = yaml.safe_load((run.run_dir / "config.yaml").read_text())["model"]["init_args"]
+    assert model["net"] == {"class_path": "lit_classifier.DenseNet",
+                            "init_args": {"num_features": 2, "hidden_size": 5, "num_classes": 3}}  # fmt: skip
+    last = torch.load(run.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["state_dict"]["net.layers.0.weight"].shape == (5, 2)
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == 0.05
+
+
+def test_a_run_flag_that_shadows_a_model_argument_names_the_key_that_reaches_it(train, capsys):
+    # InjectedClassifier takes optimizer and compile, as lightning-hydra-template's MNISTLitModule does.
+    with pytest.raises(SystemExit):
+        cli_main([*INJECTED, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "(not InjectedClassifier's optimizer: --model.optimizer)" in shown
+    assert "(not InjectedClassifier's compile: --model.compile)" in shown
+    run = train(*INJECTED, "--compile", "abc")
+    assert run.status == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert run.stderr.startswith('error: Parser key "compile": Expected a ')
+    assert run.stderr.endswith("; --compile is the run's own flag; the model's compile argument is --model.compile\n")
+    run = train(*INJECTED, "--optimizer.lr", "0.1")
+    assert run.status == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert "; --optimizer is the run's own flag; the model's optimizer argument is --model.optimizer" in run.stderr
+    run = train(*INJECTED, "--model.compile", "true")
+    assert run.status == 0, run.stderr
+    assert yaml.safe_load((run.run_dir / "config.yaml").read_text())["model"]["init_args"]["compile"] is True
+
+
+def test_optimizer_replacing_the_models_configure_optimizers_says_so_in_one_line(train, recwarn):
+    scheduled = ["--model.scheduler", "torch.optim.lr_scheduler.StepLR", "--model.scheduler.step_size", "1"]
+    own = train(*INJECTED, *scheduled)
+    assert own.status == 0, own.stderr
+    assert len(torch.load(own.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["lr_schedulers"]) == 1
+    run = train(*INJECTED, *scheduled, "--optimizer", "torch.optim.SGD", "--optimizer.lr", "0.1")
+    assert run.status == 0, run.stderr
+    assert "note: --optimizer SGD replaces InjectedClassifier.configure_optimizers: its own optimizer and any " \
+           "scheduler it makes are not used" in run.stderr  # fmt: skip
+    assert not [w for w in recwarn if "will be overridden" in str(w.message)]  # Lightning's, said in ours
+    last = torch.load(run.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["lr_schedulers"] == [] and last["optimizer_states"][0]["param_groups"][0]["lr"] == 0.1
+    assert "momentum" in last["optimizer_states"][0]["param_groups"][0]  # SGD's, not the model's Adam

@@ -77,6 +77,8 @@ def silence_known_noise() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning\.pytorch\.cli")
     # --optimizer CLASS replaces the model's configure_optimizers: what the user asked for (config.yaml records it).
     warnings.filterwarnings("ignore", message=r"`\w+\.configure_optimizers` will be overridden by")
+    # A val_dataloader without a validation_step: the run says so in its own line (monitor.Monitor.choose).
+    warnings.filterwarnings("ignore", message=r"You passed in a `val_dataloader` but have no `validation_step`")
     # torch.compile (--compile) imports TorchScript code that uses its own deprecated decorator.
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is deprecated", category=DeprecationWarning)
     # Under DDP the test set is split by a DistributedSampler, which may repeat a sample to even out the

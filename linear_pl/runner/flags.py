@@ -194,23 +194,28 @@ class _Ambiguous(argparse.Action):
 
 def add_flat_flags(
     parser, classes: dict[str, type | None], linked: set[str], registered: dict[str, tuple[str, list[str]]]
-) -> dict[str, str]:
+) -> tuple[dict[str, str], dict[str, str]]:
     """Every init argument of the chosen model and data as ``--name``, the same as ``--group.name``.
 
     Not for arguments the run links (set from another value), nor for names the command already has
     (``--seed``, ``--optimizer``): those keep their meaning and the argument its nested flag. A name both
     classes take is refused in one line; so is an argument of another ``registered`` class, naming it.
-    Returns each flat name's group.
+    Returns each flat name's group, and each shadowed name's nested flag (``optimizer``: ``--model.optimizer``).
     """
     owners: dict[str, list[str]] = {}
     for group, cls in classes.items():
         for name in init_parameters(cls) if cls else {}:
             if f"{group}.init_args.{name}" not in linked:
                 owners.setdefault(name, []).append(group)
-    flat = {}
+    flat, shadowed = {}, {}
     for name, groups in owners.items():
         if f"--{name}" in parser._option_string_actions:
-            _share(parser._option_string_actions[f"--{name}"], groups, classes)
+            action = parser._option_string_actions[f"--{name}"]
+            if (
+                not _share(action, groups, classes) and len(groups) == 1
+            ):  # the run's flag: its help names the key that reaches the class's argument
+                shadowed[name] = f"--{groups[0]}.{name}"
+                action.help = f"{action.help or ''} (not {classes[groups[0]].__name__}'s {name}: {shadowed[name]})"
             continue
         if len(groups) > 1:
             parser.add_argument(f"--{name}", dest=name, action=_Ambiguous, default=argparse.SUPPRESS, help="ambiguous")
@@ -226,18 +231,18 @@ def add_flat_flags(
         if f"--{name}" not in parser._option_string_actions and cls is not None and name not in init_parameters(cls):
             action = _taken_elsewhere(f"{cls.__module__}.{cls.__qualname__}", group, owners)
             parser.add_argument(f"--{name}", dest=name, action=action, nargs="?", default=argparse.SUPPRESS)
-    return flat
+    return flat, shadowed
 
 
-def _share(action: argparse.Action, groups: list[str], classes: dict[str, type | None]) -> None:
+def _share(action: argparse.Action, groups: list[str], classes: dict[str, type | None]) -> bool:
     """A command flag one class also takes as a choice of names (the example's ``lr_scheduler: Literal["step",
     ...]`` beside LightningCLI's ``--lr_scheduler CLASS``): those names go to the class, anything else to the flag."""
     if len(groups) != 1:
-        return
+        return False
     group, name = groups[0], action.dest
     choices = typing.get_args(init_parameters(classes[group])[name].annotation)
     if typing.get_origin(init_parameters(classes[group])[name].annotation) is not typing.Literal:
-        return
+        return False
     spelled = type(action)
 
     class Shared(spelled):
@@ -248,6 +253,7 @@ def _share(action: argparse.Action, groups: list[str], classes: dict[str, type |
             return super().__call__(parser, cfg, values, option_string)
 
     action.__class__ = Shared
+    return True
 
 
 def as_flag(message: str, flat: dict[str, str], classes: dict[str, type | None]) -> str:
@@ -273,3 +279,16 @@ def without_flag(args: list[str], flag: str) -> list[str]:
         elif not arg.startswith(f"{flag}="):
             kept.append(arg)
     return kept
+
+
+def nested_flat_flags(args: list[str], flat: dict[str, str]) -> list[str]:
+    """A flat flag's nested flags, as its class's own: ``--net.hidden_size 8`` (after ``--net CLASS``) is
+    ``--model.net.hidden_size 8``. Run flags keep their own nested flags (``--optimizer.lr``): they are
+    never flat."""
+    spelled = []
+    for arg in args:
+        key = arg.split("=", 1)[0]
+        if arg.startswith("--") and "." in key and key[2:].split(".", 1)[0] in flat:
+            arg = f"--{flat[key[2:].split('.', 1)[0]]}.{arg[2:]}"
+        spelled.append(arg)
+    return spelled

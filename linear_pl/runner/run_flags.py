@@ -14,8 +14,9 @@ from linear_pl.runner.sizing import num_features_of
 
 def add_run_flags(
     parser: LightningArgumentParser, profile: Profile, classes: dict[str, type | None], hparams: dict
-) -> dict[str, str]:
-    """Add the run's flags to a subcommand's parser; returns the flat flags of the classes, by group.
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Add the run's flags to a subcommand's parser; returns the flat flags of the classes, by group, and the
+    arguments a run flag shadows, with their nested flags (flags.add_flat_flags).
 
     ``hparams``: the checkpoint's hyperparameters, where there is one.
     """
