@@ -74,11 +74,20 @@ def test_a_classifier_gets_everything_a_run_gives(train):
     assert "Initial weights" not in run.stdout and "least" not in run.stdout and "learned_weights" not in results
 
 
-def test_a_class_that_is_not_a_lightning_module_is_one_line(train):
+def test_a_class_that_is_not_a_lightning_module_is_one_line(train, tmp_path):
     run = train("--model", "torch.nn.Linear")
     assert run.status == 2 and run.stderr == "error: --model torch.nn.Linear: not a LightningModule\n"
     run = train(*CLASSIFIER, "--data", "lit_classifier.Classifier")
     assert run.status == 2 and run.stderr == "error: --data lit_classifier.Classifier: not a LightningDataModule\n"
+    # A module written for pytorch_lightning (its classes are not lightning's): the fix, in the same line.
+    (tmp_path / "old_style.py").write_text(
+        "class LightningModule:\n    __module__ = 'pytorch_lightning.core.module'\n\n\nclass Old(LightningModule):\n    pass\n"
+    )
+    run = train("--model", "old_style.Old")
+    assert run.status == 2 and run.stderr == (
+        "error: --model old_style.Old: a pytorch_lightning LightningModule; import it from lightning instead "
+        "(import lightning as L; L.LightningModule)\n"
+    )
 
 
 def test_resume_is_bit_identical_with_a_shuffling_dataloader(train, tmp_path):
@@ -227,6 +236,9 @@ def test_a_full_disk_is_one_line_naming_the_intact_last_checkpoint(train, monkey
         (["--accelerator", "tpu"], "--accelerator tpu: not available on this machine (available: cpu)"),
         (["--log_every_n_epochs", "0"], "--log_every_n_epochs 0: must be >= 1"),
         (["--seed", "abc"], "--seed abc"),
+        # Accepted when the Trainer is built; each divides once training starts.
+        (["--trainer.accumulate_grad_batches", "0"], "--trainer.accumulate_grad_batches 0: must be >= 1"),
+        (["--trainer.val_check_interval", "0"], "--trainer.val_check_interval 0: must be > 0"),
     ],
 )
 def test_what_lightning_or_jsonargparse_rejects_is_one_line_and_exit_2(train, flags, message):

@@ -159,6 +159,10 @@ def test_a_trainer_flag_lightning_refuses_only_once_fit_starts_is_one_line(train
     assert run.status == 2 and "Traceback" not in run.stderr
     assert run.stderr.startswith("error: --trainer.gradient_clip_val 1.0: Automatic gradient clipping is not supported")
     assert len(run.stderr.splitlines()) == 1
+    # Lightning checks val_check_interval against the epoch's batches only once it has the data.
+    run = train(*CLASSIFIER, "--num_samples", "600", "--trainer.val_check_interval", "1000")
+    assert run.status == 2 and len(run.stderr.splitlines()) == 1, run.stderr
+    assert run.stderr.startswith("error: `val_check_interval` (1000) must be less than or equal to the number of")
 
 
 def test_a_bad_argument_value_is_still_one_line(train):
@@ -253,3 +257,33 @@ def test_optimizer_replacing_the_models_configure_optimizers_says_so_in_one_line
     last = torch.load(run.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["lr_schedulers"] == [] and last["optimizer_states"][0]["param_groups"][0]["lr"] == 0.1
     assert "momentum" in last["optimizer_states"][0]["param_groups"][0]  # SGD's, not the model's Adam
+
+
+class PredictBug(Classifier):
+    def predict_step(self, batch, batch_idx):
+        raise RuntimeError("a bug in predict_step")
+
+
+def test_a_failed_predict_names_the_checkpoint_it_read(train):
+    trained = train(*CLASSIFIER, "--model", "test_runner.PredictBug", "--num_samples", "600", "--max_epochs", "1")
+    assert trained.status == 0, trained.stderr
+    run = train("predict", "--ckpt_path", "last", "--data", "lit_classifier.Blobs", "--num_samples", "600")
+    last = trained.run_dir / "checkpoints" / "last.ckpt"
+    assert run.status == 1 and "RuntimeError: a bug in predict_step" in run.stderr
+    assert (
+        run.stderr.splitlines()[-1] == f"error: the run stopped on the exception above; the checkpoint it read: {last}"
+    )
+
+
+def test_a_registered_class_that_is_not_chosen_is_never_needed(train, monkeypatch):
+    # A generated project whose starter was replaced, its profile not yet edited.
+    import linear_pl.runner.cli as cli  # noqa: PLC0415 -- the module whose profile lookup is replaced
+
+    gone = Profile(model="pkg.model.Starter", data="pkg.data.Starter", model_names={"starter": "pkg.model.Starter"},
+                   data_names={"starter": "pkg.data.Starter"})  # fmt: skip
+    monkeypatch.setattr(cli, "project_profile", lambda: gone)
+    run = train(*CLASSIFIER, "--num_samples", "600", "--max_epochs", "1")
+    assert run.status == 0, run.stderr
+    assert run.results["model"] == "Classifier"
+    run = train("--max_epochs", "1")  # the default is chosen: it must import
+    assert run.status == 2 and run.stderr.startswith("error: --model pkg.model.Starter: cannot import it")

@@ -237,7 +237,7 @@ def cli_main(args: list[str] | None = None, profile: Profile | None = None) -> i
             return 2
         # The user's code raised (or ours did): the traceback shows where, and the line what is kept.
         traceback.print_exc()
-        kept = "" if run is None else f"; {run.kept_checkpoints()}"
+        kept = "" if run is None else f"; {run.kept_checkpoints() if run.command == 'fit' else run.what_it_read()}"
         print(f"error: the run stopped on the exception above{kept}", file=sys.stderr)
         return 1
     finally:

@@ -146,6 +146,11 @@ def import_class(class_path: str, group: str, base: type) -> type:
     except (AttributeError, ValueError) as error:
         raise UsageError(f"--{group} {class_path}: cannot import it ({error})") from None
     if not (inspect.isclass(cls) and issubclass(cls, base)):
+        if inspect.isclass(cls) and any(c.__module__.split(".")[0] == "pytorch_lightning" for c in cls.__mro__):
+            raise UsageError(
+                f"--{group} {class_path}: a pytorch_lightning {base.__name__}; import it from lightning instead "
+                f"(import lightning as L; L.{base.__name__})"
+            )
         raise UsageError(f"--{group} {class_path}: not a {base.__name__}")
     return cls
 
@@ -166,12 +171,19 @@ def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
 
 
 def registered_arguments(profile: Profile) -> dict[str, tuple[str, list[str]]]:
-    """Each init argument of the profile's registered classes: its group and the short names that take it."""
+    """Each init argument of the profile's registered classes: its group and the short names that take it.
+
+    A registered class that cannot be imported is left out: it is not the one chosen (a project whose
+    starter was replaced, its profile not yet edited), and only the chosen classes must import."""
     taken: dict[str, tuple[str, list[str]]] = {}
     for group, names in (("model", profile.model_names), ("data", profile.data_names)):
         base = L.LightningModule if group == "model" else L.LightningDataModule
         for short, class_path in names.items():
-            for name in init_parameters(import_class(class_path, group, base)):
+            try:
+                cls = import_class(class_path, group, base)
+            except UsageError:
+                continue
+            for name in init_parameters(cls):
                 taken.setdefault(name, (group, []))[1].append(short)
     return taken
 

@@ -109,6 +109,10 @@ class Run:
     def release(self) -> None:
         release_run_dir(self.run_dir)
 
+    def what_it_read(self) -> str:
+        """The checkpoint a validate, test or predict read, for its error line."""
+        return "no checkpoint read" if self.checkpoint is None else f"the checkpoint it read: {self.checkpoint}"
+
     def kept_checkpoints(self) -> str:
         """The checkpoints a failed run leaves, named, for its error line."""
         if self.checkpoints is None or self.checkpoints.dirpath is None:

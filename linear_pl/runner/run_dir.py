@@ -7,6 +7,7 @@ when another process took it first, and the next number is tried.
 
 import os
 import shlex
+import sys
 import tempfile
 from pathlib import Path
 
@@ -91,5 +92,21 @@ def release_run_dir(run_dir: Path | None) -> None:
 
 
 def continue_command(args: list[str], checkpoint: str = "last") -> str:
-    """The command that continues an interrupted run: the same flags, ``--ckpt_path last`` (or the path given)."""
-    return shlex.join(["python", "scripts/train.py", *without_flag(args, "--ckpt_path"), "--ckpt_path", checkpoint])
+    """The command that continues an interrupted run: as it was started, the same flags, ``--ckpt_path last``
+    (or the path given)."""
+    return shlex.join([*how_started(), *without_flag(args, "--ckpt_path"), "--ckpt_path", checkpoint])
+
+
+def how_started() -> list[str]:
+    """The command this process runs, up to its flags: ``python PATH/train.py`` with the script's path as it
+    was given, ``python -m PACKAGE fit``, or the console script's ``NAME fit``; ``python scripts/train.py``
+    where the run was started otherwise (a sweep's trial, a test)."""
+    started = Path(sys.argv[0])
+    package = __name__.split(".")[0]
+    if started.name == "train.py":
+        return ["python", sys.argv[0]]
+    if started.name == "__main__.py" and started.parent.name == package:
+        return ["python", "-m", package, "fit"]
+    if started.name == package.replace("_", "-"):
+        return [started.name, "fit"]
+    return ["python", "scripts/train.py"]
