@@ -81,7 +81,8 @@ def test_a_class_that_is_not_a_lightning_module_is_one_line(train, tmp_path):
     assert run.status == 2 and run.stderr == "error: --data lit_classifier.Classifier: not a LightningDataModule\n"
     # A module written for pytorch_lightning (its classes are not lightning's): the fix, in the same line.
     (tmp_path / "old_style.py").write_text(
-        "class LightningModule:\n    __module__ = 'pytorch_lightning.core.module'\n\n\nclass Old(LightningModule):\n    pass\n"
+        "class LightningModule:\n    __module__ = 'pytorch_lightning.core.module'\n\n\n"
+        "class Old(LightningModule):\n    pass\n"
     )
     run = train("--model", "old_style.Old")
     assert run.status == 2 and run.stderr == (
