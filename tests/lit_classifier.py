@@ -131,6 +131,13 @@ class InjectedClassifier(L.LightningModule):
         scheduler: LRSchedulerCallable | None = None,
         compile: bool = False,
     ) -> None:
+        """
+        Args:
+            net: the network, given whole.
+            optimizer: makes the optimizer from the parameters.
+            scheduler: makes the learning-rate schedule from the optimizer.
+            compile: whether to compile the network (unused here: the run's --compile does it).
+        """
         super().__init__()
         self.save_hyperparameters(logger=False, ignore=["net"])
         self.net = net

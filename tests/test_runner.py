@@ -230,6 +230,11 @@ def test_a_run_flag_that_shadows_a_model_argument_names_the_key_that_reaches_it(
     with pytest.raises(SystemExit):
         cli_main([*INJECTED, "--help"])
     shown = " ".join(capsys.readouterr().out.split())
+    # The chosen classes' flags with their type, default and docstring; nothing of a class not chosen.
+    assert "--net NET torch.nn.modules.module.Module, required. the network, given whole. (--model.net)" in shown
+    assert "--batch_size BATCH_SIZE int, default: 32 (--data.batch_size)" in shown
+    for other in ("--precondition", "--true_weights", "tutorial"):
+        assert other not in shown
     assert "(not InjectedClassifier's optimizer: --model.optimizer)" in shown
     assert "(not InjectedClassifier's compile: --model.compile)" in shown
     run = train(*INJECTED, "--compile", "abc")

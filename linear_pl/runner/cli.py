@@ -76,7 +76,9 @@ class RunCLI(LightningCLI):
         taken = init_parameters(self.classes["model"])
         args = [args[0], *(f"--model.{k}={v}" for k, v in self.profile.model_defaults.items() if k in taken), *args[1:]]
         kwargs = {"allow_abbrev": False, "formatter_class": argparse.RawDescriptionHelpFormatter}
-        described = {self.asked: {**kwargs, "description": f"{profile.description}\n\n{HELP[self.asked]}"}}
+        # The chosen model's project's description: another model's run is not described as the project's own.
+        description = self.profile.description
+        described = {self.asked: {**kwargs, "description": f"{description}\n\n{HELP[self.asked]}"}}
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
@@ -85,7 +87,7 @@ class RunCLI(LightningCLI):
             run=not parse_only,
             args=args[1:] if parse_only else args,
             parser_class=OneLineErrorParser,
-            parser_kwargs={**kwargs, "description": profile.description, **described},
+            parser_kwargs={**kwargs, "description": description, **described},
             trainer_defaults={**TRAINER_DEFAULTS, **self.profile.trainer_defaults},
             seed_everything_default=0,
             save_config_callback=SaveConfig,

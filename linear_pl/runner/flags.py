@@ -236,14 +236,47 @@ def add_flat_flags(
         parameter = init_parameters(classes[group])[name]
         extra = {"nargs": "?", "const": True} if parameter.annotation is bool else {}
         dest = f"{group}.init_args.{name}"
-        parser.add_argument(f"--{name}", dest=dest, default=argparse.SUPPRESS, help=f"--{group}.{name}", **extra)
+        shown = _flag_help(parameter, parameter_docs(classes[group]).get(name), f"--{group}.{name}")
+        metavar = {} if extra else {"metavar": name.upper()}
+        parser.add_argument(f"--{name}", dest=dest, default=argparse.SUPPRESS, help=shown, **metavar, **extra)
         flat[name] = group
     for name, (group, owners) in registered.items():
         cls = classes[group]
         if f"--{name}" not in parser._option_string_actions and cls is not None and name not in init_parameters(cls):
             action = _taken_elsewhere(f"{cls.__module__}.{cls.__qualname__}", group, owners)
-            parser.add_argument(f"--{name}", dest=name, action=action, nargs="?", default=argparse.SUPPRESS)
+            # Not in --help: a flag of a class that was not chosen.
+            parser.add_argument(
+                f"--{name}", dest=name, action=action, nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+            )
     return flat, shadowed
+
+
+def parameter_docs(cls: type) -> dict[str, str]:
+    """Each init argument's description in the docstrings of the classes ``init_parameters`` reads (Google,
+    NumPy or reST style), where docstring_parser, which jsonargparse reads them with, is installed."""
+    try:
+        import docstring_parser  # noqa: PLC0415 -- optional, as it is to jsonargparse
+    except ImportError:
+        return {}
+    docs: dict[str, str] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        for doc in (klass.__doc__, klass.__init__.__doc__):
+            for param in docstring_parser.parse(doc or "").params:
+                docs.setdefault(param.arg_name, " ".join((param.description or "").split()))
+        if not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(klass.__init__).parameters.values()):
+            break
+    return docs
+
+
+def _flag_help(parameter: inspect.Parameter, doc: str | None, nested: str) -> str:
+    """A flat flag's help: its type, its default, its docstring's words, and the nested flag it is."""
+    kind = "" if parameter.annotation is parameter.empty else inspect.formatannotation(parameter.annotation)
+    default = "required" if parameter.default is parameter.empty else f"default: {parameter.default!r}"
+    text = ", ".join(filter(None, [kind, default]))
+    text += f". {doc}" if doc else ""
+    return f"{text} ({nested})".replace("%", "%%")  # argparse formats help with %
 
 
 def _share(action: argparse.Action, groups: list[str], classes: dict[str, type | None]) -> bool:
