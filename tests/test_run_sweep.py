@@ -394,15 +394,16 @@ def test_ctrl_c_records_the_running_trial_and_the_printed_command_continues(tmp_
     # The trial's own log names its own checkpoint (train.py's "last" is the newest run under lightning_logs/).
     assert "--ckpt_path sweeps/space/trial_0/checkpoints/last.ckpt" in log.read_text()
     line = err.strip().splitlines()[-1]
-    prefix = "Interrupted: the study is kept; continue it with: python scripts/sweep.py "
+    # The command as it was started: the script's path as given (here this checkout's, in full).
+    prefix = f"Interrupted: the study is kept; continue it with: python {ROOT / 'scripts' / 'sweep.py'} "
     assert line.startswith(prefix) and line.endswith(" ".join(["--space", "space.yaml", *flags]))
     (row,) = rows(tmp_path / "sweeps" / "space")
     assert (row["state"], row["reason"]) == ("FAIL", "interrupted")
     results = json.loads((tmp_path / row["run_dir"] / "results.json").read_text())
     assert results["stopped_because"] == "interrupted"
     assert (tmp_path / row["run_dir"] / "checkpoints" / "last.ckpt").is_file()
-    # The printed command, run as printed (but from this checkout's scripts/), continues to 2 counted trials.
-    command = line.removeprefix("Interrupted: the study is kept; continue it with: python scripts/sweep.py ").split()
+    # The printed command, run as printed, continues to 2 counted trials.
+    command = line.removeprefix(prefix).split()
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep.py"), *command], cwd=tmp_path,
                            env={**os.environ, "PYTHONPATH": TESTS_ON_PATH}, capture_output=True, text=True,
                            timeout=300)  # fmt: skip
@@ -426,6 +427,8 @@ def test_n_jobs_workers_share_the_study_and_sigterm_reaches_them_once(tmp_path):
                          timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert sorted(trial_numbers(run.stdout)) == [0, 1, 2, 3] and run.stdout.count("Rerun it with") == 1
+    # train.py beside the sweep.py that was started, as it was given.
+    assert f"Rerun it with: python {ROOT / 'scripts' / 'train.py'} --config sweeps/space/best.yaml" in run.stdout
     assert "Traceback" not in run.stderr
     # SIGTERM to the command alone (as a scheduler sends it): both workers end their trials cleanly.
     # Only the signal ends these trials: no early stopping (a trial that plateaued before the other
@@ -441,7 +444,7 @@ def test_n_jobs_workers_share_the_study_and_sigterm_reaches_them_once(tmp_path):
     sweep.send_signal(signal.SIGTERM)
     out, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 143, err
-    assert "continue it with: python scripts/sweep.py --space space.yaml --study long" in err
+    assert f"continue it with: python {ROOT / 'scripts' / 'sweep.py'} --space space.yaml --study long" in err
     table = rows(tmp_path / "sweeps" / "long")
     assert sorted(r["number"] for r in table) == ["0", "1"] and {r["reason"] for r in table} == {"interrupted"}
     for row in table:

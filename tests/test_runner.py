@@ -6,13 +6,14 @@ import re
 import pytest
 import torch
 import yaml
-from lit_classifier import Blobs, Classifier
+from lit_classifier import Blobs, Classifier, InjectedClassifier
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import CLASSIFIER, ROOT, assert_clean
 from linear_pl.runner import progress
 from linear_pl.runner.cli import build_run, cli_main
-from linear_pl.runner.profile import Profile
+from linear_pl.runner.flags import init_parameters, registered_arguments
+from linear_pl.runner.profile import Profile, project_profile
 
 
 def test_every_argument_of_the_users_classes_is_a_flat_flag(tmp_path):
@@ -233,8 +234,11 @@ def test_a_run_flag_that_shadows_a_model_argument_names_the_key_that_reaches_it(
     # The chosen classes' flags with their type, default and docstring; nothing of a class not chosen.
     assert "--net NET torch.nn.modules.module.Module, required. the network, given whole. (--model.net)" in shown
     assert "--batch_size BATCH_SIZE int, default: 32 (--data.batch_size)" in shown
-    for other in ("--precondition", "--true_weights", "tutorial"):
-        assert other not in shown
+    # Not the flags of the project's own classes, which were not chosen, nor its description.
+    taken = {*init_parameters(InjectedClassifier), *init_parameters(Blobs), "lr_scheduler"}  # and LightningCLI's
+    others = [name for name in registered_arguments(project_profile()) if name not in taken]
+    assert not [name for name in others if f"--{name} " in shown]
+    assert " ".join(Profile().description.split()) in shown  # the runner's own, for a model of the user's
     assert "(not InjectedClassifier's optimizer: --model.optimizer)" in shown
     assert "(not InjectedClassifier's compile: --model.compile)" in shown
     run = train(*INJECTED, "--compile", "abc")

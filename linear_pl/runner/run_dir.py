@@ -97,16 +97,19 @@ def continue_command(args: list[str], checkpoint: str = "last") -> str:
     return shlex.join([*how_started(), *without_flag(args, "--ckpt_path"), "--ckpt_path", checkpoint])
 
 
-def how_started() -> list[str]:
-    """The command this process runs, up to its flags: ``python PATH/train.py`` with the script's path as it
-    was given, ``python -m PACKAGE fit``, or the console script's ``NAME fit``; ``python scripts/train.py``
-    where the run was started otherwise (a sweep's trial, a test)."""
+SCRIPTS = {"fit": "train.py", "sweep": "sweep.py"}
+
+
+def how_started(command: str = "fit") -> list[str]:
+    """How to start ``command`` (fit or sweep) as this process was started, up to its flags: ``python
+    PATH/train.py`` with the scripts' folder as it was given, ``python -m PACKAGE fit``, or the console
+    script's ``NAME fit``; ``python scripts/train.py`` where the process is another (a test)."""
     started = Path(sys.argv[0])
     package = __name__.split(".")[0]
-    if started.name == "train.py":
-        return ["python", sys.argv[0]]
+    if started.name in ("train.py", "predict.py", "sweep.py"):
+        return ["python", str(started.with_name(SCRIPTS[command]))]
     if started.name == "__main__.py" and started.parent.name == package:
-        return ["python", "-m", package, "fit"]
+        return ["python", "-m", package, command]
     if started.name == package.replace("_", "-"):
-        return [started.name, "fit"]
-    return ["python", "scripts/train.py"]
+        return [started.name, command]
+    return ["python", f"scripts/{SCRIPTS[command]}"]
