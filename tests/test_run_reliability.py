@@ -227,6 +227,7 @@ def test_the_scripts_fast_exit_keeps_what_pythons_exit_keeps(tmp_path, status):
     assert (tmp_path / "pool.txt").read_text() == "done"
 
 
+@pytest.mark.slow
 def test_a_first_compiled_run_exits_when_done(tmp_path):
     """torch.compile with an empty cache leaves its worker pool running: the real script still ends, with
     its results written, in a process of its own (the cache is the user's first compiled run's: empty)."""
