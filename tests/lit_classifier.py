@@ -5,6 +5,7 @@ conftest.py), so they test the runner on a model that is not the example, and tr
 
 import lightning as L
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
@@ -98,3 +99,108 @@ class Blobs(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(self.predict_set, batch_size=self.batch_size)
+
+
+class DenseNet(nn.Module):
+    """A network given to the model whole, as lightning-hydra-template's SimpleDenseNet is."""
+
+    def __init__(self, num_features: int = 2, hidden_size: int = 16, num_classes: int = 3) -> None:
+        """
+        Args:
+            num_features: inputs per sample.
+            hidden_size: width of the hidden layer.
+            num_classes: outputs per sample.
+        """
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(num_features, hidden_size), nn.ReLU(), nn.Linear(hidden_size, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class InjectedClassifier(L.LightningModule):
+    """lightning-hydra-template's shape: the network, the optimizer and the scheduler are arguments; it logs
+    ``train/loss`` and ``val/loss`` and schedules on ``val/loss``."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        scheduler: LRSchedulerCallable | None = None,
+        compile: bool = False,
+    ) -> None:
+        """
+        Args:
+            net: the network, given whole.
+            optimizer: makes the optimizer from the parameters.
+            scheduler: makes the learning-rate schedule from the optimizer.
+            compile: whether to compile the network (unused here: the run's --compile does it).
+        """
+        super().__init__()
+        self.save_hyperparameters(logger=False, ignore=["net"])
+        self.net = net
+        # The callables themselves: under LightningCLI self.hparams holds their config, not them.
+        self.optimizer, self.scheduler = optimizer, scheduler
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self(x), y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val/loss", F.cross_entropy(self(x), y))
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer(self.parameters())
+        if self.scheduler is None:
+            return optimizer
+        scheduler = self.scheduler(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
+
+class TwoPlayers(L.LightningModule):
+    """Lightning's GAN example's shape: manual optimization, two optimizers, ``g_loss`` and ``d_loss``
+    logged from the training step, and no ``validation_step`` (its data may still serve validation)."""
+
+    def __init__(self, num_features: int = 2, num_classes: int = 3, lr: float = 1e-2) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.generator = nn.Linear(num_features, num_classes)
+        self.discriminator = nn.Linear(num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.generator(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        g_opt, d_opt = self.optimizers()
+        for name, net, optimizer in (("g_loss", self.generator, g_opt), ("d_loss", self.discriminator, d_opt)):
+            loss = F.cross_entropy(net(x), y)
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()
+            self.log(name, loss, prog_bar=True)
+
+    def configure_optimizers(self):
+        lr = self.hparams.lr
+        return torch.optim.SGD(self.generator.parameters(), lr=lr), torch.optim.SGD(
+            self.discriminator.parameters(), lr=lr
+        )
+
+
+class LogsTrainLoss(Classifier):
+    """Lightning's examples' spelling: ``train_loss``, logged every step, and returned."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self(x), y)
+        self.log("train_loss", loss)
+        return loss

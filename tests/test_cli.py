@@ -150,6 +150,7 @@ def test_results_json(train):
         "rank_weight_spread",
         "diverged",
         "final_train_loss",
+        "train_loss_metric",
         "final_val_loss",
         "metrics",
         "best_val_loss",

@@ -3,6 +3,9 @@
 A failure here after an upgrade names the internal that changed; the fix belongs in internals.py.
 """
 
+import subprocess
+import sys
+
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
@@ -114,3 +117,15 @@ def test_early_stopping_can_be_told_after_construction_to_check_at_training_epoc
 
     assert stopped_after(switch=False) == 20
     assert stopped_after(switch=True) < 5, f"{UPGRADE}: EarlyStopping._check_on_train_epoch_end"
+
+
+def test_shut_down_threads_stops_a_thread_pool_left_running():
+    """Python 3.11-3.13: ``threading._shutdown`` runs the ``threading._register_atexit`` hooks (how a
+    ``concurrent.futures`` pool stops its idle workers) before joining the threads. Run in a process of its
+    own: it ends the threading of the process that calls it."""
+    code = (
+        "from concurrent.futures import ThreadPoolExecutor; from linear_pl.runner.internals import shut_down_threads\n"
+        "pool = ThreadPoolExecutor(1); pool.submit(print, 'ran').result(); shut_down_threads(); print('stopped')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout == "ran\nstopped\n", f"{UPGRADE} (Python's threading._shutdown): {done.stderr}"

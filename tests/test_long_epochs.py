@@ -172,8 +172,8 @@ def test_sigint_within_an_epoch_stops_after_the_step_and_continuing_is_bit_ident
     results = (path.parent.parent / "results.json").read_text()
     assert '"stopped_because": "interrupted"' in results
 
-    python, script, *flags = line[2].split()  # the command as printed: python scripts/train.py ...
-    assert (python, script) == ("python", "scripts/train.py")
+    python, script, *flags = line[2].split()  # the command as started: the script's path as it was given
+    assert (python, script) == ("python", str(ROOT / "scripts" / "train.py"))
     continued = subprocess.run(command(*flags), cwd=home, capture_output=True, text=True, timeout=600)
     assert continued.returncode == 0, continued.stderr
     assert "resum" not in continued.stderr.lower() and "Warning" not in continued.stderr  # no warning, no line

@@ -12,11 +12,11 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from lit_classifier import Blobs, Classifier
+from lit_classifier import Blobs, Classifier, LogsTrainLoss, TwoPlayers
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import linear_pl.runner.checkpointing
-from conftest import CLASSIFIER
+from conftest import CLASSIFIER, assert_clean
 from linear_pl.runner.cli import cli_main
 
 # Monitored on its accuracy, validated and reported every epoch; 1000 samples: 600 to train on.
@@ -74,11 +74,21 @@ def test_a_classifier_gets_everything_a_run_gives(train):
     assert "Initial weights" not in run.stdout and "least" not in run.stdout and "learned_weights" not in results
 
 
-def test_a_class_that_is_not_a_lightning_module_is_one_line(train):
+def test_a_class_that_is_not_a_lightning_module_is_one_line(train, tmp_path):
     run = train("--model", "torch.nn.Linear")
     assert run.status == 2 and run.stderr == "error: --model torch.nn.Linear: not a LightningModule\n"
     run = train(*CLASSIFIER, "--data", "lit_classifier.Classifier")
     assert run.status == 2 and run.stderr == "error: --data lit_classifier.Classifier: not a LightningDataModule\n"
+    # A module written for pytorch_lightning (its classes are not lightning's): the fix, in the same line.
+    (tmp_path / "old_style.py").write_text(
+        "class LightningModule:\n    __module__ = 'pytorch_lightning.core.module'\n\n\n"
+        "class Old(LightningModule):\n    pass\n"
+    )
+    run = train("--model", "old_style.Old")
+    assert run.status == 2 and run.stderr == (
+        "error: --model old_style.Old: a pytorch_lightning LightningModule; import it from lightning instead "
+        "(import lightning as L; L.LightningModule)\n"
+    )
 
 
 def test_resume_is_bit_identical_with_a_shuffling_dataloader(train, tmp_path):
@@ -227,6 +237,9 @@ def test_a_full_disk_is_one_line_naming_the_intact_last_checkpoint(train, monkey
         (["--accelerator", "tpu"], "--accelerator tpu: not available on this machine (available: cpu)"),
         (["--log_every_n_epochs", "0"], "--log_every_n_epochs 0: must be >= 1"),
         (["--seed", "abc"], "--seed abc"),
+        # Accepted when the Trainer is built; each divides once training starts.
+        (["--trainer.accumulate_grad_batches", "0"], "--trainer.accumulate_grad_batches 0: must be >= 1"),
+        (["--trainer.val_check_interval", "0"], "--trainer.val_check_interval 0: must be > 0"),
     ],
 )
 def test_what_lightning_or_jsonargparse_rejects_is_one_line_and_exit_2(train, flags, message):
@@ -246,3 +259,98 @@ def test_model_flags_work_for_a_users_model_as_for_the_shipped_ones(train):
     assert run.status == 0, run.stderr
     assert run.results["lr"] == 0.005
     assert yaml.safe_load((run.run_dir / "config.yaml").read_text())["model"]["init_args"]["lr"] == 0.005
+
+
+GAN = ["--model", "lit_classifier.TwoPlayers", "--data", "lit_classifier.Blobs", *SMALL, "--log_every_n_epochs", "1"]
+
+
+def epoch_values(stdout: str, name: str) -> list[float]:
+    """The value of ``name`` on each progress line."""
+    return [float(line.split(f"  {name} ")[1].split()[0]) for line in stdout.splitlines() if f"  {name} " in line]
+
+
+class TwoPlayersValidated(TwoPlayers):
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val/loss", torch.nn.functional.cross_entropy(self(x), y))
+
+
+@pytest.mark.parametrize(
+    ("model", "flags", "why"),
+    [
+        # The GAN's shape: its data serves validation, but it has no validation_step: Lightning never validates.
+        ("lit_classifier.TwoPlayers", [], "no validation_step in TwoPlayers"),
+        (
+            "test_run_any_model.TwoPlayersValidated",
+            ["--trainer.limit_val_batches", "0"],
+            "--trainer.limit_val_batches 0",
+        ),
+    ],
+)
+def test_without_validation_best_follows_the_named_training_metric(train, model, flags, why):
+    run = train(*GAN, "--model", model, "--max_epochs", "4", "--monitor", "g_loss", *flags)
+    assert run.status == 0, run.stderr
+    assert_clean(run)
+    results, printed = run.results, epoch_values(run.stdout, "g_loss")
+    assert results["monitor"] == "g_loss" and len(printed) == 4
+    assert results["best_epoch"] == printed.index(min(printed)) + 1
+    best = torch.load(run.run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best["epoch"] == results["best_epoch"] - 1
+    state = next(v for k, v in best["callbacks"].items() if "RunCheckpoints" in k)
+    assert float(state["best_score"]) == results["best_value"]
+    assert f"note: {why}: best.ckpt and early stopping watch g_loss\n" in run.stderr
+
+
+def test_without_validation_or_a_training_loss_the_default_monitor_is_one_line(train):
+    run = train(*GAN, "--max_epochs", "2")
+    assert run.status == 2 and "Traceback" not in run.stderr
+    (line,) = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: --monitor: without validation the run watches the training loss, and TwoPlayers")
+    assert "(it logged: d_loss, g_loss); give --monitor one of those" in line
+
+
+class ExplodesLoggingTrainLoss(LogsTrainLoss):
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return loss * float("nan") if self.current_epoch == 2 else loss
+
+
+def test_a_training_loss_logged_as_train_loss_is_shown_kept_and_watched(train):
+    run = train(*CLASSIFIER, "--model", "lit_classifier.LogsTrainLoss", *SMALL, "--max_epochs", "2",
+                "--log_every_n_epochs", "1")  # fmt: skip
+    assert run.status == 0, run.stderr
+    assert "note: the training loss is train_loss, as the model logs it" in run.stderr
+    assert len(epoch_values(run.stdout, "train_loss")) == 2
+    assert run.results["final_train_loss"] == run.results["metrics"]["train_loss"]
+    assert run.results["train_loss_metric"] == "train_loss"
+    diverged = train(*CLASSIFIER, "--model", "test_run_any_model.ExplodesLoggingTrainLoss", *SMALL,
+                     "--max_epochs", "5", "--log_every_n_epochs", "1")  # fmt: skip
+    assert diverged.status == 1 and diverged.results["diverged"] is True and diverged.results["epochs"] == 2
+    assert "error: training diverged at epoch 3: train_loss nan" in diverged.stderr
+
+
+RETURNED: list[float] = []
+
+
+class ReturnsItsLossOnly(Classifier):
+    """Logs no training loss; returns it, as every automatic-optimization training_step does."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self(x), y)
+        RETURNED.append((self.current_epoch, loss.item()))
+        return loss
+
+
+def test_a_training_loss_only_returned_is_the_epochs_mean(train):
+    RETURNED.clear()
+    run = train(*CLASSIFIER, "--model", "test_run_any_model.ReturnsItsLossOnly", *SMALL, "--max_epochs", "2",
+                "--log_every_n_epochs", "1", "--trainer.limit_val_batches", "0")  # fmt: skip
+    assert run.status == 0, run.stderr
+    assert "note: the training loss is train/loss, the mean loss training_step returns" in run.stderr
+    assert "note: --trainer.limit_val_batches 0: best.ckpt and early stopping watch train/loss" in run.stderr
+    last_epoch = [loss for epoch, loss in RETURNED if epoch == 1]
+    assert len(last_epoch) == 20  # SMALL: 20 batches an epoch
+    assert run.results["final_train_loss"] == pytest.approx(sum(last_epoch) / 20, rel=1e-5)
+    assert run.results["monitor"] == "train/loss" and run.results["best_value"] is not None
+    assert len(epoch_values(run.stdout, "train_loss")) == 2

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
+import yaml
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from conftest import CLASSIFIER, PYTHON, ROOT, Run, assert_clean
@@ -207,6 +209,29 @@ def test_a_grid_runs_every_point_once_and_stops(sweep, tmp_path):
     assert len(rows(tmp_path / "sweeps" / "space")) == 4  # the grid was done: no trial ran again
 
 
+INJECTED = ["--model", "lit_classifier.InjectedClassifier", "--data", "lit_classifier.Blobs", "--net",
+            "lit_classifier.DenseNet", *FAST[4:]]  # fmt: skip
+NESTED = """\
+model.optimizer.lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}
+model.net.init_args.hidden_size: {type: categorical, choices: [4, 8]}
+"""
+
+
+def test_nested_keys_of_an_injected_network_and_optimizer_reach_each_trial_with_any_seed(sweep, tmp_path):
+    # lightning-hydra-template's seed: the samplers' seeds stay below 2**32 whatever --seed is.
+    run = sweep("--n_trials", "3", "--pruner", "none", "--seed", "12345", *INJECTED, space=NESTED)
+    assert run.status == 0, run.stderr
+    table = rows(tmp_path / "sweeps" / "space")
+    assert len(table) == 3 and {r["state"] for r in table} == {"COMPLETE"}, table
+    for row in table:
+        config = yaml.safe_load((tmp_path / row["run_dir"] / "config.yaml").read_text())["model"]["init_args"]
+        assert config["optimizer"]["init_args"]["lr"] == float(row["model.optimizer.lr"])
+        assert config["net"]["init_args"]["hidden_size"] == int(row["model.net.init_args.hidden_size"])
+        state = torch.load(tmp_path / row["run_dir"] / "checkpoints" / "last.ckpt", weights_only=True)
+        assert state["state_dict"]["net.layers.0.weight"].shape[0] == int(row["model.net.init_args.hidden_size"])
+        assert state["optimizer_states"][0]["param_groups"][0]["lr"] == float(row["model.optimizer.lr"])
+
+
 @pytest.mark.parametrize(
     ("space", "message"),
     [
@@ -222,6 +247,8 @@ def test_a_grid_runs_every_point_once_and_stops(sweep, tmp_path):
         ("model.hidden_size: {type: categorical, choices: [abc]}", "model.hidden_size abc: Parser key"),
         ("model.hidden_size: {type: categorical, choices: []}", "a categorical needs a non-empty list of choices"),
         ("optimizer.lr: {type: float, low: 0.1, high: 1}", "optimizer.lr: give --optimizer CLASS too"),
+        ("model.hiden_size.x: {type: int, low: 1, high: 2}", "the run's model takes no 'hiden_size'"),
+        ("model.lr.x: {type: int, low: 1, high: 2}", "model.lr.x 1: "),
     ],
 )  # fmt: skip
 def test_a_bad_space_is_one_line_before_any_trial(sweep, tmp_path, space, message):
@@ -367,15 +394,16 @@ def test_ctrl_c_records_the_running_trial_and_the_printed_command_continues(tmp_
     # The trial's own log names its own checkpoint (train.py's "last" is the newest run under lightning_logs/).
     assert "--ckpt_path sweeps/space/trial_0/checkpoints/last.ckpt" in log.read_text()
     line = err.strip().splitlines()[-1]
-    prefix = "Interrupted: the study is kept; continue it with: python scripts/sweep.py "
+    # The command as it was started: the script's path as given (here this checkout's, in full).
+    prefix = f"Interrupted: the study is kept; continue it with: python {ROOT / 'scripts' / 'sweep.py'} "
     assert line.startswith(prefix) and line.endswith(" ".join(["--space", "space.yaml", *flags]))
     (row,) = rows(tmp_path / "sweeps" / "space")
     assert (row["state"], row["reason"]) == ("FAIL", "interrupted")
     results = json.loads((tmp_path / row["run_dir"] / "results.json").read_text())
     assert results["stopped_because"] == "interrupted"
     assert (tmp_path / row["run_dir"] / "checkpoints" / "last.ckpt").is_file()
-    # The printed command, run as printed (but from this checkout's scripts/), continues to 2 counted trials.
-    command = line.removeprefix("Interrupted: the study is kept; continue it with: python scripts/sweep.py ").split()
+    # The printed command, run as printed, continues to 2 counted trials.
+    command = line.removeprefix(prefix).split()
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep.py"), *command], cwd=tmp_path,
                            env={**os.environ, "PYTHONPATH": TESTS_ON_PATH}, capture_output=True, text=True,
                            timeout=300)  # fmt: skip
@@ -399,6 +427,8 @@ def test_n_jobs_workers_share_the_study_and_sigterm_reaches_them_once(tmp_path):
                          timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert sorted(trial_numbers(run.stdout)) == [0, 1, 2, 3] and run.stdout.count("Rerun it with") == 1
+    # train.py beside the sweep.py that was started, as it was given.
+    assert f"Rerun it with: python {ROOT / 'scripts' / 'train.py'} --config sweeps/space/best.yaml" in run.stdout
     assert "Traceback" not in run.stderr
     # SIGTERM to the command alone (as a scheduler sends it): both workers end their trials cleanly.
     # Only the signal ends these trials: no early stopping (a trial that plateaued before the other
@@ -414,7 +444,7 @@ def test_n_jobs_workers_share_the_study_and_sigterm_reaches_them_once(tmp_path):
     sweep.send_signal(signal.SIGTERM)
     out, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 143, err
-    assert "continue it with: python scripts/sweep.py --space space.yaml --study long" in err
+    assert f"continue it with: python {ROOT / 'scripts' / 'sweep.py'} --space space.yaml --study long" in err
     table = rows(tmp_path / "sweeps" / "long")
     assert sorted(r["number"] for r in table) == ["0", "1"] and {r["reason"] for r in table} == {"interrupted"}
     for row in table:

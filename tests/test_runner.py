@@ -5,13 +5,15 @@ import re
 
 import pytest
 import torch
-from lit_classifier import Blobs, Classifier
+import yaml
+from lit_classifier import Blobs, Classifier, InjectedClassifier
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import CLASSIFIER, ROOT, assert_clean
 from linear_pl.runner import progress
-from linear_pl.runner.cli import build_run
-from linear_pl.runner.profile import Profile
+from linear_pl.runner.cli import build_run, cli_main
+from linear_pl.runner.flags import init_parameters, registered_arguments
+from linear_pl.runner.profile import Profile, project_profile
 
 
 def test_every_argument_of_the_users_classes_is_a_flat_flag(tmp_path):
@@ -158,6 +160,10 @@ def test_a_trainer_flag_lightning_refuses_only_once_fit_starts_is_one_line(train
     assert run.status == 2 and "Traceback" not in run.stderr
     assert run.stderr.startswith("error: --trainer.gradient_clip_val 1.0: Automatic gradient clipping is not supported")
     assert len(run.stderr.splitlines()) == 1
+    # Lightning checks val_check_interval against the epoch's batches only once it has the data.
+    run = train(*CLASSIFIER, "--num_samples", "600", "--trainer.val_check_interval", "1000")
+    assert run.status == 2 and len(run.stderr.splitlines()) == 1, run.stderr
+    assert run.stderr.startswith("error: `val_check_interval` (1000) must be less than or equal to the number of")
 
 
 def test_a_bad_argument_value_is_still_one_line(train):
@@ -203,3 +209,90 @@ def test_a_long_epoch_prints_its_progress_between_steps(train, monkeypatch):
     assert all(m[3] == m[1] for m in steps)  # one optimizer step a batch
     assert run.stdout.index("batch 12/12") < run.stdout.index("Epoch [1/1]")  # then the epoch's own line
     assert "\r" not in run.stdout  # a terminal's line is rewritten in place; a log's is not
+
+
+INJECTED = ["--model", "lit_classifier.InjectedClassifier", "--data", "lit_classifier.Blobs", "--net",
+            "lit_classifier.DenseNet", "--num_samples", "600", "--max_epochs", "1"]  # fmt: skip
+
+
+def test_a_flat_flag_of_an_injected_class_takes_its_nested_flags(train):
+    run = train(*INJECTED, "--net.hidden_size", "5", "--model.optimizer.lr=0.05")
+    assert run.status == 0, run.stderr
+    model = yaml.safe_load((run.run_dir / "config.yaml").read_text())["model"]["init_args"]
+    assert model["net"] == {"class_path": "lit_classifier.DenseNet",
+                            "init_args": {"num_features": 2, "hidden_size": 5, "num_classes": 3}}  # fmt: skip
+    last = torch.load(run.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["state_dict"]["net.layers.0.weight"].shape == (5, 2)
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == 0.05
+
+
+def test_a_run_flag_that_shadows_a_model_argument_names_the_key_that_reaches_it(train, capsys):
+    # InjectedClassifier takes optimizer and compile, as lightning-hydra-template's MNISTLitModule does.
+    with pytest.raises(SystemExit):
+        cli_main([*INJECTED, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    # The chosen classes' flags with their type, default and docstring; nothing of a class not chosen.
+    assert "--net NET torch.nn.modules.module.Module, required. the network, given whole. (--model.net)" in shown
+    assert "--batch_size BATCH_SIZE int, default: 32 (--data.batch_size)" in shown
+    # Not the flags of the project's own classes, which were not chosen, nor its description.
+    taken = {*init_parameters(InjectedClassifier), *init_parameters(Blobs), "lr_scheduler"}  # and LightningCLI's
+    others = [name for name in registered_arguments(project_profile()) if name not in taken]
+    assert not [name for name in others if f"--{name} " in shown]
+    assert " ".join(Profile().description.split()) in shown  # the runner's own, for a model of the user's
+    assert "(not InjectedClassifier's optimizer: --model.optimizer)" in shown
+    assert "(not InjectedClassifier's compile: --model.compile)" in shown
+    run = train(*INJECTED, "--compile", "abc")
+    assert run.status == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert run.stderr.startswith('error: Parser key "compile": Expected a ')
+    assert run.stderr.endswith("; --compile is the run's own flag; the model's compile argument is --model.compile\n")
+    run = train(*INJECTED, "--optimizer.lr", "0.1")
+    assert run.status == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert "; --optimizer is the run's own flag; the model's optimizer argument is --model.optimizer" in run.stderr
+    run = train(*INJECTED, "--model.compile", "true")
+    assert run.status == 0, run.stderr
+    assert yaml.safe_load((run.run_dir / "config.yaml").read_text())["model"]["init_args"]["compile"] is True
+
+
+def test_optimizer_replacing_the_models_configure_optimizers_says_so_in_one_line(train, recwarn):
+    scheduled = ["--model.scheduler", "torch.optim.lr_scheduler.StepLR", "--model.scheduler.step_size", "1"]
+    own = train(*INJECTED, *scheduled)
+    assert own.status == 0, own.stderr
+    assert len(torch.load(own.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["lr_schedulers"]) == 1
+    run = train(*INJECTED, *scheduled, "--optimizer", "torch.optim.SGD", "--optimizer.lr", "0.1")
+    assert run.status == 0, run.stderr
+    assert "note: --optimizer SGD replaces InjectedClassifier.configure_optimizers: its own optimizer and any " \
+           "scheduler it makes are not used" in run.stderr  # fmt: skip
+    assert not [w for w in recwarn if "will be overridden" in str(w.message)]  # Lightning's, said in ours
+    last = torch.load(run.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["lr_schedulers"] == [] and last["optimizer_states"][0]["param_groups"][0]["lr"] == 0.1
+    assert "momentum" in last["optimizer_states"][0]["param_groups"][0]  # SGD's, not the model's Adam
+
+
+class PredictBug(Classifier):
+    def predict_step(self, batch, batch_idx):
+        raise RuntimeError("a bug in predict_step")
+
+
+def test_a_failed_predict_names_the_checkpoint_it_read(train):
+    trained = train(*CLASSIFIER, "--model", "test_runner.PredictBug", "--num_samples", "600", "--max_epochs", "1")
+    assert trained.status == 0, trained.stderr
+    run = train("predict", "--ckpt_path", "last", "--data", "lit_classifier.Blobs", "--num_samples", "600")
+    last = trained.run_dir / "checkpoints" / "last.ckpt"
+    assert run.status == 1 and "RuntimeError: a bug in predict_step" in run.stderr
+    assert (
+        run.stderr.splitlines()[-1] == f"error: the run stopped on the exception above; the checkpoint it read: {last}"
+    )
+
+
+def test_a_registered_class_that_is_not_chosen_is_never_needed(train, monkeypatch):
+    # A generated project whose starter was replaced, its profile not yet edited.
+    import linear_pl.runner.cli as cli  # noqa: PLC0415 -- the module whose profile lookup is replaced
+
+    gone = Profile(model="pkg.model.Starter", data="pkg.data.Starter", model_names={"starter": "pkg.model.Starter"},
+                   data_names={"starter": "pkg.data.Starter"})  # fmt: skip
+    monkeypatch.setattr(cli, "project_profile", lambda: gone)
+    run = train(*CLASSIFIER, "--num_samples", "600", "--max_epochs", "1")
+    assert run.status == 0, run.stderr
+    assert run.results["model"] == "Classifier"
+    run = train("--max_epochs", "1")  # the default is chosen: it must import
+    assert run.status == 2 and run.stderr.startswith("error: --model pkg.model.Starter: cannot import it")

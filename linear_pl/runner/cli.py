@@ -5,6 +5,7 @@ LightningDataModule, with flat flags from the chosen classes and the project's s
 """
 
 import argparse
+import re
 import sys
 import traceback
 
@@ -12,6 +13,7 @@ import lightning as L
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from linear_pl.runner import run as runs
 from linear_pl.runner.checkpointing import check_checkpoint_fits, load_checkpoint_safely, resolve_checkpoint
@@ -33,6 +35,7 @@ from linear_pl.runner.flags import (
     import_class,
     importable_from_cwd,
     init_parameters,
+    nested_flat_flags,
     read_choices,
 )
 from linear_pl.runner.internals import CLASS_PATH_KEY, PerEpochCallback
@@ -73,7 +76,9 @@ class RunCLI(LightningCLI):
         taken = init_parameters(self.classes["model"])
         args = [args[0], *(f"--model.{k}={v}" for k, v in self.profile.model_defaults.items() if k in taken), *args[1:]]
         kwargs = {"allow_abbrev": False, "formatter_class": argparse.RawDescriptionHelpFormatter}
-        described = {self.asked: {**kwargs, "description": f"{profile.description}\n\n{HELP[self.asked]}"}}
+        # The chosen model's project's description: another model's run is not described as the project's own.
+        description = self.profile.description
+        described = {self.asked: {**kwargs, "description": f"{description}\n\n{HELP[self.asked]}"}}
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
@@ -82,7 +87,7 @@ class RunCLI(LightningCLI):
             run=not parse_only,
             args=args[1:] if parse_only else args,
             parser_class=OneLineErrorParser,
-            parser_kwargs={**kwargs, "description": profile.description, **described},
+            parser_kwargs={**kwargs, "description": description, **described},
             trainer_defaults={**TRAINER_DEFAULTS, **self.profile.trainer_defaults},
             seed_everything_default=0,
             save_config_callback=SaveConfig,
@@ -95,13 +100,23 @@ class RunCLI(LightningCLI):
         return {self.asked: LightningCLI.subcommands()[self.asked]}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        self.flat = add_run_flags(parser, self.profile, self.classes, self.hparams)
+        self.flat, self.shadowed = add_run_flags(parser, self.profile, self.classes, self.hparams)
         accept_short_names(parser, self.profile)
         if not self.parse_only and parser.description.endswith(HELP["predict"]):
             add_predict_flags(parser)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: list[str]) -> None:
-        self.config = parser.parse_args(args)  # LightningCLI's own warns when the process has argv of its own
+        try:
+            # LightningCLI's own parse_arguments warns when the process has argv of its own.
+            self.config = parser.parse_args(nested_flat_flags(args, self.flat))
+        except UsageError as error:
+            # A run flag that shadows a class's argument: the error names the flag that reaches the argument.
+            said = [
+                f"--{name} is the run's own flag; the {key[2:].split('.')[0]}'s {name} argument is {key}"
+                for name, key in self.shadowed.items()
+                if re.search(rf'Parser key "{name}[".]|--{name}\b', str(error))
+            ]
+            raise UsageError("; ".join([str(error), *said])) from None
         config = self.config if self.parse_only else self.config[self.config.subcommand]
         check_trainer_flags(config.trainer)
         if config.log_every_n_epochs < 1:
@@ -148,8 +163,23 @@ class RunCLI(LightningCLI):
             raise
 
     def after_instantiate_classes(self) -> None:
-        if not self.parse_only:
-            self.run.built(self.trainer, self.model, self.datamodule)
+        if self.parse_only:
+            return
+        self.run.built(self.trainer, self.model, self.datamodule)
+        config = self.config[self.subcommand]
+        # Lightning's own warning about this is filtered (silence_known_noise): this line says what it means.
+        if (
+            self.subcommand == "fit"
+            and config.optimizer is not None
+            and is_overridden("configure_optimizers", self.model)
+        ):
+            model = type(self.model).__name__
+            chosen = config.optimizer.class_path.rsplit(".", 1)[-1]
+            print(
+                f"note: --optimizer {chosen} replaces {model}.configure_optimizers: its own optimizer and any "
+                "scheduler it makes are not used (--lr_scheduler CLASS adds one)",
+                file=sys.stderr,
+            )
 
     # LightningCLI calls these, where present, in place of the Trainer's: here they only hand over the run.
     def fit(self, **kwargs) -> None:
@@ -209,7 +239,7 @@ def cli_main(args: list[str] | None = None, profile: Profile | None = None) -> i
             return 2
         # The user's code raised (or ours did): the traceback shows where, and the line what is kept.
         traceback.print_exc()
-        kept = "" if run is None else f"; {run.kept_checkpoints()}"
+        kept = "" if run is None else f"; {run.kept_checkpoints() if run.command == 'fit' else run.what_it_read()}"
         print(f"error: the run stopped on the exception above{kept}", file=sys.stderr)
         return 1
     finally:

@@ -7,6 +7,7 @@ import traceback
 import warnings
 from pathlib import Path
 
+import lightning
 from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.accelerators import AcceleratorRegistry
@@ -77,6 +78,8 @@ def silence_known_noise() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning\.pytorch\.cli")
     # --optimizer CLASS replaces the model's configure_optimizers: what the user asked for (config.yaml records it).
     warnings.filterwarnings("ignore", message=r"`\w+\.configure_optimizers` will be overridden by")
+    # A val_dataloader without a validation_step: the run says so in its own line (monitor.Monitor.choose).
+    warnings.filterwarnings("ignore", message=r"You passed in a `val_dataloader` but have no `validation_step`")
     # torch.compile (--compile) imports TorchScript code that uses its own deprecated decorator.
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script_method` is deprecated", category=DeprecationWarning)
     # Under DDP the test set is split by a DistributedSampler, which may repeat a sample to even out the
@@ -107,12 +110,31 @@ def check_trainer_flags(trainer: Namespace) -> None:
     check_accelerator(trainer.accelerator)
     if trainer.max_epochs is not None and trainer.max_epochs < 1:
         raise UsageError(f"--max_epochs {trainer.max_epochs}: must be >= 1")
+    # Lightning takes these when the Trainer is built and divides by them once training starts.
+    accumulate = trainer.get("accumulate_grad_batches")
+    if isinstance(accumulate, int) and accumulate < 1:
+        raise UsageError(f"--trainer.accumulate_grad_batches {accumulate}: must be >= 1")
+    interval = trainer.get("val_check_interval")
+    if isinstance(interval, int | float) and interval <= 0:
+        raise UsageError(
+            f"--trainer.val_check_interval {interval}: must be > 0 (no validation: --trainer.limit_val_batches 0)"
+        )
 
 
 def lightning_refused(error: BaseException) -> bool:
     """Whether Lightning refused its configuration once the run started: a Trainer flag it accepted when built
-    but cannot honour for this model (automatic gradient clipping with manual optimization). Bad input."""
-    return isinstance(root_cause(error), MisconfigurationException) and not raised_in_user_code(error)
+    but cannot honour for this model or data (automatic gradient clipping with manual optimization, a
+    ``val_check_interval`` beyond the epoch's batches). Bad input."""
+    cause = root_cause(error)
+    if isinstance(cause, MisconfigurationException):
+        return not raised_in_user_code(error)
+    # Lightning's own check of a value (a ValueError raised in its code), not a ValueError of the user's code.
+    frames = traceback.extract_tb(cause.__traceback__)
+    return isinstance(cause, ValueError) and bool(frames) and _in_lightning(frames[-1].filename)
+
+
+def _in_lightning(filename: str) -> bool:
+    return Path(filename).resolve().is_relative_to(Path(lightning.__file__).resolve().parent)
 
 
 def _library_paths() -> tuple[str, ...]:

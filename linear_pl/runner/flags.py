@@ -146,6 +146,11 @@ def import_class(class_path: str, group: str, base: type) -> type:
     except (AttributeError, ValueError) as error:
         raise UsageError(f"--{group} {class_path}: cannot import it ({error})") from None
     if not (inspect.isclass(cls) and issubclass(cls, base)):
+        if inspect.isclass(cls) and any(c.__module__.split(".")[0] == "pytorch_lightning" for c in cls.__mro__):
+            raise UsageError(
+                f"--{group} {class_path}: a pytorch_lightning {base.__name__}; import it from lightning instead "
+                f"(import lightning as L; L.{base.__name__})"
+            )
         raise UsageError(f"--{group} {class_path}: not a {base.__name__}")
     return cls
 
@@ -166,12 +171,19 @@ def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
 
 
 def registered_arguments(profile: Profile) -> dict[str, tuple[str, list[str]]]:
-    """Each init argument of the profile's registered classes: its group and the short names that take it."""
+    """Each init argument of the profile's registered classes: its group and the short names that take it.
+
+    A registered class that cannot be imported is left out: it is not the one chosen (a project whose
+    starter was replaced, its profile not yet edited), and only the chosen classes must import."""
     taken: dict[str, tuple[str, list[str]]] = {}
     for group, names in (("model", profile.model_names), ("data", profile.data_names)):
         base = L.LightningModule if group == "model" else L.LightningDataModule
         for short, class_path in names.items():
-            for name in init_parameters(import_class(class_path, group, base)):
+            try:
+                cls = import_class(class_path, group, base)
+            except UsageError:
+                continue
+            for name in init_parameters(cls):
                 taken.setdefault(name, (group, []))[1].append(short)
     return taken
 
@@ -194,23 +206,28 @@ class _Ambiguous(argparse.Action):
 
 def add_flat_flags(
     parser, classes: dict[str, type | None], linked: set[str], registered: dict[str, tuple[str, list[str]]]
-) -> dict[str, str]:
+) -> tuple[dict[str, str], dict[str, str]]:
     """Every init argument of the chosen model and data as ``--name``, the same as ``--group.name``.
 
     Not for arguments the run links (set from another value), nor for names the command already has
     (``--seed``, ``--optimizer``): those keep their meaning and the argument its nested flag. A name both
     classes take is refused in one line; so is an argument of another ``registered`` class, naming it.
-    Returns each flat name's group.
+    Returns each flat name's group, and each shadowed name's nested flag (``optimizer``: ``--model.optimizer``).
     """
     owners: dict[str, list[str]] = {}
     for group, cls in classes.items():
         for name in init_parameters(cls) if cls else {}:
             if f"{group}.init_args.{name}" not in linked:
                 owners.setdefault(name, []).append(group)
-    flat = {}
+    flat, shadowed = {}, {}
     for name, groups in owners.items():
         if f"--{name}" in parser._option_string_actions:
-            _share(parser._option_string_actions[f"--{name}"], groups, classes)
+            action = parser._option_string_actions[f"--{name}"]
+            if (
+                not _share(action, groups, classes) and len(groups) == 1
+            ):  # the run's flag: its help names the key that reaches the class's argument
+                shadowed[name] = f"--{groups[0]}.{name}"
+                action.help = f"{action.help or ''} (not {classes[groups[0]].__name__}'s {name}: {shadowed[name]})"
             continue
         if len(groups) > 1:
             parser.add_argument(f"--{name}", dest=name, action=_Ambiguous, default=argparse.SUPPRESS, help="ambiguous")
@@ -219,25 +236,58 @@ def add_flat_flags(
         parameter = init_parameters(classes[group])[name]
         extra = {"nargs": "?", "const": True} if parameter.annotation is bool else {}
         dest = f"{group}.init_args.{name}"
-        parser.add_argument(f"--{name}", dest=dest, default=argparse.SUPPRESS, help=f"--{group}.{name}", **extra)
+        shown = _flag_help(parameter, parameter_docs(classes[group]).get(name), f"--{group}.{name}")
+        metavar = {} if extra else {"metavar": name.upper()}
+        parser.add_argument(f"--{name}", dest=dest, default=argparse.SUPPRESS, help=shown, **metavar, **extra)
         flat[name] = group
     for name, (group, owners) in registered.items():
         cls = classes[group]
         if f"--{name}" not in parser._option_string_actions and cls is not None and name not in init_parameters(cls):
             action = _taken_elsewhere(f"{cls.__module__}.{cls.__qualname__}", group, owners)
-            parser.add_argument(f"--{name}", dest=name, action=action, nargs="?", default=argparse.SUPPRESS)
-    return flat
+            # Not in --help: a flag of a class that was not chosen.
+            parser.add_argument(
+                f"--{name}", dest=name, action=action, nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+            )
+    return flat, shadowed
 
 
-def _share(action: argparse.Action, groups: list[str], classes: dict[str, type | None]) -> None:
+def parameter_docs(cls: type) -> dict[str, str]:
+    """Each init argument's description in the docstrings of the classes ``init_parameters`` reads (Google,
+    NumPy or reST style), where docstring_parser, which jsonargparse reads them with, is installed."""
+    try:
+        import docstring_parser  # noqa: PLC0415 -- optional, as it is to jsonargparse
+    except ImportError:
+        return {}
+    docs: dict[str, str] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        for doc in (klass.__doc__, klass.__init__.__doc__):
+            for param in docstring_parser.parse(doc or "").params:
+                docs.setdefault(param.arg_name, " ".join((param.description or "").split()))
+        if not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(klass.__init__).parameters.values()):
+            break
+    return docs
+
+
+def _flag_help(parameter: inspect.Parameter, doc: str | None, nested: str) -> str:
+    """A flat flag's help: its type, its default, its docstring's words, and the nested flag it is."""
+    kind = "" if parameter.annotation is parameter.empty else inspect.formatannotation(parameter.annotation)
+    default = "required" if parameter.default is parameter.empty else f"default: {parameter.default!r}"
+    text = ", ".join(filter(None, [kind, default]))
+    text += f". {doc}" if doc else ""
+    return f"{text} ({nested})".replace("%", "%%")  # argparse formats help with %
+
+
+def _share(action: argparse.Action, groups: list[str], classes: dict[str, type | None]) -> bool:
     """A command flag one class also takes as a choice of names (the example's ``lr_scheduler: Literal["step",
     ...]`` beside LightningCLI's ``--lr_scheduler CLASS``): those names go to the class, anything else to the flag."""
     if len(groups) != 1:
-        return
+        return False
     group, name = groups[0], action.dest
     choices = typing.get_args(init_parameters(classes[group])[name].annotation)
     if typing.get_origin(init_parameters(classes[group])[name].annotation) is not typing.Literal:
-        return
+        return False
     spelled = type(action)
 
     class Shared(spelled):
@@ -248,6 +298,7 @@ def _share(action: argparse.Action, groups: list[str], classes: dict[str, type |
             return super().__call__(parser, cfg, values, option_string)
 
     action.__class__ = Shared
+    return True
 
 
 def as_flag(message: str, flat: dict[str, str], classes: dict[str, type | None]) -> str:
@@ -273,3 +324,16 @@ def without_flag(args: list[str], flag: str) -> list[str]:
         elif not arg.startswith(f"{flag}="):
             kept.append(arg)
     return kept
+
+
+def nested_flat_flags(args: list[str], flat: dict[str, str]) -> list[str]:
+    """A flat flag's nested flags, as its class's own: ``--net.hidden_size 8`` (after ``--net CLASS``) is
+    ``--model.net.hidden_size 8``. Run flags keep their own nested flags (``--optimizer.lr``): they are
+    never flat."""
+    spelled = []
+    for arg in args:
+        key = arg.split("=", 1)[0]
+        if arg.startswith("--") and "." in key and key[2:].split(".", 1)[0] in flat:
+            arg = f"--{flat[key[2:].split('.', 1)[0]]}.{arg[2:]}"
+        spelled.append(arg)
+    return spelled

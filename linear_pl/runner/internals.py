@@ -5,6 +5,7 @@ which, in one line; the fix is local to this file.
 """
 
 import re
+import threading
 
 import lightning as L
 import torch
@@ -154,3 +155,14 @@ def one_line(message: str) -> str:
         given = next((line.removeprefix("Given value: ") for line in lines if line.startswith("Given value: ")), None)
         reason = f'Parser key "{key[1]}": {reason}' + (f". Got value: {given}" if given is not None else "")
     return " ".join(reason.split())
+
+
+def shut_down_threads() -> None:
+    """Stop and wait for the process's threads as Python's own exit does, before it ends at once (process_exit).
+
+    Python's exit first runs the hooks libraries register with ``threading._register_atexit`` -- how a
+    ``concurrent.futures`` thread pool (torch.compile's workers) stops its idle threads -- and only then
+    joins every non-daemon thread. Joining them without the hooks waits forever for such a pool.
+    ``threading._shutdown`` is that step of Python's exit; it must be called from the main thread.
+    """
+    threading._shutdown()

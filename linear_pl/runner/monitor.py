@@ -1,15 +1,22 @@
-"""The metric a run watches (``--monitor``, ``--mode``): best.ckpt, early stopping and the verdict follow it."""
+"""The metric a run watches (``--monitor``, ``--mode``): best.ckpt, early stopping and the verdict follow it;
+and the training loss, under whichever name the model gives it."""
 
 import math
 import sys
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-# What the run watches when there is no validation data, and what it checks for divergence: the
-# epoch's training loss, by the name Lightning users log it (lightning-hydra-template's too).
+from linear_pl.runner.internals import PerEpochCallback, publish_metric
+
+# The training loss's name where the model logs none: the epoch's mean of what training_step returned.
 TRAIN_LOSS = "train/loss"
+# The names Lightning users log the training loss as (lightning-hydra-template's, Lightning's examples'), in
+# the order they are looked for.
+TRAIN_LOSS_NAMES = (TRAIN_LOSS, "train_loss", "loss")
 
 Mode = Literal["min", "max"]
 
@@ -21,28 +28,47 @@ class MonitorMissing(Exception):
 class Monitor:
     """The watched metric, shared by the callbacks that follow it.
 
-    Validation data or not is decided once, when fit starts (:meth:`choose`): without any, the
-    training loss is watched instead, at the epochs validation would have run, and one line says so.
+    Whether the run validates is decided once, when fit starts (:meth:`choose`), as Lightning decides it.
+    Without validation the metric is checked at the ends of training epochs, at the epochs validation would
+    have run; the default, ``val/loss``, then becomes the training loss (:attr:`train_loss`). One line says
+    so: at the start, or, for the training loss, once its name is known.
     """
 
     def __init__(self, name: str = "val/loss", mode: Mode = "min", every: int = 10) -> None:
-        self.name, self.mode, self.every = name, mode, every
-        self.asked = name  # what --monitor said, for the messages
-        self.on_training = False  # True: no validation data, so the training loss is watched
+        self.asked, self.mode, self.every = name, mode, every  # asked: what --monitor said
+        self.on_training = False  # True: no validation, so the metric is checked at training epochs' ends
+        self.follows_train_loss = False  # True: the default val/loss without validation: the training loss
+        self.train_loss: str | None = None  # the training loss's name, once TrainingLoss has found it
+        self.train_loss_returned = False  # True: none logged, so train/loss is what training_step returned
         self._chosen = False
+        self._why_not: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The metric best.ckpt and early stopping follow."""
+        return (self.train_loss or TRAIN_LOSS) if self.follows_train_loss else self.asked
 
     def choose(self, trainer: L.Trainer) -> None:
-        """At the fit's setup: keep the metric, or fall back to the training loss without validation data."""
+        """At the fit's setup: validation or not, and so what is watched when."""
         if self._chosen:
             return
         self._chosen = True
-        if not has_validation_data(trainer):
-            self.name, self.mode, self.on_training = TRAIN_LOSS, "min", True
-            if trainer.is_global_zero:
-                print(f"note: no validation data: best.ckpt and early stopping watch {TRAIN_LOSS}", file=sys.stderr)
+        why_not = why_no_validation(trainer)
+        if why_not is None:
+            return
+        self.on_training, self._why_not = True, why_not
+        if self.asked == "val/loss":
+            self.follows_train_loss, self.mode = True, "min"
+        else:
+            self.say_watched(trainer)  # the training loss is said once TrainingLoss has found its name
+
+    def say_watched(self, trainer: L.Trainer) -> None:
+        """One line: why the run does not validate, and what it watches instead."""
+        if trainer.is_global_zero:
+            print(f"note: {self._why_not}: best.ckpt and early stopping watch {self.name}", file=sys.stderr)
 
     def due(self, trainer: L.Trainer) -> bool:
-        """Whether the training loss is to be checked at this epoch's end (without validation data)."""
+        """Whether the metric is to be checked at this training epoch's end (without validation)."""
         return self.on_training and (trainer.current_epoch + 1) % self.every == 0
 
     def value(self, trainer: L.Trainer, model_name: str, epoch: int) -> float:
@@ -50,6 +76,12 @@ class Monitor:
         metrics = trainer.callback_metrics
         if self.name not in metrics:
             logged = ", ".join(sorted(metrics)) or "nothing"
+            if self.follows_train_loss:
+                raise MonitorMissing(
+                    f"--monitor: without validation the run watches the training loss, and {model_name} logged "
+                    f"none ({', '.join(TRAIN_LOSS_NAMES)}) nor returned one from training_step by epoch {epoch} "
+                    f"(it logged: {logged}); give --monitor one of those"
+                )
             raise MonitorMissing(
                 f"--monitor {self.name}: {model_name} logged no {self.name} by epoch {epoch} "
                 f"(it logged: {logged}); give one of those, or log it with self.log({self.name!r}, ...)"
@@ -63,12 +95,75 @@ class Monitor:
         return best is None or (value < best if self.mode == "min" else value > best)
 
 
-def has_validation_data(trainer: L.Trainer) -> bool:
-    """Whether this fit will validate at all: a val_dataloader with at least one batch, not switched off."""
+class TrainingLoss(PerEpochCallback):
+    """Finds the training loss for the progress line, results.json, the divergence watch and the monitor.
+
+    After the first epoch: the first of :data:`TRAIN_LOSS_NAMES` the model logged; where it logged none,
+    the mean of the loss its ``training_step`` returned, published as ``train/loss`` every epoch from then
+    on. Runs before the run's other callbacks at an epoch's end; a name other than ``train/loss`` is said
+    in one line.
+    """
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self._sum: torch.Tensor | None = None  # on the device: read once an epoch
+        self._steps = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._sum, self._steps = None, 0
+        # The per-step hook only while it may be needed: the first epoch, or a model that logs no loss.
+        if self.monitor.train_loss is None or self.monitor.train_loss_returned:
+            self.on_train_batch_end = self._after_step
+        else:
+            vars(self).pop("on_train_batch_end", None)
+
+    def _after_step(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if torch.is_tensor(loss) and loss.numel() == 1:
+            loss = loss.detach().reshape(())
+            self._sum = loss if self._sum is None else self._sum + loss
+            self._steps += 1
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        monitor = self.monitor
+        if monitor.train_loss is None:
+            logged = [name for name in TRAIN_LOSS_NAMES if name in trainer.callback_metrics]
+            # Every rank decides alike: the logged names are the same everywhere, and so is whether a step returned.
+            returned = trainer.strategy.reduce_boolean_decision(self._sum is not None, all=True)
+            if logged:
+                monitor.train_loss = logged[0]
+            elif returned:
+                monitor.train_loss, monitor.train_loss_returned = TRAIN_LOSS, True
+            else:
+                return  # none: nothing to show or watch (asked again next epoch)
+            if trainer.is_global_zero and (monitor.train_loss != TRAIN_LOSS or monitor.train_loss_returned):
+                how = "the mean loss training_step returns" if monitor.train_loss_returned else "as the model logs it"
+                print(f"note: the training loss is {monitor.train_loss}, {how}", file=sys.stderr)
+            if monitor.follows_train_loss:
+                monitor.say_watched(trainer)
+        if monitor.train_loss_returned and self._sum is not None:
+            mean = trainer.strategy.reduce(self._sum / self._steps, reduce_op="mean")  # every rank's steps
+            publish_metric(trainer, TRAIN_LOSS, mean)
+
+
+def why_no_validation(trainer: L.Trainer) -> str | None:
+    """Why this fit will not validate, as Lightning decides it (None: it will): no ``validation_step``,
+    ``limit_val_batches`` 0, or no validation data."""
+    model = trainer.lightning_module
+    if not is_overridden("validation_step", model):
+        return f"no validation_step in {type(model).__name__}"
     if trainer.limit_val_batches == 0:
-        return False
-    source = trainer.datamodule if trainer.datamodule is not None else trainer.lightning_module
-    return serves_batches(source, "val_dataloader")
+        return "--trainer.limit_val_batches 0"
+    source = trainer.datamodule if trainer.datamodule is not None else model
+    if not serves_batches(source, "val_dataloader"):
+        return "no validation data"
+    return None
+
+
+def has_validation_data(trainer: L.Trainer) -> bool:
+    """Whether this fit will validate at all: a validation_step, and a val_dataloader with at least one
+    batch, not switched off."""
+    return why_no_validation(trainer) is None
 
 
 def serves_batches(source: L.LightningDataModule | L.LightningModule | None, hook: str) -> bool:

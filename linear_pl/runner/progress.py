@@ -100,7 +100,8 @@ class ProgressReport(PerEpochCallback):
             logger.log_metrics(scalars, step=trainer.global_step)
 
         line = f"Epoch [{epoch}/{trainer.max_epochs}]"
-        for key in dict.fromkeys((TRAIN_LOSS, "val/loss", self.monitor.name)):
+        train_loss = self.monitor.train_loss or TRAIN_LOSS
+        for key in dict.fromkeys((train_loss, "val/loss", self.monitor.name)):
             if key in metrics:
                 line += f"  {key.replace('/', '_')} {float(metrics[key]):.4f}"
         print(line, flush=True)

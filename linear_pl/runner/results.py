@@ -71,7 +71,8 @@ def summarize(
         "world_size": trainer.world_size,
         "rank_weight_spread": spread,
         "diverged": stopped_because == "diverged",
-        "final_train_loss": scalars.get(TRAIN_LOSS),
+        "final_train_loss": scalars.get(monitor.train_loss or TRAIN_LOSS),
+        "train_loss_metric": monitor.train_loss,  # the name the training loss was found under
         "final_val_loss": scalars.get("val/loss"),
         "metrics": scalars,  # the last value of every epoch metric
     }

@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from linear_pl.runner.checkpointing import AtomicCheckpointIO, RunCheckpoints, load_checkpoint_safely, version_of
 from linear_pl.runner.errors import RunFilesError, UsageError, what_was_rejected
 from linear_pl.runner.extras import extras_of
-from linear_pl.runner.monitor import Monitor, MonitorMissing
+from linear_pl.runner.monitor import Monitor, MonitorMissing, TrainingLoss
 from linear_pl.runner.predict import predict_lines, rows_of
 from linear_pl.runner.progress import ProgressReport
 from linear_pl.runner.results import report_run
@@ -93,7 +93,8 @@ class Run:
             kwargs["logger"] = TensorBoardLogger(**where, default_hp_metric=False)
         self.early_stopping = early_stopping(theirs, self.monitor, self.config.patience, self.config.min_delta)
         warn_about_clashes(theirs)
-        ours = [*self.callbacks, self.progress, LossWatch(), self.checkpoints]
+        # TrainingLoss first: at an epoch's end the others read the training loss it finds.
+        ours = [TrainingLoss(self.monitor), *self.callbacks, self.progress, LossWatch(self.monitor), self.checkpoints]
         ours += [self.early_stopping] if self.early_stopping not in theirs else []
         kwargs["callbacks"] = theirs + [c for c in ours if c is not None]
         return kwargs
@@ -107,6 +108,10 @@ class Run:
 
     def release(self) -> None:
         release_run_dir(self.run_dir)
+
+    def what_it_read(self) -> str:
+        """The checkpoint a validate, test or predict read, for its error line."""
+        return "no checkpoint read" if self.checkpoint is None else f"the checkpoint it read: {self.checkpoint}"
 
     def kept_checkpoints(self) -> str:
         """The checkpoints a failed run leaves, named, for its error line."""

@@ -7,6 +7,7 @@ when another process took it first, and the next number is tried.
 
 import os
 import shlex
+import sys
 import tempfile
 from pathlib import Path
 
@@ -91,5 +92,24 @@ def release_run_dir(run_dir: Path | None) -> None:
 
 
 def continue_command(args: list[str], checkpoint: str = "last") -> str:
-    """The command that continues an interrupted run: the same flags, ``--ckpt_path last`` (or the path given)."""
-    return shlex.join(["python", "scripts/train.py", *without_flag(args, "--ckpt_path"), "--ckpt_path", checkpoint])
+    """The command that continues an interrupted run: as it was started, the same flags, ``--ckpt_path last``
+    (or the path given)."""
+    return shlex.join([*how_started(), *without_flag(args, "--ckpt_path"), "--ckpt_path", checkpoint])
+
+
+SCRIPTS = {"fit": "train.py", "sweep": "sweep.py"}
+
+
+def how_started(command: str = "fit") -> list[str]:
+    """How to start ``command`` (fit or sweep) as this process was started, up to its flags: ``python
+    PATH/train.py`` with the scripts' folder as it was given, ``python -m PACKAGE fit``, or the console
+    script's ``NAME fit``; ``python scripts/train.py`` where the process is another (a test)."""
+    started = Path(sys.argv[0])
+    package = __name__.split(".")[0]
+    if started.name in ("train.py", "predict.py", "sweep.py"):
+        return ["python", str(started.with_name(SCRIPTS[command]))]
+    if started.name == "__main__.py" and started.parent.name == package:
+        return ["python", "-m", package, command]
+    if started.name == package.replace("_", "-"):
+        return [started.name, command]
+    return ["python", f"scripts/{SCRIPTS[command]}"]

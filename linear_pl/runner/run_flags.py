@@ -14,8 +14,9 @@ from linear_pl.runner.sizing import num_features_of
 
 def add_run_flags(
     parser: LightningArgumentParser, profile: Profile, classes: dict[str, type | None], hparams: dict
-) -> dict[str, str]:
-    """Add the run's flags to a subcommand's parser; returns the flat flags of the classes, by group.
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Add the run's flags to a subcommand's parser; returns the flat flags of the classes, by group, and the
+    arguments a run flag shadows, with their nested flags (flags.add_flat_flags).
 
     ``hparams``: the checkpoint's hyperparameters, where there is one.
     """
@@ -32,7 +33,9 @@ def add_run_flags(
     add("--patience", type=int | None, default=10, help="stop after N validations without a better value (null: never)")
     add("--min_delta", type=float, default=0.0, help="the smallest improvement of the monitored value that counts")
     add("--checkpoint_every_seconds", type=float, default=5.0, help="refresh last.ckpt at most this often")
-    add("--compile", type=bool, default=False, help="compile the model's forward with torch.compile")
+    add(
+        "--compile", type=bool, nargs="?", const=True, default=False, help="compile the model's forward (torch.compile)"
+    )
     presets = ", ".join(profile.preset_names()) or "none here"
     add("--preset", action=preset_action(profile), help=f"a shipped config: {presets}")
     # A model that takes num_features sizes itself from the data (a checkpoint's model keeps the width it was

@@ -8,7 +8,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from linear_pl.runner.extras import extras_of
 from linear_pl.runner.internals import PerEpochCallback, early_stopping_checks_on_train_epochs
-from linear_pl.runner.monitor import TRAIN_LOSS, Monitor
+from linear_pl.runner.monitor import Monitor
 
 
 class TrainingDiverged(RuntimeError):
@@ -28,18 +28,19 @@ def first_lr(trainer: L.Trainer) -> float | None:
 class LossWatch(PerEpochCallback):
     """After each epoch: :class:`TrainingDiverged` if the training loss is not finite, or has grown
     ``growth`` times beyond the first epoch's. Raising (rather than stopping) lets the checkpoints
-    keep the last good one and the command exit with status 1. Reads ``train/loss``, the epoch's
-    training loss as the model logged it; a model that logs none is not watched.
+    keep the last good one and the command exit with status 1. Reads the training loss the monitor's
+    :class:`~linear_pl.runner.monitor.TrainingLoss` found; a model with none is not watched.
     """
 
-    def __init__(self, growth: float = 1e6) -> None:
-        self.growth = growth
+    def __init__(self, monitor: Monitor | None = None, growth: float = 1e6) -> None:
+        self.monitor, self.growth = monitor or Monitor(), growth
         self.first_loss: float | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if TRAIN_LOSS not in trainer.callback_metrics:
+        name = self.monitor.train_loss
+        if name is None or name not in trainer.callback_metrics:
             return
-        loss = float(trainer.callback_metrics[TRAIN_LOSS])  # synced: the same on every rank
+        loss = float(trainer.callback_metrics[name])  # synced: the same on every rank
         if self.first_loss is None:
             self.first_loss = loss
         if not math.isfinite(loss) or self.first_loss > 0 and loss > self.growth * self.first_loss:
@@ -76,6 +77,7 @@ class PlateauStop(PerEpochCallback, EarlyStopping):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.watched.due(trainer):
+            self.monitor = self.watched.name  # the training loss's name is known after the first epoch
             super().on_train_epoch_end(trainer, pl_module)
 
 

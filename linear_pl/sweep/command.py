@@ -27,6 +27,7 @@ from linear_pl.runner.errors import UsageError, silence_known_noise
 from linear_pl.runner.flags import importable_from_cwd, init_parameters, without_flag
 from linear_pl.runner.internals import one_line
 from linear_pl.runner.run import EXIT_STATUS
+from linear_pl.runner.run_dir import how_started
 from linear_pl.sweep.flags import STORAGE_ENV, SweepFlagError, parse_sweep_flags
 from linear_pl.sweep.outputs import (
     best_table,
@@ -245,7 +246,7 @@ def say_interrupted(argv: list[str], url: str | None) -> None:
 def continue_command(argv: list[str], url: str | None) -> str:
     """The command that continues the study: the same one, a password masked (give it again, or by
     $LINEAR_PL_STORAGE, where the command line has none)."""
-    return shlex.join(["python", "scripts/sweep.py", *(masked(arg, url) for arg in argv)])
+    return shlex.join([*how_started("sweep"), *(masked(arg, url) for arg in argv)])
 
 
 def report(study: optuna.Study, space: dict, base_args: list[str], monitor: str, study_dir: Path) -> None:
@@ -272,4 +273,4 @@ def report(study: optuna.Study, space: dict, base_args: list[str], monitor: str,
     write_best_config(base_args, best[0], best_path)
     print(f"Trials: {study_dir / 'trials.csv'}; plots: {study_dir / 'optimization_history.png'}, param_importances.png")
     print(f"Best config (trial {best[0].number}): {best_path}")
-    print(f"Rerun it with: python scripts/train.py --config {best_path}")
+    print(f"Rerun it with: {shlex.join([*how_started(), '--config', str(best_path)])}")

@@ -67,7 +67,7 @@ def _distribution(path: Path, key: str, spec: Any) -> BaseDistribution:
 
 def check_keys(path: Path, space: dict[str, BaseDistribution], takes: dict[str, set[str] | None]) -> None:
     """One line for a key no class of the run takes: ``takes`` maps model, data, trainer, and optimizer and
-    lr_scheduler where the flags choose one, to their arguments.
+    lr_scheduler where the flags choose one, to their arguments (a nested key: its first part).
 
     Any other key (``patience``) is checked by parsing the flag it becomes.
     """
@@ -76,6 +76,9 @@ def check_keys(path: Path, space: dict[str, BaseDistribution], takes: dict[str, 
         if group in OPTIONAL_GROUPS and takes.get(group) is None:
             raise UsageError(f"--space {path}: {key}: give --{group} CLASS too; its arguments are the keys")
         name = name.removeprefix("init_args.")  # config.yaml's spelling, model.init_args.lr, is the same key
+        # A nested key (model.optimizer.lr, model.net.init_args.hidden_size) starts with an argument of the class;
+        # the rest is checked by parsing the flag it becomes, as train.py parses it.
+        name = name.partition(".")[0]
         if group in CLASS_GROUPS and name not in takes[group]:
             taken = ", ".join(sorted(takes[group]))
             raise UsageError(f"--space {path}: {key}: the run's {group} takes no {name!r}; it takes {taken}")

@@ -89,7 +89,8 @@ class SeededPerTrial(BaseSampler):
         return RandomSampler(seed=seed) if self.kind == "random" else TPESampler(seed=seed, constant_liar=True)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.sampler = self._make(self.seed * 1_000_003 + trial.number)
+        # Samplers take a seed below 2**32 (numpy's): any --seed, mixed with the number, wraps into that range.
+        self.sampler = self._make((self.seed * 1_000_003 + trial.number) % 2**32)
         self.sampler.before_trial(study, trial)
 
     def infer_relative_search_space(self, study, trial):
