@@ -1,6 +1,7 @@
 """A run as data: what ``build_run`` made (trainer, model, data, checkpoints, monitor, run directory), what
 fitting it gives back (:class:`Outcome`), and ``execute``, which runs it and says how it ended."""
 
+import contextlib
 import signal
 import sys
 import time
@@ -112,6 +113,10 @@ class Run:
         """The checkpoints a failed run leaves, named, for its error line."""
         if self.checkpoints is None or self.checkpoints.dirpath is None:
             return "no checkpoint had been written yet"
+        io = None if self.trainer is None else self.trainer.strategy.checkpoint_io
+        if isinstance(io, AtomicCheckpointIO):
+            with contextlib.suppress(RunFilesError):  # the write in flight first; a failed one is the error said
+                io.wait()
         named = (("last good checkpoint", "last.ckpt"), ("best checkpoint", "best.ckpt"))
         kept = [
             f"{what} kept: {self.checkpoints.dirpath / n}"
