@@ -88,6 +88,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self._thread: threading.Thread | None = None
         self._error: OSError | None = None
         self.writer_cpu_seconds = 0.0  # of the latest finished write
+        self.writer_cpu_total = 0.0  # of all of them
         self.writes: list[tuple[float, float]] = []  # (when its state was taken, when it was on disk), monotonic
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
@@ -111,7 +112,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         finally:
             self.writer_cpu_seconds = time.thread_time() - start
+            self.writer_cpu_total += self.writer_cpu_seconds
         self.writes.append((taken, time.monotonic()))
+
+    def link(self, source: Path, path: Path) -> None:
+        """``path`` as a second name of ``source`` once its write is done: no second write."""
+        self.wait()
+        try:
+            link_atomically(source, path)
+        except OSError as error:
+            raise RunFilesError.of(error) from error
 
     def busy(self) -> bool:
         """Whether a write is in flight."""
@@ -128,6 +138,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+
+
+def ours(io: object) -> bool:
+    """Whether the trainer's checkpoint IO is the run's own (a local directory's writer in the background)."""
+    return isinstance(io, AtomicCheckpointIO)
 
 
 def state_bytes(trainer: L.Trainer) -> int:
@@ -175,6 +190,8 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         self._unaccounted = False
         self._guess: float | None = None  # a save's cost before one has been measured
         self._said_stretched = False
+        self._last_saved_step: int | None = None  # the step last.ckpt was last saved at
+        self.waited_seconds = 0.0  # the training thread's waits on saves, all of them
         self.checked_step: int | None = None  # the step at which the monitored value was last checked
         self.best_step: int | None = None
         self._epoch_seconds: float | None = None  # the previous epoch's length
@@ -203,11 +220,20 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         """Write ``name``.ckpt (every DDP rank must call it; rank 0 writes, in the background)."""
         start = time.monotonic()
         self._account(trainer, wait=True)  # the write in flight first: one copy in host memory at most
+        io = trainer.strategy.checkpoint_io
+        fitting = trainer.state.fn == "fit" and trainer.state.status == "running"
+        if name == "best" and not fitting and self._last_saved_step == trainer.global_step and ours(io):
+            # After fit, last.ckpt already holds these weights: best.ckpt is a second name for it.
+            if trainer.is_global_zero:
+                io.link(self.dirpath / "last.ckpt", self.dirpath / "best.ckpt")
+            trainer.strategy.barrier()
+            return
         trainer.save_checkpoint(self.dirpath / f"{name}.ckpt", weights_only=False)  # the full state, said so
         now = time.monotonic()
         self._waited, self._unaccounted = now - start, True
+        self.waited_seconds += now - start
         if name == "last":
-            self._last_save_time = now
+            self._last_save_time, self._last_saved_step = now, trainer.global_step
 
     def _account(self, trainer: L.Trainer, wait: bool = False) -> None:
         """Add the latest save's cost to the account once its write has finished (``wait``: wait for it).
