@@ -159,8 +159,9 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
 
     ``last.ckpt`` is refreshed after an epoch once ``min_interval`` seconds have passed since the last
     save and the checkpoints' cost so far, with one more, stays within ``BUDGET`` of the training time
-    (:meth:`due`), at the end of training, and when training stops on an exception or a signal. In an epoch of a second or
-    more (the first epoch of a fit, or one after a long epoch) it is also refreshed between steps,
+    (:meth:`due`), at the end of training, and when training stops on an exception or a signal. In an
+    epoch of a second or more (the first epoch of a fit, or one after a long epoch) it is also
+    refreshed between steps,
     and a signal stops after the step under way; the train loaders are made resumable
     (``loader_state``) so that such a checkpoint continues with the same batches. ``best.ckpt`` is saved each
     time the monitored metric improves (its cost counts in the budget). Both go through
@@ -259,7 +260,8 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
     def due(self, trainer: L.Trainer) -> bool:
         """Whether to refresh last.ckpt now: ``min_interval`` has passed since the last save, no write is
         in flight, and the checkpoints' cost so far plus one more stays within ``BUDGET`` of the time
-        trained (``min_interval`` 0: at every chance, whatever it costs). Once, in one line, where a checkpoint's cost stretches the interval beyond ``min_interval``."""
+        trained (``min_interval`` 0: at every chance, whatever it costs). Says once, in one line, where a
+        checkpoint's cost stretches the interval beyond ``min_interval``."""
         now = time.monotonic()
         if self.min_interval == 0:
             return True  # asked for at every chance, whatever it costs

@@ -114,5 +114,5 @@ class ProgressReport(PerEpochCallback):
 
 
 def out_of(limit: int | None) -> str:
-    """"/limit" for a limit the trainer has (max_epochs, max_steps), "" for none (Lightning's -1 or None)."""
+    """ "/limit" for a limit the trainer has (max_epochs, max_steps), "" for none (Lightning's -1 or None)."""
     return "" if limit is None or limit < 0 else f"/{limit}"
