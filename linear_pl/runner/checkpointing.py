@@ -161,12 +161,11 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
     save and the checkpoints' cost so far, with one more, stays within ``BUDGET`` of the training time
     (:meth:`due`), at the end of training, and when training stops on an exception or a signal. In an
     epoch of a second or more (the first epoch of a fit, or one after a long epoch) it is also
-    refreshed between steps,
-    and a signal stops after the step under way; the train loaders are made resumable
-    (``loader_state``) so that such a checkpoint continues with the same batches. ``best.ckpt`` is saved each
-    time the monitored metric improves (its cost counts in the budget). Both go through
-    ``trainer.save_checkpoint``, and so through :class:`AtomicCheckpointIO`, which writes them in the
-    background from a copy in host memory, one at a time. (Lightning's
+    refreshed between steps, and a signal stops after the step under way; the train loaders are made
+    resumable (``loader_state``) so that such a checkpoint continues with the same batches.
+    ``best.ckpt`` is saved each time the monitored metric improves (its cost counts in the budget).
+    Both go through ``trainer.save_checkpoint``, and so through :class:`AtomicCheckpointIO`, which
+    writes them in the background from a copy in host memory, one at a time. (Lightning's
     ModelCheckpoint would keep extra ``epoch=N`` files, or, with ``save_top_k=0``, save last.ckpt
     only at the end.) A ``Checkpoint``, Lightning's public base class, so that Lightning adds no
     checkpoint callback of its own and runs this one last.

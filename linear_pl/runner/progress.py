@@ -57,17 +57,13 @@ class ProgressReport(PerEpochCallback):
         if now - self._last_line < self.every_seconds or not trainer.is_global_zero:
             return
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-        rate = (trainer.global_step - self._last_step) / (now - self._last_line)
         line = (
             f"Epoch {trainer.current_epoch + 1}{out_of(trainer.max_epochs)}  batch {batch_idx + 1}/"
             f"{trainer.num_training_batches}  step {trainer.global_step}{out_of(trainer.max_steps)}"
         )
         if loss is not None:
             line += f"  loss {float(loss):.4g}"  # the one device read here: once a line, not once a step
-        if rate >= 1:
-            line += f"  {rate:.0f} steps/s"
-        elif rate > 0:
-            line += f"  {1 / rate:.1f} s/step"
+        line += f"  {pace(trainer.global_step - self._last_step, now - self._last_line)}"
         if self.terminal:
             print(f"\r{line}\x1b[K", end="", flush=True)
             self._in_place = True
@@ -114,5 +110,12 @@ class ProgressReport(PerEpochCallback):
 
 
 def out_of(limit: int | None) -> str:
-    """ "/limit" for a limit the trainer has (max_epochs, max_steps), "" for none (Lightning's -1 or None)."""
+    """The limit as "/N" (max_epochs, max_steps), or "" where the trainer has none (Lightning's -1 or None)."""
     return "" if limit is None or limit < 0 else f"/{limit}"
+
+
+def pace(steps: int, seconds: float) -> str:
+    """Steps per second, or seconds per step where a step takes longer than a second."""
+    if steps > 0 and seconds > steps:
+        return f"{seconds / steps:.1f} s/step"
+    return f"{steps / seconds:.0f} steps/s"
