@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -127,7 +126,9 @@ class Big(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        return F.mse_loss(self.net(x).squeeze(-1), y)
+        loss = F.mse_loss(self.net(x).squeeze(-1), y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        return loss
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=1e-5)
@@ -174,7 +175,8 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_last_ckpt_loadabl
         "net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.3.weight", "net.3.bias"
     }  # fmt: skip
     # ... and training continues from it.
-    resumed = subprocess.run([*command[:-4], "--max_epochs", str(checkpoint["epoch"] + 2), "--checkpoint_every_seconds",
-                              "0", "--ckpt_path", "last"], cwd=tmp_path, capture_output=True, text=True, timeout=600)  # fmt: skip
+    further = [*command[:-4], "--max_epochs", str(checkpoint["epoch"] + 2), "--checkpoint_every_seconds", "0"]
+    resumed = subprocess.run([*further, "--ckpt_path", "last"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=600)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     assert torch.load(last, weights_only=True)["global_step"] > checkpoint["global_step"]
