@@ -190,7 +190,7 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         self._unaccounted = False
         self._guess: float | None = None  # a save's cost before one has been measured
         self._said_stretched = False
-        self._last_saved_step: int | None = None  # the step last.ckpt was last saved at
+        self._saved_at: dict[str, int] = {}  # the step each file was last saved at
         self.waited_seconds = 0.0  # the training thread's waits on saves, all of them
         self.checked_step: int | None = None  # the step at which the monitored value was last checked
         self.best_step: int | None = None
@@ -220,20 +220,29 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         """Write ``name``.ckpt (every DDP rank must call it; rank 0 writes, in the background)."""
         start = time.monotonic()
         self._account(trainer, wait=True)  # the write in flight first: one copy in host memory at most
-        io = trainer.strategy.checkpoint_io
         fitting = trainer.state.fn == "fit" and trainer.state.status == "running"
-        if name == "best" and not fitting and self._last_saved_step == trainer.global_step and ours(io):
+        if name == "best" and not fitting and self._saved_at.get("last") == trainer.global_step:
             # After fit, last.ckpt already holds these weights: best.ckpt is a second name for it.
-            if trainer.is_global_zero:
-                io.link(self.dirpath / "last.ckpt", self.dirpath / "best.ckpt")
-            trainer.strategy.barrier()
-            return
+            if self._link(trainer, "last", "best"):
+                return
         trainer.save_checkpoint(self.dirpath / f"{name}.ckpt", weights_only=False)  # the full state, said so
         now = time.monotonic()
         self._waited, self._unaccounted = now - start, True
         self.waited_seconds += now - start
+        self._saved_at[name] = trainer.global_step
         if name == "last":
-            self._last_save_time, self._last_saved_step = now, trainer.global_step
+            self._last_save_time = now
+
+    def _link(self, trainer: L.Trainer, source: str, name: str) -> bool:
+        """Make ``name``.ckpt a second name of ``source``.ckpt (False: the checkpoint IO is not ours)."""
+        io = trainer.strategy.checkpoint_io
+        if not ours(io):
+            return False
+        if trainer.is_global_zero:
+            io.link(self.dirpath / f"{source}.ckpt", self.dirpath / f"{name}.ckpt")
+        trainer.strategy.barrier()
+        self._saved_at[name] = trainer.global_step
+        return True
 
     def _account(self, trainer: L.Trainer, wait: bool = False) -> None:
         """Add the latest save's cost to the account once its write has finished (``wait``: wait for it).
@@ -395,6 +404,12 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()
+        # The last step's state may be saved already, at the epoch's end: as last.ckpt, or as best.ckpt.
+        if self._saved_at.get("last") == trainer.global_step:
+            return
+        if self._saved_at.get("best") == trainer.global_step and self._link(trainer, "best", "last"):
+            self._last_save_time = time.monotonic()
+            return
         self.save(trainer, "last")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
