@@ -645,9 +645,7 @@ def run(args: argparse.Namespace) -> int:
     if "sweep" in sections:
         report["sweep"] = sweep(args.sweep_trials, args.sweep_epochs, args.sweep_seed)
     if "larger" in sections:
-        report["larger"] = larger(
-            args.larger_size, args.every_n_steps, args.accelerator, args.repeats, peak_rss_reset, peak_rss_bytes
-        )
+        report["larger"] = larger(args.larger_size, args.every_n_steps, args.accelerator, args.repeats)
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

@@ -9,16 +9,21 @@ An MLP ``width`` wide with ``layers`` hidden layers (4096 and 3: 50M parameters)
 - ``linear_pl``: the run as ``scripts/train.py`` builds it, with its defaults (``--trainer.max_steps``
   the only flag beside the model and data), fitted and reported as the command does.
 
-For each: ``Trainer.fit``'s seconds (for linear_pl also until its last checkpoint is on disk and
-results.json written), the time training waited on checkpoint writes, the checkpoint's size, the
-process's peak RSS while it ran (the model is made anew each time), and what a kill at a uniformly
-random moment of the fit would lose: the training since the newest checkpoint on disk, at worst and
-on average. Rounds alternate the ways; the best fit of each way counts.
+Each way runs in a process of its own (in one process, memory a way leaves behind would count in
+the next one's peak). For each: ``Trainer.fit``'s seconds (for linear_pl also until its last
+checkpoint is on disk and results.json written), the time training waited on checkpoint writes, the
+checkpoint's size, the process's peak RSS, and what a kill at a uniformly random moment of the fit
+would lose: the training since the newest checkpoint on disk, at worst and on average. Rounds
+alternate the ways; the best fit of each way counts.
 """
 
 import contextlib
-import gc
 import io
+import json
+import os
+import re
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -158,24 +163,39 @@ def linear_pl_fit(data: RandomRows, size: dict, accelerator: str, root: str) -> 
     }  # fmt: skip
 
 
-def larger(size: dict, every_n_steps: int, accelerator: str, repeats: int, peak_reset, peak_bytes) -> dict:
-    """The three ways, ``repeats`` rounds alternating; the best fit of each way, its peak RSS, its writes."""
+def one_way(way: str, size: dict, every_n_steps: int, accelerator: str) -> dict:
+    """One way's fit, in this process (a fresh one, started by :func:`larger`): its measurements and the
+    process's peak RSS."""
+    from linear_pl.runner.errors import silence_known_noise  # noqa: PLC0415 -- as scripts/train.py does
+
+    silence_known_noise()
     data = RandomRows(size["width"], size["batch"], size["steps"])
     data.setup()
-    ways = {
-        "bare": lambda root: bare_fit(data, size, accelerator, None, root),
-        "modelckpt": lambda root: bare_fit(data, size, accelerator, every_n_steps, root),
-        "linear_pl": lambda root: linear_pl_fit(data, size, accelerator, root),
-    }
+    with tempfile.TemporaryDirectory() as root, contextlib.redirect_stderr(io.StringIO()):
+        if way == "linear_pl":
+            measured = linear_pl_fit(data, size, accelerator, root)
+        else:
+            measured = bare_fit(data, size, accelerator, every_n_steps if way == "modelckpt" else None, root)
+    status = Path("/proc/self/status").read_text()
+    measured["peak_rss_bytes"] = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024
+    return measured
+
+
+def larger(size: dict, every_n_steps: int, accelerator: str, repeats: int) -> dict:
+    """The three ways, each in its own process, ``repeats`` rounds alternating; the best fit of each way."""
+    ways = ["bare", "modelckpt", "linear_pl"]
     best: dict[str, dict] = {}
     for round_ in range(repeats):
-        order = list(ways) if round_ % 2 == 0 else list(reversed(ways))
-        for way in order:
-            gc.collect()
-            peak_reset()
-            with tempfile.TemporaryDirectory() as root:
-                measured = ways[way](root)
-            measured["peak_rss_bytes"] = peak_bytes()
+        for way in ways if round_ % 2 == 0 else list(reversed(ways)):
+            code = (
+                "import json, sys; from linear_pl.benchmark_larger import one_way; "
+                "print(json.dumps(one_way(sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4])))"
+            )
+            args = [way, json.dumps(size), str(every_n_steps), accelerator]
+            proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=os.environ)
+            if proc.returncode != 0:
+                raise RuntimeError(f"larger, {way}: exit status {proc.returncode}: {proc.stderr[-1000:]}")
+            measured = json.loads(proc.stdout.strip().splitlines()[-1])
             if way not in best or measured["fit_seconds"] < best[way]["fit_seconds"]:
                 best[way] = measured
     params = sum(p.numel() for p in LargerMLP(size["width"], size["layers"]).parameters())
@@ -192,7 +212,8 @@ def format_larger(r: dict) -> list[str]:
     lines = [
         "",
         f"larger model: MLP {r['width']} wide, {r['layers']} hidden layers, {r['parameters'] / 1e6:.1f}M parameters, "
-        f"Adam; {r['steps']} steps of batch {r['batch']}; best of {r['repeats']} rounds alternating the ways",
+        f"Adam; {r['steps']} steps of batch {r['batch']}; best of {r['repeats']} rounds alternating the ways, "
+        "each way in a process of its own",
         f"{'way':<10} {'fit s':>7} {'bare/way':>8} {'writes':>6} {'waited s':>8} {'ckpt MiB':>8} {'peak RSS':>9} "
         f"{'kill loses: worst s':>19} {'mean s':>7}",
     ]
