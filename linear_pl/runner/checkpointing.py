@@ -78,8 +78,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     ``save_checkpoint`` copies the checkpoint to host memory and hands the copy to a thread that writes
     it; one write at a time, so host memory holds at most one copy (a save waits for the write before
-    it). ``storage_options={"also": [path, ...]}`` gives the same file other names (best.ckpt: a hard
-    link, no second write). :meth:`wait` waits for the write in flight and raises its error, if any.
+    it). :meth:`link` gives a written file a second name (no second write); :meth:`wait` waits for the
+    write in flight and raises its error, if any.
     Loading always uses torch's safe loader: a checkpoint may come from anywhere.
     """
 
@@ -96,17 +96,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path)
         self.wait()
         taken = time.monotonic()
-        also = [Path(p) for p in (storage_options or {}).get("also", ())]
         copy = to_host(checkpoint)
-        self._thread = threading.Thread(target=self._write, args=(copy, Path(path), also, taken), name="checkpoint")
+        self._thread = threading.Thread(target=self._write, args=(copy, Path(path), taken), name="checkpoint")
         self._thread.start()
 
-    def _write(self, checkpoint: dict[str, Any], path: Path, also: list[Path], taken: float) -> None:
+    def _write(self, checkpoint: dict[str, Any], path: Path, taken: float) -> None:
         start = time.thread_time()
         try:
             write_atomically(path, checkpoint)
-            for other in also:
-                link_atomically(path, other)
         except OSError as error:
             self._error = error
             return
@@ -250,13 +247,12 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         Its cost is the training thread's wait, plus the writer's CPU time where training runs on the
         host: there the writer takes cores the training would use; beside an accelerator it does not."""
         io = trainer.strategy.checkpoint_io
-        ours = isinstance(io, AtomicCheckpointIO)
-        if ours and not wait and io.busy():
+        if ours(io) and not wait and io.busy():
             return
-        if ours:
+        if ours(io):
             io.wait()
         if self._unaccounted:
-            on_host = ours and trainer.strategy.root_device.type == "cpu"
+            on_host = ours(io) and trainer.strategy.root_device.type == "cpu"
             self._cost = self._waited + (io.writer_cpu_seconds if on_host else 0.0)
             self._spent += self._cost
             self._unaccounted = False
@@ -276,7 +272,7 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         if now - self._last_save_time < self.min_interval:
             return False
         io = trainer.strategy.checkpoint_io
-        if isinstance(io, AtomicCheckpointIO) and io.busy():
+        if ours(io) and io.busy():
             return False
         self._account(trainer)
         if self._cost is None and self._guess is None:
