@@ -188,6 +188,7 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         self._guess: float | None = None  # a save's cost before one has been measured
         self._said_stretched = False
         self._saved_at: dict[str, int] = {}  # the step each file was last saved at
+        self._best_pending = False  # a better value in the fit's last epoch: best.ckpt made at its end
         self.waited_seconds = 0.0  # the training thread's waits on saves, all of them
         self.checked_step: int | None = None  # the step at which the monitored value was last checked
         self.best_step: int | None = None
@@ -373,11 +374,13 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_seconds = time.monotonic() - self._epoch_start
+        ending = self._ending(trainer)
         if self.monitor.due(trainer):  # no validation data: the training loss decides the best
-            self.check_best(trainer, pl_module)
+            self.check_best(trainer, pl_module, defer=ending)
         # Every rank must take part in a save: stop if a signal reached any rank; rank 0's clock decides.
+        # The fit's last epoch saves at the training's end.
         stop = trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)
-        if stop or trainer.strategy.broadcast(self.due(trainer)):
+        if stop or trainer.strategy.broadcast(not ending and self.due(trainer)):
             self.save(trainer, "last")
         if stop:
             self.signal = self.signal or signal.SIGTERM  # a rank that did not receive it stops as well
@@ -385,10 +388,21 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking and not self.monitor.on_training:
-            self.check_best(trainer, pl_module)
+            at_max_steps = trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps
+            self.check_best(trainer, pl_module, defer=at_max_steps)
 
-    def check_best(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Save best.ckpt if the monitored metric's latest value is the best yet (every DDP rank calls it)."""
+    @staticmethod
+    def _ending(trainer: L.Trainer) -> bool:
+        """Whether no step follows this epoch, whatever else happens: max_steps reached, or max_epochs'."""
+        if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
+            return True
+        return trainer.max_epochs is not None and 0 <= trainer.max_epochs <= trainer.current_epoch + 1
+
+    def check_best(self, trainer: L.Trainer, pl_module: L.LightningModule, defer: bool = False) -> None:
+        """Save best.ckpt if the monitored metric's latest value is the best yet (every DDP rank calls it).
+
+        ``defer``: no step follows, so the save at the training's end holds these weights; best.ckpt is
+        then made a second name of that last.ckpt rather than a write of its own."""
         # current_epoch counts finished epochs: during fit, an epoch's validation or end ends the one under way.
         fitting = trainer.state.fn == "fit" and trainer.state.status == "running"
         epoch = trainer.current_epoch + (1 if fitting else 0)
@@ -396,20 +410,24 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         self.checked_step = trainer.global_step
         if self.monitor.better(score, self.best_score):  # the same on every rank: synced
             self.best_score, self.best_epoch, self.best_step = score, epoch, trainer.global_step
-            self.save(trainer, "best")
+            if defer and fitting:
+                self._best_pending = True
+            else:
+                self.save(trainer, "best")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()
-        # The last step's state may be saved already, at the epoch's end: as last.ckpt, or as best.ckpt.
-        if self._saved_at.get("last") == trainer.global_step:
-            return
-        if self._saved_at.get("best") == trainer.global_step and self._link(trainer, "best", "last"):
-            self._last_save_time = time.monotonic()
-            return
         self.save(trainer, "last")
+        if self._best_pending:
+            self._best_pending = False
+            if not self._link(trainer, "last", "best"):
+                self.save(trainer, "best")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_handlers()
+        if self._best_pending and not isinstance(exception, RunFilesError):  # validated weights: keep them
+            self._best_pending = False
+            self.save(trainer, "best")
         if self.stopped_at is not None:
             return  # a signal stopped it after a step, and last.ckpt was saved there
         # After divergence the weights are worthless: keep the last good checkpoint instead; after a failed
