@@ -1,4 +1,5 @@
-"""How fast is linear_pl? The answer, Lightning's floor, a classifier, a plain script's pace, large files, sweeps.
+"""How fast is linear_pl? The answer, Lightning's floor, a classifier, a plain script's pace, large files, sweeps,
+a larger model.
 
 - ``answer``: the default run over data seeds 0..N-1, with preconditioning and without: epochs and
   time to recover the weights; the whole command against ``examples/tutorial1.py``.
@@ -24,6 +25,8 @@
   without pruning. Each's best val/loss, trial states and trial-epochs (trials.csv); TPE's best against
   the grid's, and the share of the trial-epochs pruning saves. And TPE with pruning over a wide range of
   rates (1e-4 to 0.3, most of which diverge): how many trials after the 10th diverged.
+- ``larger``: a 50M-parameter MLP with Adam, three ways: bare, with Lightning's ModelCheckpoint, and
+  linear_pl's run (``linear_pl.benchmark_larger``).
 """
 
 import argparse
@@ -53,6 +56,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from linear_pl.benchmark_flags import SECTIONS, SMALL_ROWS, WORKLOAD_SIZES
+from linear_pl.benchmark_larger import format_larger, larger
 from linear_pl.regression.closed_form import SAFETY_FACTOR, stable_lr
 from linear_pl.regression.data import TUTORIAL_WEIGHTS, SlicedBatches, SyntheticDataModule
 from linear_pl.regression.model import DotProduct
@@ -600,6 +604,8 @@ def format_report(report: dict) -> str:
         )
         if (grid := r["sweeps"][0])["points"] < grid["trials"]:
             lines.append(f"NOTE: the grid ran {grid['points']} distinct points in {grid['trials']} trials: not a grid")
+    if r := report.get("larger"):
+        lines += format_larger(r)
     return "\n".join(lines)
 
 
@@ -638,6 +644,8 @@ def run(args: argparse.Namespace) -> int:
         report["files"] = files(args.file_rows)
     if "sweep" in sections:
         report["sweep"] = sweep(args.sweep_trials, args.sweep_epochs, args.sweep_seed)
+    if "larger" in sections:
+        report["larger"] = larger(args.larger_size, args.every_n_steps, args.accelerator, args.repeats)
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

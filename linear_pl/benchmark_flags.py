@@ -4,12 +4,26 @@ imported, so that a bad flag is refused at once: one line on stderr, exit status
 import argparse
 import sys
 
-SECTIONS = ["answer", "floor", "classifier", "scale", "files", "sweep"]
+SECTIONS = ["answer", "floor", "classifier", "scale", "files", "sweep", "larger"]
 # The workloads of floor and scale: N, d, batch, epochs (linear_pl.benchmark.WORKLOADS).
 WORKLOAD_SIZES = {"seed": (10, 7, 1, 200), "medium": (100_000, 64, 256, 5), "large": (2_000_000, 256, 65536, 10)}
 CLASSIFIER_EPOCHS = 20
 SMALL_ROWS = 1000  # files: the small table's rows, the command's cost without the load
 SWEEP_TRIALS, SWEEP_EPOCHS = 30, 60  # sweep: why these, beside linear_pl.benchmark.SWEEP_PRESET
+# larger: an MLP's width and hidden layers, the batch and the steps (4096 x 3: 50M parameters, a 576 MiB
+# checkpoint with Adam's state); Lightning's ModelCheckpoint saves every this many steps beside it.
+LARGER_SIZE, EVERY_N_STEPS = "4096,3,16,64", 16
+
+
+def parse_larger(text: str) -> dict[str, int]:
+    """``--larger_size WIDTH,LAYERS,BATCH,STEPS``: the larger section's model and run."""
+    try:
+        width, layers, batch, steps = (int(v) for v in text.split(","))
+    except ValueError:
+        raise FlagError(f"--larger_size {text}: expected WIDTH,LAYERS,BATCH,STEPS (four integers)") from None
+    if min(width, layers, batch, steps) < 1:
+        raise FlagError(f"--larger_size {text}: every value must be >= 1")
+    return {"width": width, "layers": layers, "batch": batch, "steps": steps}
 
 
 class FlagError(ValueError):
@@ -33,7 +47,7 @@ def parse_flags(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="benchmark.py",
         description="How fast is linear_pl? The answer, Lightning's floor, a classifier, a plain script's pace, "
-        "large files, sweeps.",
+        "large files, sweeps, a larger model.",
     )
     parser.add_argument("--section", choices=SECTIONS, help="run one section (default: all)")
     parser.add_argument("--workload", choices=sorted(WORKLOAD_SIZES), help="floor and scale on one workload")
@@ -52,7 +66,13 @@ def parse_flags(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sweep_trials", type=int, default=SWEEP_TRIALS, help="sweep: trials of each study")
     parser.add_argument("--sweep_epochs", type=int, default=SWEEP_EPOCHS, help="sweep: --max_epochs of each trial")
     parser.add_argument("--sweep_seed", type=int, default=0, help="sweep: --seed of every study (data, weights, TPE)")
-    parser.add_argument("--accelerator", default="auto", help="floor, classifier: cpu, gpu or auto (one device)")
+    parser.add_argument("--larger_size", default=LARGER_SIZE, help="larger: the MLP's WIDTH,LAYERS,BATCH,STEPS")
+    parser.add_argument(
+        "--every_n_steps", type=int, default=EVERY_N_STEPS, help="larger: ModelCheckpoint's every_n_train_steps"
+    )
+    parser.add_argument(
+        "--accelerator", default="auto", help="floor, classifier, larger: cpu, gpu or auto (one device)"
+    )
     parser.add_argument(
         "--one_thread",
         action="store_true",
@@ -73,7 +93,10 @@ def parse_flags(argv: list[str] | None = None) -> argparse.Namespace:
         raise FlagError(f"--sweep_trials {args.sweep_trials}: must be >= 1")
     if args.sweep_epochs < 1:
         raise FlagError(f"--sweep_epochs {args.sweep_epochs}: must be >= 1")
+    if args.every_n_steps < 1:
+        raise FlagError(f"--every_n_steps {args.every_n_steps}: must be >= 1")
     args.size = parse_size(args.size) if args.size else None
+    args.larger_size = parse_larger(args.larger_size)
     return args
 
 

@@ -125,3 +125,29 @@ def test_bad_size_is_one_line_and_exit_2(script, size):
     run = script("benchmark", "--size", size)
     assert run.status == 2
     assert run.stderr.startswith(f"error: --size {size}:") and run.stderr.count("\n") == 1
+
+
+def test_larger_trains_a_model_three_ways_and_says_what_checkpoints_cost(script, tmp_path):
+    run = script("benchmark", "--section", "larger", "--larger_size", "64,1,4,8", "--every_n_steps", "4",
+                 "--repeats", "1", "--accelerator", "cpu", "--json", "l.json")  # fmt: skip
+    assert run.status == 0, run.stderr
+    r = json.loads((tmp_path / "l.json").read_text())["larger"]
+    assert (r["width"], r["layers"], r["batch"], r["steps"], r["every_n_steps"]) == (64, 1, 4, 8, 4)
+    assert r["parameters"] == 64 * 64 + 64 + 64 + 1
+    ways = r["ways"]
+    assert set(ways) == {"bare", "modelckpt", "linear_pl"}
+    assert ways["bare"]["writes"] == 0 and ways["bare"]["checkpoint_bytes"] == 0
+    assert ways["bare"]["kill_loss"][0] == pytest.approx(ways["bare"]["fit_seconds"])  # a kill loses everything
+    assert ways["modelckpt"]["writes"] >= 2 and ways["modelckpt"]["checkpoint_bytes"] > 0  # at steps 4 and 8
+    assert ways["linear_pl"]["writes"] >= 1 and ways["linear_pl"]["checkpoint_bytes"] > 0
+    assert ways["linear_pl"]["stopped_because"] == "max_steps"
+    for way, measured in ways.items():
+        assert r["bare_over"][way] == pytest.approx(ways["bare"]["fit_seconds"] / measured["fit_seconds"])
+        assert measured["peak_rss_bytes"] > 0
+    assert "larger model: MLP 64 wide, 1 hidden layers" in run.stdout and "kill loses" in run.stdout
+
+
+@pytest.mark.parametrize("size", ["4096,3,16", "0,3,16,64", "a,b,c,d"])
+def test_bad_larger_size_is_one_line_and_exit_2(script, size):
+    run = script("benchmark", "--section", "larger", "--larger_size", size)
+    assert run.status == 2 and run.stderr.count("\n") == 1 and run.stderr.startswith(f"error: --larger_size {size}: ")

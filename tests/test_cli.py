@@ -138,6 +138,7 @@ def test_results_json(train):
         "mode",
         "best_value",
         "best_epoch",
+        "best_step",
         "best_checkpoint",
         "last_checkpoint",
         "stopped_because",

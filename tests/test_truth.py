@@ -17,6 +17,7 @@ STOPS = {
     "val_plateau": [*RAW, "--patience", "1", "--min_delta", "1e9"],  # no validation counts as better
     "max_epochs": [*RAW, "--max_epochs", "15"],
     "max_time": [*RAW, "--trainer.max_time", "00:00:00:01", "--max_epochs", "100000"],
+    "max_steps": [*RAW, "--trainer.max_steps", "25", "--max_epochs", "100000"],  # within an epoch
     "interrupted": [*RAW, "--trainer.callbacks+=test_truth.InterruptAfterEpoch"],
     "diverged": ["--preset", "lntx", "--lr", "5e-4", "--max_epochs", "50", "--log_every_n_epochs", "1"],
 }

@@ -1,8 +1,8 @@
 """Checkpoints: last.ckpt and best.ckpt written so that a kill loses nothing, and found and loaded safely."""
 
-import io
 import os
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -44,50 +44,110 @@ class Interrupted(SystemExit):
     ends as on Lightning's own interrupt, and the run's report follows."""
 
 
-# storage_options for trainer.save_checkpoint: keep the checkpoint in memory until AtomicCheckpointIO.flush().
-HOLD = {"hold": True}
+# A save's cost (the training thread's wait, and the writer's CPU time where it shares the training's
+# cores) is kept to this share of the training time: the interval between saves stretches to fit it.
+BUDGET = 0.02
+# A checkpoint's cost before one has been measured, per GiB it holds: a guess on the slow side, so that a
+# large model's first save waits for the budget rather than overshooting it.
+GUESSED_SECONDS_PER_GIB = 1.0
+GIB = 1 << 30
+
+
+def to_host(value: Any) -> Any:
+    """A copy of a checkpoint in host memory: every tensor copied (training goes on changing the
+    originals in place), every dict, list and tuple rebuilt; other values are shared."""
+    if torch.is_tensor(value):
+        return value.detach().to(device="cpu", copy=True)  # host memory, whatever the accelerator
+    if isinstance(value, dict):  # OrderedDict, Lightning's AttributeDict: their type kept
+        copied = type(value)((k, to_host(v)) for k, v in value.items())
+        if hasattr(value, "__dict__"):
+            vars(copied).update(vars(value))  # a state_dict's _metadata
+        return copied
+    if type(value) in (list, tuple):
+        return type(value)(to_host(v) for v in value)
+    return value
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint so that a kill at any moment leaves either the old file or the new one.
+    """Writes a checkpoint so that a kill at any moment leaves either the old file or the new one, in the
+    background: training goes on while it is written.
 
     Lightning's own save goes through a temporary file in $TMPDIR and then moves it; when $TMPDIR is
     on another filesystem the move is a plain copy, and a kill during it leaves a truncated file.
     Here the temporary file sits beside its target, is flushed to disk, then renamed over it.
-    Saved with ``storage_options=HOLD``, the checkpoint is serialized now and written at ``flush``.
+
+    ``save_checkpoint`` copies the checkpoint to host memory and hands the copy to a thread that writes
+    it; one write at a time, so host memory holds at most one copy (a save waits for the write before
+    it). :meth:`link` gives a written file a second name (no second write); :meth:`wait` waits for the
+    write in flight and raises its error, if any.
     Loading always uses torch's safe loader: a checkpoint may come from anywhere.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.held: dict[Path, bytes] = {}
+        self._thread: threading.Thread | None = None
+        self._error: OSError | None = None
+        self.writer_cpu_seconds = 0.0  # of the latest finished write
+        self.writer_cpu_total = 0.0  # of all of them
+        self.writes: list[tuple[float, float]] = []  # (when its state was taken, when it was on disk), monotonic
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         if get_filesystem(path).protocol not in ("file", ("file", "local")):
             return super().save_checkpoint(checkpoint, path)
-        path = Path(path)
-        if storage_options == HOLD:
-            buffer = io.BytesIO()
-            torch.save(checkpoint, buffer)
-            self.held[path] = buffer.getvalue()
-            return
-        self.held.pop(path, None)  # superseded
+        self.wait()
+        taken = time.monotonic()
+        copy = to_host(checkpoint)
+        self._thread = threading.Thread(target=self._write, args=(copy, Path(path), taken), name="checkpoint")
+        self._thread.start()
+
+    def _write(self, checkpoint: dict[str, Any], path: Path, taken: float) -> None:
+        start = time.thread_time()
         try:
             write_atomically(path, checkpoint)
         except OSError as error:
+            self._error = error
+            return
+        finally:
+            self.writer_cpu_seconds = time.thread_time() - start
+            self.writer_cpu_total += self.writer_cpu_seconds
+        self.writes.append((taken, time.monotonic()))
+
+    def link(self, source: Path, path: Path) -> None:
+        """``path`` as a second name of ``source`` once its write is done: no second write."""
+        self.wait()
+        try:
+            link_atomically(source, path)
+        except OSError as error:
             raise RunFilesError.of(error) from error
 
-    def flush(self) -> None:
-        """Write the checkpoints held in memory."""
-        while self.held:
-            path, data = self.held.popitem()
-            try:
-                write_atomically(path, data)
-            except OSError as error:
-                raise RunFilesError.of(error) from error
+    def busy(self) -> bool:
+        """Whether a write is in flight."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self) -> None:
+        """Wait for the write in flight; a failed write's error here, once, as :class:`RunFilesError`."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise RunFilesError.of(error) from error
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+
+
+def ours(io: object) -> bool:
+    """Whether the trainer's checkpoint IO is the run's own (a local directory's writer in the background)."""
+    return isinstance(io, AtomicCheckpointIO)
+
+
+def state_bytes(trainer: L.Trainer) -> int:
+    """The bytes of the tensors a checkpoint holds: the model's and the optimizers' state."""
+    tensors = list(trainer.lightning_module.state_dict().values())
+    for optimizer in trainer.optimizers:
+        tensors += [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 class RunCheckpoints(PerEpochCallback, Checkpoint):
@@ -95,15 +155,14 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
     run's :class:`Monitor`).
 
     ``last.ckpt`` is refreshed after an epoch once ``min_interval`` seconds have passed since the last
-    save (tiny epochs would otherwise spend more time writing checkpoints than training), at the end
-    of training, and when training stops on an exception or a signal. In an epoch of a second or
-    more (the first epoch of a fit, or one after a long epoch) it is also refreshed between steps,
-    and a signal stops after the step under way; the train loaders are made resumable
-    (``loader_state``) so that such a checkpoint continues with the same batches. ``best.ckpt`` is saved each
-    time the monitored metric improves: written at once if its last write is ``min_interval`` old,
-    else held in memory (one checkpoint's bytes) and written with the next last.ckpt -- on a small
-    model's data, writing each one took longer than the ten epochs between. Both go through
-    ``trainer.save_checkpoint``, and so through :class:`AtomicCheckpointIO`. (Lightning's
+    save and the checkpoints' cost so far, with one more, stays within ``BUDGET`` of the training time
+    (:meth:`due`), at the end of training, and when training stops on an exception or a signal. In an
+    epoch of a second or more (the first epoch of a fit, or one after a long epoch) it is also
+    refreshed between steps, and a signal stops after the step under way; the train loaders are made
+    resumable (``loader_state``) so that such a checkpoint continues with the same batches.
+    ``best.ckpt`` is saved each time the monitored metric improves (its cost counts in the budget).
+    Both go through ``trainer.save_checkpoint``, and so through :class:`AtomicCheckpointIO`, which
+    writes them in the background from a copy in host memory, one at a time. (Lightning's
     ModelCheckpoint would keep extra ``epoch=N`` files, or, with ``save_top_k=0``, save last.ckpt
     only at the end.) A ``Checkpoint``, Lightning's public base class, so that Lightning adds no
     checkpoint callback of its own and runs this one last.
@@ -120,8 +179,19 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         self._handlers: dict[int, object] = {}
         self.best_score: float | None = None
         self.best_epoch: int | None = None
-        self._last_save_time = self._best_save_time = time.monotonic()
+        self._last_save_time = self._train_start = time.monotonic()
         self._epoch_start = self._last_save_time
+        self._spent = 0.0  # seconds the checkpoints have cost training so far
+        self._cost: float | None = None  # the latest save's cost, once its write has finished
+        self._waited = 0.0  # the latest save's wait on the training thread, until its write is accounted
+        self._unaccounted = False
+        self._guess: float | None = None  # a save's cost before one has been measured
+        self._said_stretched = False
+        self._saved_at: dict[str, int] = {}  # the step each file was last saved at
+        self._best_pending = False  # a better value in the fit's last epoch: best.ckpt made at its end
+        self.waited_seconds = 0.0  # the training thread's waits on saves, all of them
+        self.checked_step: int | None = None  # the step at which the monitored value was last checked
+        self.best_step: int | None = None
         self._epoch_seconds: float | None = None  # the previous epoch's length
         self._check_every = 1  # steps between checks (under DDP)
         self._loaded_rng: dict | None = None
@@ -144,26 +214,83 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         """best.ckpt, once it has been written."""
         return None if self.best_epoch is None else self.dirpath / "best.ckpt"
 
-    def save(self, trainer: L.Trainer, name: str, hold: bool = False) -> None:
-        """Write ``name``.ckpt now, or ``hold`` it until last.ckpt is written (every DDP rank must call
-        it; rank 0 writes)."""
-        hold = hold and isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    def save(self, trainer: L.Trainer, name: str) -> None:
+        """Write ``name``.ckpt (every DDP rank must call it; rank 0 writes, in the background)."""
+        start = time.monotonic()
+        self._account(trainer, wait=True)  # the write in flight first: one copy in host memory at most
+        fitting = trainer.state.fn == "fit" and trainer.state.status == "running"
+        if name == "best" and not fitting and self._saved_at.get("last") == trainer.global_step:
+            # After fit, last.ckpt already holds these weights: best.ckpt is a second name for it.
+            if self._link(trainer, "last", "best"):
+                return
+        trainer.save_checkpoint(self.dirpath / f"{name}.ckpt", weights_only=False)  # the full state, said so
+        now = time.monotonic()
+        self._waited, self._unaccounted = now - start, True
+        self.waited_seconds += now - start
+        self._saved_at[name] = trainer.global_step
         if name == "last":
-            self._write_held(trainer)  # a held best.ckpt first: the best last.ckpt knows of is on disk
-        path, options = self.dirpath / f"{name}.ckpt", HOLD if hold else None
-        trainer.save_checkpoint(path, weights_only=False, storage_options=options)  # the full state, said so
-        if name == "last":
-            self._last_save_time = time.monotonic()
-        elif not hold:
-            self._best_save_time = time.monotonic()
+            self._last_save_time = now
 
-    @staticmethod
-    def _write_held(trainer: L.Trainer) -> None:
-        if isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
-            trainer.strategy.checkpoint_io.flush()
+    def _link(self, trainer: L.Trainer, source: str, name: str) -> bool:
+        """Make ``name``.ckpt a second name of ``source``.ckpt (False: the checkpoint IO is not ours)."""
+        io = trainer.strategy.checkpoint_io
+        if not ours(io):
+            return False
+        if trainer.is_global_zero:
+            io.link(self.dirpath / f"{source}.ckpt", self.dirpath / f"{name}.ckpt")
+        trainer.strategy.barrier()
+        self._saved_at[name] = trainer.global_step
+        return True
+
+    def _account(self, trainer: L.Trainer, wait: bool = False) -> None:
+        """Add the latest save's cost to the account once its write has finished (``wait``: wait for it).
+
+        Its cost is the training thread's wait, plus the writer's CPU time where training runs on the
+        host: there the writer takes cores the training would use; beside an accelerator it does not."""
+        io = trainer.strategy.checkpoint_io
+        if ours(io) and not wait and io.busy():
+            return
+        if ours(io):
+            io.wait()
+        if self._unaccounted:
+            on_host = ours(io) and trainer.strategy.root_device.type == "cpu"
+            self._cost = self._waited + (io.writer_cpu_seconds if on_host else 0.0)
+            self._spent += self._cost
+            self._unaccounted = False
+
+    def finish(self, trainer: L.Trainer) -> None:
+        """Wait for the write in flight (a failed one raises :class:`RunFilesError` here)."""
+        self._account(trainer, wait=True)
+
+    def due(self, trainer: L.Trainer) -> bool:
+        """Whether to refresh last.ckpt now: ``min_interval`` has passed since the last save, no write is
+        in flight, and the checkpoints' cost so far plus one more stays within ``BUDGET`` of the time
+        trained (``min_interval`` 0: at every chance, whatever it costs). Says once, in one line, where a
+        checkpoint's cost stretches the interval beyond ``min_interval``."""
+        now = time.monotonic()
+        if self.min_interval == 0:
+            return True  # asked for at every chance, whatever it costs
+        if now - self._last_save_time < self.min_interval:
+            return False
+        io = trainer.strategy.checkpoint_io
+        if ours(io) and io.busy():
+            return False
+        self._account(trainer)
+        if self._cost is None and self._guess is None:
+            self._guess = state_bytes(trainer) / GIB * GUESSED_SECONDS_PER_GIB
+        expected = self._guess if self._cost is None else self._cost
+        if expected / BUDGET > self.min_interval and not self._said_stretched and trainer.is_global_zero:
+            self._said_stretched = True
+            print(
+                f"note: a checkpoint costs training about {expected:.2g} s here: last.ckpt is refreshed about every "
+                f"{expected / BUDGET:.0f} s instead of every {self.min_interval:g} s (--checkpoint_every_seconds), "
+                f"so that checkpoints take at most {BUDGET:.0%} of the training time",
+                file=sys.stderr,
+            )
+        return self._spent + expected <= BUDGET * (now - self._train_start)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._last_save_time = self._best_save_time = self._epoch_start = time.monotonic()
+        self._last_save_time = self._train_start = self._epoch_start = time.monotonic()
         # Ctrl-C or SIGTERM: finish the step (in a long epoch) or the epoch under way, save, stop.
         # Lightning's own handling stops where it is and saves nothing. A second signal gets
         # Lightning's handling: stop now, save on the exception.
@@ -222,7 +349,7 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         if trainer.world_size > 1 and trainer.global_step % self._check_every:
             return
         stop = trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)
-        due = trainer.strategy.broadcast(time.monotonic() - self._last_save_time >= self.min_interval)
+        due = trainer.strategy.broadcast(self.due(trainer))
         # A step whose loss is not finite has left weights no checkpoint should keep: last.ckpt stays the last
         # good one, and the loss watch stops the run at the epoch's end (a collective: every rank decides alike).
         if (stop or due) and trainer.strategy.reduce_boolean_decision(_finite(outputs), all=True):
@@ -247,12 +374,13 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_seconds = time.monotonic() - self._epoch_start
+        ending = self._ending(trainer)
         if self.monitor.due(trainer):  # no validation data: the training loss decides the best
-            self.check_best(trainer, pl_module)
+            self.check_best(trainer, pl_module, defer=ending)
         # Every rank must take part in a save: stop if a signal reached any rank; rank 0's clock decides.
+        # The fit's last epoch saves at the training's end.
         stop = trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)
-        due = time.monotonic() - self._last_save_time >= self.min_interval
-        if stop or trainer.strategy.broadcast(due):
+        if stop or trainer.strategy.broadcast(not ending and self.due(trainer)):
             self.save(trainer, "last")
         if stop:
             self.signal = self.signal or signal.SIGTERM  # a rank that did not receive it stops as well
@@ -260,39 +388,62 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking and not self.monitor.on_training:
-            self.check_best(trainer, pl_module)
+            at_max_steps = trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps
+            self.check_best(trainer, pl_module, defer=at_max_steps)
 
-    def check_best(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Save best.ckpt if the monitored metric's latest value is the best yet (every DDP rank calls it)."""
+    @staticmethod
+    def _ending(trainer: L.Trainer) -> bool:
+        """Whether no step follows this epoch, whatever else happens: max_steps reached, or max_epochs'."""
+        if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
+            return True
+        return trainer.max_epochs is not None and 0 <= trainer.max_epochs <= trainer.current_epoch + 1
+
+    def check_best(self, trainer: L.Trainer, pl_module: L.LightningModule, defer: bool = False) -> None:
+        """Save best.ckpt if the monitored metric's latest value is the best yet (every DDP rank calls it).
+
+        ``defer``: no step follows, so the save at the training's end holds these weights; best.ckpt is
+        then made a second name of that last.ckpt rather than a write of its own."""
         # current_epoch counts finished epochs: during fit, an epoch's validation or end ends the one under way.
         fitting = trainer.state.fn == "fit" and trainer.state.status == "running"
         epoch = trainer.current_epoch + (1 if fitting else 0)
         score = self.monitor.value(trainer, type(pl_module).__name__, epoch)
+        self.checked_step = trainer.global_step
         if self.monitor.better(score, self.best_score):  # the same on every rank: synced
-            self.best_score, self.best_epoch = score, epoch
-            # Held only while training goes on: after fit (the final validation) nothing would write it.
-            soon = time.monotonic() - self._best_save_time < self.min_interval
-            self.save(trainer, "best", hold=fitting and soon)
+            self.best_score, self.best_epoch, self.best_step = score, epoch, trainer.global_step
+            if defer and fitting:
+                self._best_pending = True
+            else:
+                self.save(trainer, "best")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()
         self.save(trainer, "last")
+        if self._best_pending:
+            self._best_pending = False
+            if not self._link(trainer, "last", "best"):
+                self.save(trainer, "best")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_handlers()
+        if self._best_pending and not isinstance(exception, RunFilesError):  # validated weights: keep them
+            self._best_pending = False
+            self.save(trainer, "best")
         if self.stopped_at is not None:
             return  # a signal stopped it after a step, and last.ckpt was saved there
-        # After divergence the weights are worthless: keep the last good checkpoint instead.
-        if not isinstance(exception, TrainingDiverged):
+        # After divergence the weights are worthless: keep the last good checkpoint instead; after a failed
+        # write, the next would fail as well.
+        if not isinstance(exception, (TrainingDiverged, RunFilesError)):
             self.save(trainer, "last")
-        else:
-            self._write_held(trainer)  # the best weights, from before it diverged
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "rng": _rng_states()}
+        return {
+            "best_score": self.best_score, "best_epoch": self.best_epoch, "best_step": self.best_step,
+            "rng": _rng_states(),
+        }  # fmt: skip
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_score, self.best_epoch = state_dict["best_score"], state_dict["best_epoch"]
+        self.best_step = state_dict.get("best_step")  # not in checkpoints written before it was kept
         if "rng" in state_dict:  # checkpoints written before the random states were kept have none
             _set_rng_states(state_dict["rng"])
             self._loaded_rng = state_dict["rng"]  # set again at on_train_start after a mid-epoch save
@@ -346,6 +497,28 @@ def write_atomically(path: Path, checkpoint: dict[str, Any] | bytes) -> None:
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)
+
+
+def link_atomically(source: Path, path: Path) -> None:
+    """``path`` as a second name of the written file ``source``: a hard link made beside ``path`` and
+    renamed over it (a flushed copy where the filesystem has no hard links)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
     finally:
         os.close(directory)
 

@@ -57,14 +57,13 @@ class ProgressReport(PerEpochCallback):
         if now - self._last_line < self.every_seconds or not trainer.is_global_zero:
             return
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-        rate = (trainer.global_step - self._last_step) / (now - self._last_line)
         line = (
-            f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  batch {batch_idx + 1}/"
-            f"{trainer.num_training_batches}  step {trainer.global_step}"
+            f"Epoch {trainer.current_epoch + 1}{out_of(trainer.max_epochs)}  batch {batch_idx + 1}/"
+            f"{trainer.num_training_batches}  step {trainer.global_step}{out_of(trainer.max_steps)}"
         )
         if loss is not None:
-            line += f"  loss {float(loss):.4g}"
-        line += f"  {rate:.0f} steps/s"
+            line += f"  loss {float(loss):.4g}"  # the one device read here: once a line, not once a step
+        line += f"  {pace(trainer.global_step - self._last_step, now - self._last_line)}"
         if self.terminal:
             print(f"\r{line}\x1b[K", end="", flush=True)
             self._in_place = True
@@ -78,6 +77,8 @@ class ProgressReport(PerEpochCallback):
             print("\r\x1b[K", end="", flush=True)
             self._in_place = False
         epoch = trainer.current_epoch + 1
+        if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
+            return  # max_steps ends the fit here, perhaps within the epoch: the run's report validates and says it
         if epoch % self.log_every_n_epochs == 0:
             self.report(trainer, pl_module, epoch)
 
@@ -99,9 +100,23 @@ class ProgressReport(PerEpochCallback):
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=trainer.global_step)
 
-        line = f"Epoch [{epoch}/{trainer.max_epochs}]"
+        line = f"Epoch [{epoch}{out_of(trainer.max_epochs)}]"
+        if trainer.max_steps != -1:
+            line += f"  step {trainer.global_step}{out_of(trainer.max_steps)}"
         train_loss = self.monitor.train_loss or TRAIN_LOSS
         for key in dict.fromkeys((train_loss, "val/loss", self.monitor.name)):
             if key in metrics:
                 line += f"  {key.replace('/', '_')} {float(metrics[key]):.4f}"
         print(line, flush=True)
+
+
+def out_of(limit: int | None) -> str:
+    """The limit as "/N" (max_epochs, max_steps), or "" where the trainer has none (Lightning's -1 or None)."""
+    return "" if limit is None or limit < 0 else f"/{limit}"
+
+
+def pace(steps: int, seconds: float) -> str:
+    """Steps per second, or seconds per step where a step takes longer than a second."""
+    if steps > 0 and seconds > steps:
+        return f"{seconds / steps:.1f} s/step"
+    return f"{steps / seconds:.0f} steps/s"

@@ -60,6 +60,7 @@ def summarize(
         "mode": monitor.mode,
         "best_value": checkpoints.best_score,
         "best_epoch": checkpoints.best_epoch,
+        "best_step": checkpoints.best_step,
         "best_checkpoint": None if best is None or not best.is_file() else str(best),  # only files that exist
         "last_checkpoint": str(last) if last.is_file() else None,
         "stopped_because": stopped_because,
@@ -82,11 +83,15 @@ def summarize(
 
 
 def verdict(results: dict[str, Any]) -> str:
-    """One line: how the run ended, and the best value of what it watched."""
-    head = f"After {results['epochs']} epochs ({results['stopped_because']})"
+    """One line: how the run ended, and the best value of what it watched (counted in steps for a run
+    that max_steps stopped)."""
+    by_steps = results["stopped_because"] == "max_steps"
+    done = f"{results['global_step']} steps" if by_steps else f"{results['epochs']} epochs"
+    head = f"After {done} ({results['stopped_because']})"
     if results["best_value"] is None:
         return f"{head}: no {results['monitor']} was recorded."
-    return f"{head}: best {results['monitor']} {results['best_value']:.4g} (epoch {results['best_epoch']})."
+    when = f"step {results['best_step']}" if by_steps else f"epoch {results['best_epoch']}"
+    return f"{head}: best {results['monitor']} {results['best_value']:.4g} ({when})."
 
 
 def has_test_data(trainer: L.Trainer) -> bool:
@@ -150,16 +155,20 @@ def report_run(
     spread = rank_weight_spread(trainer, model)
     # The final losses are read before validate() below, which resets the metrics.
     metrics = dict(trainer.callback_metrics)
-    if stopped_because != "diverged" and progress.last_reported_epoch != trainer.current_epoch:
-        # Stopped between report epochs: validate the final weights (or, without validation data,
-        # check their training loss), so that the last line, best.ckpt, the loggers and results.json
-        # all describe them.
+    between_reports = stopped_because != "diverged" and progress.last_reported_epoch != trainer.current_epoch
+    # A limit (max_steps, max_time) can end the fit within an epoch, even before its first validation.
+    unchecked = stopped_because not in ("diverged", "interrupted") and checkpoints.checked_step != trainer.global_step
+    if between_reports or unchecked:
+        # Stopped before the final weights were validated: validate them (or, without validation data,
+        # check their training loss), so that the last line, best.ckpt, the loggers and results.json all
+        # describe them.
         if checkpoints.monitor.on_training:
             checkpoints.check_best(trainer, model)
         else:
             trainer.validate(model, trainer.datamodule, verbose=False)
             metrics.update(trainer.callback_metrics)
         progress.report(trainer, model, trainer.current_epoch, metrics)
+    checkpoints.finish(trainer)  # every checkpoint on disk before results.json names them
     results = None
     if trainer.is_global_zero:
         results = summarize(trainer, model, checkpoints, metrics, fit_seconds, stopped_because, spread, seed)

@@ -1,6 +1,7 @@
 """A run as data: what ``build_run`` made (trainer, model, data, checkpoints, monitor, run directory), what
 fitting it gives back (:class:`Outcome`), and ``execute``, which runs it and says how it ended."""
 
+import contextlib
 import signal
 import sys
 import time
@@ -117,6 +118,10 @@ class Run:
         """The checkpoints a failed run leaves, named, for its error line."""
         if self.checkpoints is None or self.checkpoints.dirpath is None:
             return "no checkpoint had been written yet"
+        io = None if self.trainer is None else self.trainer.strategy.checkpoint_io
+        if isinstance(io, AtomicCheckpointIO):
+            with contextlib.suppress(RunFilesError):  # the write in flight first; a failed one is the error said
+                io.wait()
         named = (("last good checkpoint", "last.ckpt"), ("best checkpoint", "best.ckpt"))
         kept = [
             f"{what} kept: {self.checkpoints.dirpath / n}"
@@ -184,7 +189,7 @@ def fit(run: Run) -> Outcome:
 
 def why_it_stopped(run: Run, diverged: bool) -> str:
     """Why training ended: diverged, interrupted, a model extra's reason (converged), val_plateau or
-    train_plateau, max_time or max_epochs."""
+    train_plateau, max_steps, max_time or max_epochs."""
     trainer = run.trainer
     if diverged:
         return "diverged"
@@ -195,7 +200,10 @@ def why_it_stopped(run: Run, diverged: bool) -> str:
             return reason
     if run.early_stopping is not None and run.early_stopping.stopped_epoch > 0:
         return "train_plateau" if run.monitor.on_training else "val_plateau"
-    if run.config.trainer.max_time is not None and trainer.current_epoch < (trainer.max_epochs or 0):
+    if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
+        return "max_steps"
+    epochs_done = trainer.max_epochs is not None and 0 <= trainer.max_epochs <= trainer.current_epoch
+    if run.config.trainer.max_time is not None and not epochs_done:
         return "max_time"
     return "max_epochs"
 
