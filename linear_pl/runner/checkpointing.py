@@ -494,11 +494,7 @@ def write_atomically(path: Path, checkpoint: dict[str, Any] | bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # make the rename itself durable
-    finally:
-        os.close(directory)
+    fsync_directory(path.parent)
 
 
 def link_atomically(source: Path, path: Path) -> None:
@@ -516,7 +512,12 @@ def link_atomically(source: Path, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
+    fsync_directory(path.parent)
+
+
+def fsync_directory(folder: Path) -> None:
+    """Make a rename in ``folder`` itself durable."""
+    directory = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:
