@@ -14,7 +14,13 @@ import torch
 from jsonargparse import Namespace
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from linear_pl.runner.checkpointing import AtomicCheckpointIO, RunCheckpoints, load_checkpoint_safely, version_of
+from linear_pl.runner.checkpointing import (
+    AtomicCheckpointIO,
+    RunCheckpoints,
+    load_checkpoint_safely,
+    ours,
+    version_of,
+)
 from linear_pl.runner.errors import RunFilesError, UsageError, what_was_rejected
 from linear_pl.runner.extras import extras_of
 from linear_pl.runner.monitor import Monitor, MonitorMissing, TrainingLoss
@@ -119,7 +125,7 @@ class Run:
         if self.checkpoints is None or self.checkpoints.dirpath is None:
             return "no checkpoint had been written yet"
         io = None if self.trainer is None else self.trainer.strategy.checkpoint_io
-        if isinstance(io, AtomicCheckpointIO):
+        if ours(io):
             with contextlib.suppress(RunFilesError):  # the write in flight first; a failed one is the error said
                 io.wait()
         named = (("last good checkpoint", "last.ckpt"), ("best checkpoint", "best.ckpt"))
