@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -45,6 +46,26 @@ def test_a_failed_background_write_is_raised_once_at_the_next_wait(tmp_path):
     with pytest.raises(OSError, match="Not a directory|File exists"):
         writer.wait()
     writer.wait()  # said once
+
+
+def test_a_second_name_for_a_file_being_written_is_made_by_the_writer_without_a_wait(tmp_path, monkeypatch):
+    # The fit's end names its final last.ckpt best.ckpt too: training must not wait for that write.
+    may_finish = threading.Event()
+    write = linear_pl.runner.checkpointing.write_atomically
+
+    def held_write(path, checkpoint):
+        assert may_finish.wait(10)
+        write(path, checkpoint)
+
+    monkeypatch.setattr(linear_pl.runner.checkpointing, "write_atomically", held_write)
+    writer = AtomicCheckpointIO()
+    writer.save_checkpoint({"x": torch.arange(3.0)}, tmp_path / "last.ckpt")
+    writer.link(tmp_path / "last.ckpt", tmp_path / "best.ckpt")  # returns while the write is held
+    assert writer.busy() and not (tmp_path / "best.ckpt").exists()
+    may_finish.set()
+    writer.wait()
+    assert os.path.samefile(tmp_path / "last.ckpt", tmp_path / "best.ckpt")
+    assert torch.equal(torch.load(tmp_path / "best.ckpt", weights_only=True)["x"], torch.arange(3.0))
 
 
 def test_pace_is_seconds_per_step_below_one_step_a_second():

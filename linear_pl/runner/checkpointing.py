@@ -47,9 +47,11 @@ class Interrupted(SystemExit):
 # A save's cost (the training thread's wait, and the writer's CPU time where it shares the training's
 # cores) is kept to this share of the training time: the interval between saves stretches to fit it.
 BUDGET = 0.02
-# A checkpoint's cost before one has been measured, per GiB it holds: a guess on the slow side, so that a
-# large model's first save waits for the budget rather than overshooting it.
-GUESSED_SECONDS_PER_GIB = 1.0
+# A checkpoint's cost before one has been measured, per GiB it holds, on the slow side, so that a large
+# model's first save waits for the budget rather than overshooting it. Where training runs on the host
+# the writer's serialization takes the training's cores (a first write into new files costs most);
+# beside an accelerator training waits only for the copy to host memory.
+GUESSED_SECONDS_PER_GIB = {"host": 4.0, "accelerator": 1.0}
 GIB = 1 << 30
 
 
@@ -87,6 +89,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         super().__init__()
         self._thread: threading.Thread | None = None
         self._error: OSError | None = None
+        self._lock = threading.Lock()
+        self._writing: Path | None = None  # the file being written, until its write and links are done
+        self._then_link: list[Path] = []  # second names for it, made by the writer once it is on disk
         self.writer_cpu_seconds = 0.0  # of the latest finished write
         self.writer_cpu_total = 0.0  # of all of them
         self.writes: list[tuple[float, float]] = []  # (when its state was taken, when it was on disk), monotonic
@@ -97,6 +102,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self.wait()
         taken = time.monotonic()
         copy = to_host(checkpoint)
+        self._writing = Path(path)
         self._thread = threading.Thread(target=self._write, args=(copy, Path(path), taken), name="checkpoint")
         self._thread.start()
 
@@ -104,16 +110,26 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         start = time.thread_time()
         try:
             write_atomically(path, checkpoint)
+            self.writes.append((taken, time.monotonic()))
+            with self._lock:  # no name is added once the writer has taken them
+                names, self._then_link, self._writing = self._then_link, [], None
+            for name in names:
+                link_atomically(path, name)
         except OSError as error:
             self._error = error
-            return
         finally:
+            with self._lock:
+                self._writing, self._then_link = None, []
             self.writer_cpu_seconds = time.thread_time() - start
             self.writer_cpu_total += self.writer_cpu_seconds
-        self.writes.append((taken, time.monotonic()))
 
     def link(self, source: Path, path: Path) -> None:
-        """``path`` as a second name of ``source`` once its write is done: no second write."""
+        """``path`` as a second name of ``source``: no second write. Where ``source`` is being written, the
+        writer makes it once the write is done, and training does not wait for that."""
+        with self._lock:
+            if self._writing == source:
+                self._then_link.append(path)
+                return
         self.wait()
         try:
             link_atomically(source, path)
@@ -277,7 +293,8 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
             return False
         self._account(trainer)
         if self._cost is None and self._guess is None:
-            self._guess = state_bytes(trainer) / GIB * GUESSED_SECONDS_PER_GIB
+            where = "host" if trainer.strategy.root_device.type == "cpu" else "accelerator"
+            self._guess = state_bytes(trainer) / GIB * GUESSED_SECONDS_PER_GIB[where]
         expected = self._guess if self._cost is None else self._cost
         if expected / BUDGET > self.min_interval and not self._said_stretched and trainer.is_global_zero:
             self._said_stretched = True
