@@ -60,8 +60,9 @@ lint: install-test
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-benchmark: install
-	$(PY) scripts/benchmark.py $(ARGS)
+# The test extra: the classifier section trains on scikit-learn's digits, the sweep section needs Optuna.
+benchmark: install-test
+	$(PY) -m benchmarks $(ARGS)
 
 clean:
 	rm -rf $(VENV) lightning_logs .pytest_cache

@@ -1,5 +1,5 @@
 """Tutorial 1's full program ("MyLinear"), as published, in plain PyTorch: the baseline linear_pl
-is measured against (scripts/benchmark.py times it beside `scripts/train.py --preset seed-7w`).
+is measured against (`python -m benchmarks` times it beside `scripts/train.py --preset seed-7w`).
 
 Only the comments and the printed text are translated; the code is the tutorial's.
 """

@@ -7,7 +7,6 @@ into place at the end, so a failure leaves nothing behind. docs/new_project.md s
 code and not copier.
 """
 
-import argparse
 import keyword
 import os
 import re
@@ -16,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from linear_pl.runner.usage import OneLineArgumentParser, UsageError
 
 PACKAGE = Path(__file__).resolve().parent  # linear_pl/
 CHECKOUT = PACKAGE.parent  # scripts/ and tests/ live here, outside the package
@@ -56,10 +57,6 @@ SHADOWED = frozenset(
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
-class BadInput(Exception):
-    """The user's DIR or NAME: one line, exit 2."""
-
-
 class TemplateLeftover(Exception):
     """A copied file still names this repository or its example: this repository's bug, exit 1."""
 
@@ -71,23 +68,25 @@ def script_name(package: str) -> str:
 
 def check_package(package: str) -> None:
     if not package.isidentifier():
-        raise BadInput(f"--package {package}: not a Python identifier (letters, digits and _, not first a digit)")
+        raise UsageError(f"--package {package}: not a Python identifier (letters, digits and _, not first a digit)")
     if keyword.iskeyword(package) or keyword.issoftkeyword(package):
-        raise BadInput(f"--package {package}: a Python keyword")
+        raise UsageError(f"--package {package}: a Python keyword")
     if package in SHADOWED or package in sys.stdlib_module_names:
-        raise BadInput(f"--package {package}: would shadow the module of that name the project imports; choose another")
+        raise UsageError(
+            f"--package {package}: would shadow the module of that name the project imports; choose another"
+        )
 
 
 def check_target(target: Path) -> None:
     if target.is_dir() and any(target.iterdir()):
-        raise BadInput(f"{target}: exists and is not empty; give a new or empty folder")
+        raise UsageError(f"{target}: exists and is not empty; give a new or empty folder")
     if target.exists() and not target.is_dir():
-        raise BadInput(f"{target}: exists and is not a folder")
+        raise UsageError(f"{target}: exists and is not a folder")
     if not target.parent.is_dir():
-        raise BadInput(f"{target.parent}: no such folder to write {target.name} into")
+        raise UsageError(f"{target.parent}: no such folder to write {target.name} into")
     missing = [path for path in (*SCRIPTS, *RUNNER_TESTS) if not (CHECKOUT / path).is_file()]
     if missing:  # an install from a wheel has the package but not the checkout's scripts/ and tests/
-        raise BadInput(f"{CHECKOUT / missing[0]}: missing; `new` copies from a checkout of linear_pl (make install)")
+        raise UsageError(f"{CHECKOUT / missing[0]}: missing; `new` copies from a checkout of linear_pl (make install)")
 
 
 def renamed(text: str, package: str) -> str:
@@ -189,7 +188,7 @@ def allow_long_lines(root: Path) -> None:
 
 
 def write_project(target: Path, package: str) -> Path:
-    """Write the new project into ``target`` (a new or empty folder); returns it. Raises BadInput before
+    """Write the new project into ``target`` (a new or empty folder); returns it. Raises UsageError before
     writing anything, and TemplateLeftover with nothing left behind."""
     check_package(package)
     check_target(Path(target))  # its lines name DIR as the user gave it
@@ -215,14 +214,9 @@ def write_project(target: Path, package: str) -> Path:
     return target
 
 
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise BadInput(message)
-
-
 def new_main(argv: list[str] | None = None) -> int:
     """``linear-pl new DIR --package NAME``; returns the exit status."""
-    parser = OneLineParser(
+    parser = OneLineArgumentParser(
         prog="linear-pl new",
         allow_abbrev=False,
         description="Write a new project into DIR: the run machinery as package NAME, a starter model and data "
@@ -233,7 +227,7 @@ def new_main(argv: list[str] | None = None) -> int:
     try:
         options = parser.parse_args(sys.argv[1:] if argv is None else argv)
         write_project(options.dir, options.package)
-    except BadInput as error:
+    except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except TemplateLeftover as error:

@@ -1,16 +1,50 @@
-"""The benchmark script runs and reports what it measured (its speed goals are not tested: noisy)."""
+"""The benchmark (benchmarks/, ``python -m benchmarks``) runs and reports what it measured, and writes it into its
+page (its speed goals are not tested: noisy). It runs in this process; its sections start the commands they time."""
 
 import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import torch
+
+from benchmarks.cli import main
+from benchmarks.flags import SECTIONS, parse_flags
+from benchmarks.page import markers
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_floor_reports_three_ways_on_a_custom_workload(script, tmp_path):
-    run = script("benchmark", "--section", "floor", "--size", "40,3,4,3", "--repeats", "1", "--accelerator", "cpu",
-                 "--one_thread", "--json", "b.json")  # fmt: skip
+@dataclass
+class Run:
+    status: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def benchmark(capsys):
+    """``benchmark(*flags)``: ``python -m benchmarks`` in this process, in tmp_path."""
+
+    def run(*flags: str) -> Run:
+        status = main(list(flags))
+        out, err = capsys.readouterr()
+        return Run(status, out, err)
+
+    return run
+
+
+def test_floor_reports_three_ways_on_a_custom_workload(benchmark, tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # --one_thread sets it (restored after the test)
+    threads = torch.get_num_threads()
+    try:
+        run = benchmark("--section", "floor", "--size", "40,3,4,3", "--repeats", "1", "--accelerator", "cpu",
+                        "--one_thread", "--json", "b.json")  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
     assert run.status == 0, run.stderr
     report = json.loads((tmp_path / "b.json").read_text())
     (row,) = report["floor"]
@@ -25,8 +59,8 @@ def test_floor_reports_three_ways_on_a_custom_workload(script, tmp_path):
     assert run.stdout.splitlines()[1] == "threads: 1 (OMP_NUM_THREADS=1)"
 
 
-def test_classifier_trains_the_digits_example_both_ways(script, tmp_path):
-    run = script("benchmark", "--section", "classifier", "--epochs", "1", "--repeats", "1", "--accelerator", "cpu",
+def test_classifier_trains_the_digits_example_both_ways(benchmark, tmp_path):
+    run = benchmark("--section", "classifier", "--epochs", "1", "--repeats", "1", "--accelerator", "cpu",
                  "--json", "c.json")  # fmt: skip
     assert run.status == 0, run.stderr
     report = json.loads((tmp_path / "c.json").read_text())
@@ -51,14 +85,14 @@ def test_classifier_trains_the_digits_example_both_ways(script, tmp_path):
     assert f"{row['bare_over_linear_pl']:.2f}" in run.stdout
 
 
-def test_answer_and_scale_run_the_commands(script, tmp_path):
-    run = script("benchmark", "--section", "answer", "--seeds", "1", "--train_flags", "--max_epochs 3",
-                 "--repeats", "1", "--json", "a.json")  # fmt: skip
+def test_answer_and_scale_run_the_commands(benchmark, tmp_path):
+    run = benchmark("--section", "answer", "--seeds", "1", "--train_flags", "--max_epochs 3",
+                    "--repeats", "1", "--json", "a.json")  # fmt: skip
     assert run.status == 0, run.stderr
     answer = json.loads((tmp_path / "a.json").read_text())["answer"]
     assert [r["epochs"] for r in answer["runs"]["auto"]] == [3] and [r["epochs"] for r in answer["runs"]["none"]] == [3]
     assert answer["tutorial1_wall_seconds"] > 0 and "tutorial1" in run.stdout
-    run = script("benchmark", "--section", "scale", "--size", "100,4,10,2", "--repeats", "1", "--json", "s.json")
+    run = benchmark("--section", "scale", "--size", "100,4,10,2", "--repeats", "1", "--json", "s.json")
     assert run.status == 0, run.stderr
     (row,) = json.loads((tmp_path / "s.json").read_text())["scale"]
     assert row["linear_pl_seconds"] > 0 and row["plain_script_seconds"] > 0 and row["repeats"] == 1
@@ -68,8 +102,8 @@ def test_answer_and_scale_run_the_commands(script, tmp_path):
     assert 0 < row["import_seconds"]["torch"] < row["import_seconds"]["lightning"]  # Lightning imports torch
 
 
-def test_files_times_a_generated_csv_and_parquet_against_a_small_one(script, tmp_path):
-    run = script("benchmark", "--section", "files", "--file_rows", "3000", "--json", "f.json")
+def test_files_times_a_generated_csv_and_parquet_against_a_small_one(benchmark, tmp_path):
+    run = benchmark("--section", "files", "--file_rows", "3000", "--json", "f.json")
     assert run.status == 0, run.stderr
     rows = json.loads((tmp_path / "f.json").read_text())["files"]
     assert [r["kind"] for r in rows] == ["csv", "parquet"] and all(r["rows"] == 3000 for r in rows)
@@ -79,8 +113,8 @@ def test_files_times_a_generated_csv_and_parquet_against_a_small_one(script, tmp
     assert "load/polars" in run.stdout
 
 
-def test_sweep_runs_a_grid_and_tpe_with_and_without_pruning(script, tmp_path):
-    run = script("benchmark", "--section", "sweep", "--sweep_trials", "3", "--sweep_epochs", "2", "--json", "w.json")
+def test_sweep_runs_a_grid_and_tpe_with_and_without_pruning(benchmark, tmp_path):
+    run = benchmark("--section", "sweep", "--sweep_trials", "3", "--sweep_epochs", "2", "--json", "w.json")
     assert run.status == 0, run.stderr
     report = json.loads((tmp_path / "w.json").read_text())
     assert set(report) == {"machine", "threads", "threads_from", "sweep"}
@@ -113,22 +147,25 @@ def test_sweep_runs_a_grid_and_tpe_with_and_without_pruning(script, tmp_path):
         (["--file_rows", "10"], "--file_rows 10: must be > 1000"),
         (["--sweep_trials", "0"], "--sweep_trials 0: must be >= 1"),
         (["--sweep_epochs", "0"], "--sweep_epochs 0: must be >= 1"),
+        (["--every_n_steps", "0"], "--every_n_steps 0: must be >= 1"),
+        (["--repeats", "x"], "argument --repeats: invalid int value: 'x'"),
+        (["--sections", "floor"], "unrecognized arguments: --sections floor"),
     ],
 )
-def test_bad_counts_are_one_line_and_exit_2(script, flags, message):
-    run = script("benchmark", *flags)
+def test_bad_counts_are_one_line_and_exit_2(benchmark, flags, message):
+    run = benchmark(*flags)
     assert (run.status, run.stderr) == (2, f"error: {message}\n")
 
 
 @pytest.mark.parametrize("size", ["1,2,3", "10,0,1,1", "2,5,1,1", "a,b,c,d"])
-def test_bad_size_is_one_line_and_exit_2(script, size):
-    run = script("benchmark", "--size", size)
+def test_bad_size_is_one_line_and_exit_2(benchmark, size):
+    run = benchmark("--size", size)
     assert run.status == 2
     assert run.stderr.startswith(f"error: --size {size}:") and run.stderr.count("\n") == 1
 
 
-def test_larger_trains_a_model_three_ways_and_says_what_checkpoints_cost(script, tmp_path):
-    run = script("benchmark", "--section", "larger", "--larger_size", "64,1,4,8", "--every_n_steps", "4",
+def test_larger_trains_a_model_three_ways_and_says_what_checkpoints_cost(benchmark, tmp_path):
+    run = benchmark("--section", "larger", "--larger_size", "64,1,4,8", "--every_n_steps", "4",
                  "--repeats", "1", "--accelerator", "cpu", "--json", "l.json")  # fmt: skip
     assert run.status == 0, run.stderr
     r = json.loads((tmp_path / "l.json").read_text())["larger"]
@@ -148,6 +185,40 @@ def test_larger_trains_a_model_three_ways_and_says_what_checkpoints_cost(script,
 
 
 @pytest.mark.parametrize("size", ["4096,3,16", "0,3,16,64", "a,b,c,d"])
-def test_bad_larger_size_is_one_line_and_exit_2(script, size):
-    run = script("benchmark", "--section", "larger", "--larger_size", size)
+def test_bad_larger_size_is_one_line_and_exit_2(benchmark, size):
+    run = benchmark("--section", "larger", "--larger_size", size)
     assert run.status == 2 and run.stderr.count("\n") == 1 and run.stderr.startswith(f"error: --larger_size {size}: ")
+
+
+def test_write_replaces_the_sections_block_on_the_page_and_nothing_else(benchmark, tmp_path):
+    page = tmp_path / "page.md"
+    (start, end), (other_start, other_end) = markers("floor"), markers("answer")
+    page.write_text(f"# Intro\n\n{start}\nold figures\n{end}\nbetween\n{other_start}\nkept\n{other_end}\n")
+    flags = ["--section", "floor", "--size", "40,3,4,3", "--repeats", "1", "--accelerator", "cpu"]
+    run = benchmark(*flags, "--write", str(page), "--json", "w.json")
+    assert run.status == 0, run.stderr
+    text = page.read_text()
+    block = text.split(f"{start}\n")[1].split(end)[0]
+    assert text.replace(block, "") == f"# Intro\n\n{start}\n{end}\nbetween\n{other_start}\nkept\n{other_end}\n"
+    lines, printed = block.splitlines(), run.stdout.splitlines()
+    assert (lines[0], lines[-1]) == ("```text", "```")
+    assert lines[1] == "$ python -m benchmarks " + " ".join(flags)  # how to measure it again, not where it went
+    assert lines[2] == printed[0] == f"machine: {json.loads((tmp_path / 'w.json').read_text())['machine']}"
+    assert lines[3:-1] == printed[1:] and "pl/bare" in lines[5]  # threads, then the section's table as printed
+    benchmark(*flags, "--write", str(page))
+    assert page.read_text().count(start) == 1 and page.read_text().count("```text") == 1  # replaced, not added
+
+
+def test_write_to_a_page_without_the_sections_block_is_one_line_and_exit_2(benchmark, tmp_path):
+    (tmp_path / "page.md").write_text("# no blocks\n")
+    run = benchmark("--section", "floor", "--write", "page.md")
+    start, end = markers("floor")
+    expected = f"error: --write page.md: expected one {start} ... {end} block for section floor\n"
+    assert (run.status, run.stderr) == (2, expected)
+    run = benchmark("--write", "missing.md")
+    assert (run.status, run.stderr) == (2, "error: --write missing.md: cannot read it (No such file or directory)\n")
+
+
+def test_the_benchmark_page_has_a_block_for_every_section():
+    args = parse_flags(["--write", str(ROOT / "docs" / "benchmarks.md")])  # a UsageError if one is missing
+    assert args.sections == SECTIONS and len(SECTIONS) == 7

@@ -15,8 +15,8 @@ import torch
 
 import linear_pl.runner.checkpointing
 import linear_pl.runner.progress
+from benchmarks.larger import kill_loss
 from conftest import CLASSIFIER, ROOT
-from linear_pl.benchmark_larger import kill_loss
 from linear_pl.runner.checkpointing import AtomicCheckpointIO
 from linear_pl.runner.progress import pace
 

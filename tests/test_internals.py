@@ -129,3 +129,73 @@ def test_shut_down_threads_stops_a_thread_pool_left_running():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout == "ran\nstopped\n", f"{UPGRADE} (Python's threading._shutdown): {done.stderr}"
+
+
+# Optuna's internals (the sweep's), at the end of internals.py.
+OPTUNA_UPGRADE = "Optuna changed an internal linear_pl's sweep relies on: see linear_pl/runner/internals.py"
+
+
+def test_optuna_beats_and_fails_the_stale_trials_of_a_storage_on_its_heartbeat_interface(tmp_path):
+    """optuna_heartbeat_base: study.optimize records a storage's heartbeat while a trial runs, and
+    fail_stale_trials fails the trials its stale_trial_ids names and hands each to its stale-trial callback."""
+    import warnings  # noqa: PLC0415 -- (this file's top is the runner's)
+
+    import optuna  # noqa: PLC0415 -- Optuna is the sweep's extra
+    from optuna.storages.journal import JournalFileBackend, JournalStorage  # noqa: PLC0415
+
+    from linear_pl.runner.internals import optuna_heartbeat_base  # noqa: PLC0415
+
+    beats, handed = [], []
+
+    class BeatingStorage(JournalStorage, optuna_heartbeat_base()):
+        def record_heartbeat(self, trial_id):
+            beats.append(trial_id)
+
+        def stale_trial_ids(self, study_id):  # every running trial: as if its worker had died
+            running = self.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            return [self.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in running]
+
+        def get_heartbeat_interval(self):
+            return 60
+
+        def get_heartbeat_stale_trial_callback(self):
+            return lambda study, trial: handed.append(trial.number)
+
+    storage = BeatingStorage(JournalFileBackend(str(tmp_path / "study.journal")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the heartbeat is experimental; ask() beside it warns
+        study = optuna.create_study(storage=storage)
+        study.optimize(lambda trial: 1.0, n_trials=1)
+        first = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), 0)
+        assert beats == [first], (
+            f"{OPTUNA_UPGRADE}: optimize did not record the heartbeat (BaseHeartbeat.record_heartbeat): {beats}"
+        )
+        study.ask()  # trial 1, left RUNNING
+        optuna.storages.fail_stale_trials(study)
+    states = [t.state.name for t in study.get_trials()]
+    assert (states, handed) == (["COMPLETE", "FAIL"], [1]), f"{OPTUNA_UPGRADE}: BaseHeartbeat._get_stale_trial_ids"
+
+
+def test_optuna_warns_of_a_failed_trial_under_the_logger_the_sweep_filters(monkeypatch):
+    import logging  # noqa: PLC0415 -- (this file's top is the runner's)
+
+    import optuna  # noqa: PLC0415 -- Optuna is the sweep's extra
+
+    from linear_pl.runner.internals import OPTUNA_TRIAL_FAILED_LOGGER  # noqa: PLC0415
+
+    logger = logging.getLogger(OPTUNA_TRIAL_FAILED_LOGGER)
+    monkeypatch.setattr(logger, "filters", [])  # the sweep's own filter, if a sweep ran in this process
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+
+    def fails(trial):
+        raise ValueError("bad")
+
+    try:
+        optuna.create_study().optimize(fails, n_trials=1, catch=(ValueError,))
+    finally:
+        logger.removeHandler(handler)
+    messages = [record.getMessage() for record in records]
+    assert any(m.startswith("Trial 0 failed with ") for m in messages), (OPTUNA_UPGRADE, OPTUNA_TRIAL_FAILED_LOGGER)

@@ -20,7 +20,7 @@ import pytest
 from psycopg import sql
 
 from conftest import PYTHON, free_port
-from linear_pl.sweep.command import continue_command, sweep_main
+from linear_pl.sweep.command import rerun_command, sweep_main
 from linear_pl.sweep.storage import open_storage, quiet_optuna
 from tests.test_run_sweep import rows
 from tests.test_sweep import FAST, SPACE, trial_numbers
@@ -204,4 +204,4 @@ def test_a_password_given_by_flag_or_by_environment_is_in_no_file_and_no_output(
         assert postgres.password not in output.out + output.err
     files = [p for root in (tmp_path, postgres.dir) for p in Path(root).rglob("*") if p.is_file()]
     assert len(files) > 10 and not [p for p in files if postgres.password.encode() in p.read_bytes()]
-    assert continue_command(["--space", "s.yaml", "--storage", url], url).endswith(f"--storage '{shown}'")
+    assert rerun_command(["--space", "s.yaml", "--storage", url], url).endswith(f"--storage '{shown}'")

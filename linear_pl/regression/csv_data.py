@@ -14,7 +14,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from linear_pl.regression.data import EVAL_BATCH_SIZE, sliced_loader
-from linear_pl.regression.tables import TableError, read_table
+from linear_pl.regression.tables import read_table
+from linear_pl.runner.errors import UsageError
 
 
 class CSVDataModule(L.LightningDataModule):
@@ -70,7 +71,7 @@ class CSVDataModule(L.LightningDataModule):
         x, y, self._feature_names = read_table(self.path, self.target_column, self._feature_columns)
         n_train = len(x) - sum(self._held_out(len(x)))
         if n_train < x.shape[1] + 1:
-            raise TableError(
+            raise UsageError(
                 f"{self.path}: {n_train} training rows for {x.shape[1]} features: "
                 "too few to determine the weights (need at least features + 1)"
             )

@@ -14,15 +14,14 @@ from pathlib import Path
 
 import torch
 
+from linear_pl.runner.errors import UsageError
+
 COLUMNAR = {".parquet": "parquet", ".feather": "ipc", ".arrow": "ipc", ".ipc": "ipc"}
 
 
-class TableError(ValueError):
-    """A file that cannot be used as training data; the message is one line naming where."""
-
-
 def read_table(path: str, target: str, features: list[str] | None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """x ``[n, d]`` and y ``[n]`` as float32 (parsed as float64, rounded once), and the feature names."""
+    """x ``[n, d]`` and y ``[n]`` as float32 (parsed as float64, rounded once), and the feature names; a file that
+    cannot be used as training data is a UsageError, one line naming where."""
     if Path(path).suffix.lower() in COLUMNAR:
         return _read_columnar(path, target, features)
     header = _csv_header(path)
@@ -36,11 +35,11 @@ def read_table(path: str, target: str, features: list[str] | None) -> tuple[torc
 def _wanted_columns(path: str, header: list[str], target: str, features: list[str] | None) -> list[str]:
     duplicates = sorted({c for c in header if header.count(c) > 1})
     if duplicates:
-        raise TableError(f"{path}: column {duplicates[0]!r} appears more than once in the header")
+        raise UsageError(f"{path}: column {duplicates[0]!r} appears more than once in the header")
     wanted = features or [c for c in header if c != target]
     for column in [target, *wanted]:
         if column not in header:
-            raise TableError(f"{path}: no column {column!r}; the columns are {', '.join(header)}")
+            raise UsageError(f"{path}: no column {column!r}; the columns are {', '.join(header)}")
     return wanted
 
 
@@ -49,11 +48,11 @@ def _csv_header(path: str) -> list[str]:
         with open(path, newline="") as f:
             first = next(csv.reader(f), [])
     except OSError as error:
-        raise TableError(f"{path}: cannot read it ({error.strerror})") from None
+        raise UsageError(f"{path}: cannot read it ({error.strerror})") from None
     except (UnicodeDecodeError, csv.Error) as error:
-        raise TableError(f"{path}: not a CSV text file ({error})") from None
+        raise UsageError(f"{path}: not a CSV text file ({error})") from None
     if not any(cell.strip() for cell in first):
-        raise TableError(f"{path}: empty; expected a header line of column names")
+        raise UsageError(f"{path}: empty; expected a header line of column names")
     return [cell.strip() for cell in first]
 
 
@@ -86,25 +85,25 @@ def _read_csv_by_rows(path: str, header: list[str], columns: list[str]) -> torch
                 if not any(cell.strip() for cell in row):
                     continue  # a blank line
                 if len(row) != len(header):
-                    raise TableError(f"{name} line {line}: {len(row)} cells, but the header has {len(header)}")
+                    raise UsageError(f"{name} line {line}: {len(row)} cells, but the header has {len(header)}")
                 values.append([_number(row[i], name, line, header[i]) for i in indices])
     except (UnicodeDecodeError, csv.Error) as error:
-        raise TableError(f"{path}: not a CSV text file ({error})") from None
+        raise UsageError(f"{path}: not a CSV text file ({error})") from None
     if not values:
-        raise TableError(f"{path}: a header but no data rows")
+        raise UsageError(f"{path}: a header but no data rows")
     return torch.tensor(values, dtype=torch.float64)
 
 
 def _number(cell: str, name: str, line: int, column: str) -> float:
     where = f"{name} line {line}, column {column!r}"
     if not cell.strip():
-        raise TableError(f"{where}: empty cell; expected a number")
+        raise UsageError(f"{where}: empty cell; expected a number")
     try:
         value = float(cell)
     except ValueError:
-        raise TableError(f"{where}: {cell.strip()!r} is not a number") from None
+        raise UsageError(f"{where}: {cell.strip()!r} is not a number") from None
     if not math.isfinite(value):
-        raise TableError(f"{where}: {cell.strip()!r} is not a finite number")
+        raise UsageError(f"{where}: {cell.strip()!r} is not a finite number")
     return value
 
 
@@ -113,30 +112,30 @@ def _read_columnar(path: str, target: str, features: list[str] | None) -> tuple[
 
     kind = COLUMNAR[Path(path).suffix.lower()]
     if not Path(path).is_file():
-        raise TableError(f"{path}: cannot read it (No such file or directory)")
+        raise UsageError(f"{path}: cannot read it (No such file or directory)")
     try:
         schema = pl.read_parquet_schema(path) if kind == "parquet" else pl.read_ipc_schema(path)
     except Exception as error:
-        raise TableError(f"{path}: not a {kind} file ({str(error).splitlines()[0]})") from None
+        raise UsageError(f"{path}: not a {kind} file ({str(error).splitlines()[0]})") from None
     wanted = _wanted_columns(path, list(schema), target, features)
     columns = [*wanted, target]
     for column in columns:
         if not schema[column].is_numeric():
-            raise TableError(f"{path}: column {column!r} is {schema[column]}, not numbers")
+            raise UsageError(f"{path}: column {column!r} is {schema[column]}, not numbers")
     read = pl.read_parquet if kind == "parquet" else pl.read_ipc
     frame = read(path, columns=columns).select([pl.col(c).cast(pl.Float64) for c in columns])
     if frame.height == 0:
-        raise TableError(f"{path}: no data rows")
+        raise UsageError(f"{path}: no data rows")
     for column in columns:
         values = frame[column]
         if values.null_count():
             row = values.is_null().arg_max()
-            raise TableError(
+            raise UsageError(
                 f"{path}: column {column!r} has {values.null_count()} empty (null) cells, first at row {row}"
             )
         bad = ~values.is_finite()
         if bad.any():
             row = bad.arg_max()
-            raise TableError(f"{path}: column {column!r}, row {row}: {values[row]} is not a finite number")
+            raise UsageError(f"{path}: column {column!r}, row {row}: {values[row]} is not a finite number")
     table = frame.to_torch(dtype=pl.Float64)
     return table[:, :-1].float(), table[:, -1].float(), wanted

@@ -140,14 +140,14 @@ class RunCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         if self.parse_only:
             return
-        # What Lightning, jsonargparse or a class's own checks (ValueError) reject while the Trainer, model and
-        # data are built is bad input: one line, exit 2. Anything else the user's code raises is their bug.
+        # What Lightning, jsonargparse or a class's own checks (ValueError, UsageError) reject while the Trainer,
+        # model and data are built is bad input: one line, exit 2. Anything else the user's code raises is their bug.
         try:
             super().instantiate_classes()
         except UsageError:
             raise
         except Exception as error:
-            if raised_in_user_code(error) and not isinstance(root_cause(error), ValueError):
+            if raised_in_user_code(error) and not isinstance(root_cause(error), ValueError | UsageError):
                 raise
             raise UsageError(as_flag(what_was_rejected(error), self.flat, self.classes)) from None
 

@@ -14,11 +14,7 @@ from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.cli import LightningArgumentParser
 
 from linear_pl.runner.internals import KNOWN_NOISE, one_line
-
-
-class UsageError(Exception):
-    """Bad input: reported as one line on stderr, exit status 2."""
-
+from linear_pl.runner.usage import OneLineArgumentParser, UsageError  # noqa: F401 -- here too; usage.py says why
 
 # Lightning's own Trainer arguments that every run has as flat flags: --max_epochs is --trainer.max_epochs.
 TRAINER_FLAGS = ("accelerator", "devices", "strategy", "num_nodes", "precision", "max_epochs", "default_root_dir")

@@ -166,3 +166,32 @@ def shut_down_threads() -> None:
     ``threading._shutdown`` is that step of Python's exit; it must be called from the main thread.
     """
     threading._shutdown()
+
+
+# Optuna's internals the sweep relies on. Optuna is the sweep's extra, not the runner's: it is imported only when
+# one of these is used, by linear_pl/sweep.
+
+# The logger of the Optuna module whose warning repeats each failed trial ("Trial 3 failed with ..."), which the
+# sweep drops (it prints its own line a trial). Optuna logs it under its module's name; no public name says which.
+OPTUNA_TRIAL_FAILED_LOGGER = "optuna.study._optimize"
+
+
+def optuna_heartbeat_base() -> type:
+    """A base class that gives an Optuna storage a heartbeat: Optuna's ``BaseHeartbeat``, the interface that
+    ``study.optimize`` (its heartbeat thread) and ``fail_stale_trials`` look for on a storage. Its journal storage
+    has none (optuna/optuna#6615 was closed unmerged), and ``optuna.storages`` does not export the interface.
+
+    A subclass defines ``record_heartbeat``, ``get_heartbeat_interval`` and ``get_heartbeat_stale_trial_callback``
+    (public names), and ``stale_trial_ids(study_id)``: the trials it takes as dead, which Optuna asks for
+    under a private name.
+    """
+    from optuna.storages._heartbeat import BaseHeartbeat  # noqa: PLC0415 -- Optuna is the sweep's extra
+
+    class Heartbeat(BaseHeartbeat):
+        def stale_trial_ids(self, study_id: int) -> list[int]:
+            raise NotImplementedError
+
+        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            return self.stale_trial_ids(study_id)
+
+    return Heartbeat

@@ -5,7 +5,8 @@ Needs the ``sweep`` extra: ``pip install -e ".[sweep]"`` (Optuna, optuna-integra
 
 import sys
 
-from linear_pl.sweep.flags import SweepFlagError, parse_sweep_flags
+from linear_pl.runner.usage import UsageError
+from linear_pl.sweep.flags import parse_sweep_flags
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         parse_sweep_flags(argv)
-    except SweepFlagError as error:
+    except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:

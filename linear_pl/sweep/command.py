@@ -28,7 +28,7 @@ from linear_pl.runner.flags import importable_from_cwd, init_parameters, without
 from linear_pl.runner.internals import one_line
 from linear_pl.runner.run import EXIT_STATUS
 from linear_pl.runner.run_dir import how_started
-from linear_pl.sweep.flags import STORAGE_ENV, SweepFlagError, parse_sweep_flags
+from linear_pl.sweep.flags import STORAGE_ENV, parse_sweep_flags
 from linear_pl.sweep.outputs import (
     best_table,
     draw_plots,
@@ -61,7 +61,7 @@ def sweep_main(argv: list[str] | None = None) -> int:
         options, base_args = parse_sweep_flags(argv)
         url = storage_url(options.storage)
         return _sweep(options, base_args, url, argv)
-    except (UsageError, SweepFlagError) as error:
+    except UsageError as error:
         print(f"error: {masked(one_line(str(error)), url)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, the running trial recorded
@@ -144,7 +144,7 @@ def make_pruner(name: str, prune_after: int) -> optuna.pruners.BasePruner:
     """Optuna's median pruner, as Optuna sets it (judging a trial once 5 are complete, from its first
     validation on), but for ``--prune_after``: the epochs a trial runs before it may be judged, where the
     metric early in a run says little of its end. On the MLP's sine target, 30 TPE trials of 60 epochs
-    (docs/speed.md): from the first validation, pruning saved 37% and 44% of the trial-epochs (seeds 0
+    (docs/benchmarks.md): from the first validation, pruning saved 37% and 44% of the trial-epochs (seeds 0
     and 1) and found 1.02x and 0.91x the best of a 30-point grid; after 20 epochs, 16% and 26%, 0.94x and 0.91x."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=prune_after)
@@ -240,12 +240,13 @@ def run_workers(argv: list[str], n_jobs: int, url: str | None) -> int:
 
 
 def say_interrupted(argv: list[str], url: str | None) -> None:
-    print(f"Interrupted: the study is kept; continue it with: {continue_command(argv, url)}", file=sys.stderr)
+    print(f"Interrupted: the study is kept; continue it with: {rerun_command(argv, url)}", file=sys.stderr)
 
 
-def continue_command(argv: list[str], url: str | None) -> str:
-    """The command that continues the study: the same one, a password masked (give it again, or by
-    $LINEAR_PL_STORAGE, where the command line has none)."""
+def rerun_command(argv: list[str], url: str | None) -> str:
+    """The sweep's command as it was given, a password masked (give it again, or by $LINEAR_PL_STORAGE, where
+    the command line has none). Running it again continues the study, which its storage keeps: unlike a run's
+    ``continue_command``, it needs no checkpoint flag."""
     return shlex.join([*how_started("sweep"), *(masked(arg, url) for arg in argv)])
 
 

@@ -4,20 +4,13 @@ at once, in one line, exit status 2. The train.py flags among them are checked l
 import argparse
 from pathlib import Path
 
+from linear_pl.runner.usage import OneLineArgumentParser, UsageError
+
 # A shared database's URL carries its password: from this variable it appears in no command line.
 STORAGE_ENV = "LINEAR_PL_STORAGE"
 GRACE_BEATS = 3  # heartbeats a trial may miss before it is taken as dead
 PRUNERS = ("median", "hyperband", "none")
 SAMPLERS = ("tpe", "random", "grid")
-
-
-class SweepFlagError(ValueError):
-    """A bad sweep flag: one line on stderr, exit status 2."""
-
-
-class OneLineArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise SweepFlagError(message)
 
 
 def sweep_parser() -> argparse.ArgumentParser:
@@ -48,10 +41,10 @@ def sweep_parser() -> argparse.ArgumentParser:
 
 
 def parse_sweep_flags(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    """The sweep's own options, checked, and the rest (train.py's flags); :class:`SweepFlagError` if bad."""
+    """The sweep's own options, checked, and the rest (train.py's flags); :class:`UsageError` if bad."""
     options, base_args = sweep_parser().parse_known_args(argv)
     if options.n_trials < 1 or options.n_jobs < 1 or options.prune_after < 0 or options.heartbeat < 1:
-        raise SweepFlagError("--n_trials, --n_jobs and --heartbeat must be >= 1, --prune_after >= 0")
+        raise UsageError("--n_trials, --n_jobs and --heartbeat must be >= 1, --prune_after >= 0")
     if "--ckpt_path" in base_args or any(arg.startswith("--ckpt_path=") for arg in base_args):
-        raise SweepFlagError("--ckpt_path: every trial of a sweep trains from the start")
+        raise UsageError("--ckpt_path: every trial of a sweep trains from the start")
     return options, base_args

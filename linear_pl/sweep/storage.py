@@ -26,12 +26,11 @@ from pathlib import Path
 import optuna
 import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages._heartbeat import BaseHeartbeat  # the interface fail_stale_trials and optimize use
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from linear_pl.runner.errors import UsageError
-from linear_pl.runner.internals import one_line
+from linear_pl.runner.internals import OPTUNA_TRIAL_FAILED_LOGGER, one_line, optuna_heartbeat_base
 from linear_pl.sweep.flags import GRACE_BEATS, STORAGE_ENV
 
 JOURNAL_NAME = "study.journal"
@@ -43,7 +42,7 @@ ADVISORY_LOCK = 0x6C696E5F706C  # "lin_pl"
 # Optuna's heartbeat is experimental, and says so on each use.
 EXPERIMENTAL = (
     r"(Argument ``(heartbeat_interval|grace_period|heartbeat_stale_trial_callback)`` is an experimental feature"
-    r"|(optuna\.storages\._heartbeat\.)?(RetryHeartbeatStaleTrialCallback|fail_stale_trials) is experimental)"
+    r"|([\w.]+\.)?(RetryHeartbeatStaleTrialCallback|fail_stale_trials) is experimental)"
 )
 
 
@@ -82,7 +81,7 @@ class ResumeDeadTrial:
         self.retry(study, trial)
 
 
-class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+class HeartbeatJournalStorage(JournalStorage, optuna_heartbeat_base()):
     """Optuna's journal storage with the heartbeat its RDB storage has."""
 
     def __init__(
@@ -99,11 +98,11 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
     def record_heartbeat(self, trial_id: int) -> None:
         self.set_trial_system_attr(trial_id, HEARTBEAT_KEY, time.time())
 
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+    def stale_trial_ids(self, study_id: int) -> list[int]:
         now = time.time()
         running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
         return [
-            t._trial_id
+            self.get_trial_id_from_study_id_trial_number(study_id, t.number)
             for t in running
             if (beat := t.system_attrs.get(HEARTBEAT_KEY)) is not None and now - beat > self.grace_period
         ]
@@ -168,7 +167,7 @@ def quiet_optuna() -> None:
     warnings.filterwarnings("ignore", message=EXPERIMENTAL, category=optuna.exceptions.ExperimentalWarning)
     # A trial resumed from a checkpoint taken before its last report reports that epoch again.
     warnings.filterwarnings("ignore", message=r"The reported value is ignored because this `step=\d+` is already")
-    optimize_logger = logging.getLogger("optuna.study._optimize")  # the module that logs a failed trial
+    optimize_logger = logging.getLogger(OPTUNA_TRIAL_FAILED_LOGGER)
     if TrialLinesOnly() not in optimize_logger.filters:
         optimize_logger.addFilter(TrialLinesOnly())
 

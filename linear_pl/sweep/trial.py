@@ -45,6 +45,7 @@ class PruneTrial(PyTorchLightningPruningCallback, RunExtra):
 
     def __init__(self, trial: optuna.Trial, monitor: str) -> None:
         super().__init__(trial, monitor)
+        self.trial = trial
         self.pruned_at: int | None = None
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -60,13 +61,15 @@ class PruneTrial(PyTorchLightningPruningCallback, RunExtra):
         return None if self.pruned_at is None else "pruned"
 
     def summarize(self, trainer: L.Trainer, pl_module: L.LightningModule, results: dict[str, Any]) -> None:
-        results["trial"] = self._trial.number
-        results["params"] = self._trial.params
+        results["trial"] = self.trial.number
+        results["params"] = self.trial.params
 
 
 @dataclass
-class Outcome:
-    """How a trial ended, for Optuna and for the sweep's line."""
+class TrialVerdict:
+    """How a trial ended in Optuna's terms (its state and value), and for the sweep's line. Not the run's
+    ``Outcome``: a trial whose run was refused or raised has none, and a run that ended well may be a pruned
+    or failed trial."""
 
     state: TrialState
     value: float | None = None  # the monitored metric at its best epoch
@@ -79,7 +82,7 @@ class Outcome:
 
 def run_trial(
     trial: optuna.Trial, base_args: list[str], monitor: str, run_dir: Path, stop: "StopRequest", resume: Path | None
-) -> Outcome:
+) -> TrialVerdict:
     """Train with ``base_args`` and the trial's params in ``run_dir`` (created here), from the checkpoint
     ``resume`` if given (an unusable one -- cut short by the kill, say -- is said in train.log, and the
     trial starts from the beginning), and say how it ended."""
@@ -88,18 +91,18 @@ def run_trial(
     with open(run_dir / LOG_NAME, "w") as log, redirect_stdout(log), redirect_stderr(log), logging_to(log):
         if resume is not None:
             print("train.py", *args, "--ckpt_path", str(resume), flush=True)
-            outcome = _train(trial, [*args, "--ckpt_path", str(resume)], monitor, run_dir, stop)
-            if outcome.reason is not None and outcome.reason.startswith("--ckpt_path "):
-                print(f"{resume} cannot be resumed ({outcome.reason}): the trial starts from the beginning")
+            verdict = _train(trial, [*args, "--ckpt_path", str(resume)], monitor, run_dir, stop)
+            if verdict.reason is not None and verdict.reason.startswith("--ckpt_path "):
+                print(f"{resume} cannot be resumed ({verdict.reason}): the trial starts from the beginning")
                 resume = None
         if resume is None:
             print("train.py", *args, flush=True)
-            outcome = _train(trial, args, monitor, run_dir, stop)
-        outcome.resumed = resume
-    if (outcome.state == TrialState.FAIL or outcome.diverged) and outcome.reason is None:
-        outcome.reason = _last_error(run_dir)
+            verdict = _train(trial, args, monitor, run_dir, stop)
+        verdict.resumed = resume
+    if (verdict.state == TrialState.FAIL or verdict.diverged) and verdict.reason is None:
+        verdict.reason = _last_error(run_dir)
     gc.collect()  # the trial's model, data and Trainer, before the next one is built
-    return outcome
+    return verdict
 
 
 @contextmanager
@@ -117,17 +120,17 @@ def logging_to(stream: TextIO) -> Iterator[None]:
             handler.setStream(old)
 
 
-def _train(trial: optuna.Trial, args: list[str], monitor: str, run_dir: Path, stop: "StopRequest") -> Outcome:
+def _train(trial: optuna.Trial, args: list[str], monitor: str, run_dir: Path, stop: "StopRequest") -> TrialVerdict:
     pruning = PruneTrial(trial, monitor)
     try:
         run = build_run(args, run_dir=run_dir, callbacks=[pruning])
     except UsageError as error:  # a value this run refuses (its class checks its arguments)
         print(f"error: {one_line(str(error))}")
-        return Outcome(TrialState.FAIL, reason=one_line(str(error)))
+        return TrialVerdict(TrialState.FAIL, reason=one_line(str(error)))
     except Exception as error:
         return _raised(error)
     if stop.signum is not None:  # asked to stop while the trial was being built
-        return Outcome(TrialState.FAIL, reason="interrupted", status=EXIT_STATUS[stop.signum])
+        return TrialVerdict(TrialState.FAIL, reason="interrupted", status=EXIT_STATUS[stop.signum])
     stop.running = run.checkpoints
     try:
         outcome = fit(run)
@@ -141,21 +144,21 @@ def _train(trial: optuna.Trial, args: list[str], monitor: str, run_dir: Path, st
     results = _read_results(run_dir)
     epochs = results.get("epochs")
     if status in EXIT_STATUS.values():
-        return Outcome(TrialState.FAIL, epochs=epochs, reason="interrupted", status=status)
+        return TrialVerdict(TrialState.FAIL, epochs=epochs, reason="interrupted", status=status)
     if results.get("stopped_because") == "diverged":
-        return Outcome(TrialState.PRUNED, epochs=epochs, status=status, diverged=True)  # its reason: below
+        return TrialVerdict(TrialState.PRUNED, epochs=epochs, status=status, diverged=True)  # its reason: below
     if status != 0:  # a failed write, the metric never logged: the run printed why
-        return Outcome(TrialState.FAIL, epochs=epochs, status=status)
+        return TrialVerdict(TrialState.FAIL, epochs=epochs, status=status)
     if pruning.pruned_at is not None:
-        return Outcome(TrialState.PRUNED, epochs=epochs)
+        return TrialVerdict(TrialState.PRUNED, epochs=epochs)
     if results.get("best_value") is None:
-        return Outcome(TrialState.FAIL, epochs=epochs, reason=f"no {monitor} was recorded")
-    return Outcome(TrialState.COMPLETE, value=results["best_value"], epochs=epochs)
+        return TrialVerdict(TrialState.FAIL, epochs=epochs, reason=f"no {monitor} was recorded")
+    return TrialVerdict(TrialState.COMPLETE, value=results["best_value"], epochs=epochs)
 
 
-def _raised(error: Exception) -> Outcome:
+def _raised(error: Exception) -> TrialVerdict:
     traceback.print_exc()  # into train.log, for the user to debug
-    return Outcome(TrialState.FAIL, reason=one_line(f"{type(error).__name__}: {error}"))
+    return TrialVerdict(TrialState.FAIL, reason=one_line(f"{type(error).__name__}: {error}"))
 
 
 def _read_results(run_dir: Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from linear_pl.runner.errors import UsageError
 from linear_pl.runner.run import EXIT_STATUS
 from linear_pl.sweep.flags import GRACE_BEATS
 from linear_pl.sweep.space import plural, shown
-from linear_pl.sweep.trial import Outcome, StopRequest, run_trial
+from linear_pl.sweep.trial import StopRequest, TrialVerdict, run_trial
 
 
 def ran(trial: FrozenTrial) -> bool:
@@ -185,33 +185,33 @@ def work(
         start = time.perf_counter()
         try:
             with Watch(study, heartbeat):
-                outcome = run_trial(trial, base_args, monitor, run_dir, stop, checkpoint)
+                verdict = run_trial(trial, base_args, monitor, run_dir, stop, checkpoint)
         except KeyboardInterrupt:  # a second signal, outside the trial's training: recorded, then stop now
             requeue(study, trial, frozen)
             raise
         seconds = time.perf_counter() - start
-        attrs = {"run_dir": str(run_dir), "epochs": outcome.epochs, "seconds": round(seconds, 2)}
-        if outcome.resumed is not None:
+        attrs = {"run_dir": str(run_dir), "epochs": verdict.epochs, "seconds": round(seconds, 2)}
+        if verdict.resumed is not None:
             attrs["resumed_from"] = resumed_from
         elif resumed_from is not None:
             attrs["rerun_of"] = resumed_from  # no usable last.ckpt: from the beginning, with its params
-        attrs |= {"reason": outcome.reason} if outcome.reason is not None else {}
-        attrs |= {"diverged": True} if outcome.diverged else {}
+        attrs |= {"reason": verdict.reason} if verdict.reason is not None else {}
+        attrs |= {"diverged": True} if verdict.diverged else {}
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
-        print(trial_line(trial.number, params, outcome, monitor, seconds, attrs), flush=True)
-        if outcome.status in EXIT_STATUS.values():
+        print(trial_line(trial.number, params, verdict, monitor, seconds, attrs), flush=True)
+        if verdict.status in EXIT_STATUS.values():
             requeue(study, trial, frozen)
-            statuses.append(outcome.status)
+            statuses.append(verdict.status)
             study.stop()
             raise TrialEnded("interrupted")
-        if outcome.status == 2:  # the run's own check, the same for every trial: the metric is never logged
-            raise UsageError(outcome.reason)
-        if outcome.state == TrialState.PRUNED:
-            raise optuna.TrialPruned(outcome.reason or "pruned")  # Optuna keeps its last reported value
-        if outcome.state == TrialState.FAIL:
-            raise TrialEnded(outcome.reason)
-        return outcome.value
+        if verdict.status == 2:  # the run's own check, the same for every trial: the metric is never logged
+            raise UsageError(verdict.reason)
+        if verdict.state == TrialState.PRUNED:
+            raise optuna.TrialPruned(verdict.reason or "pruned")  # Optuna keeps its last reported value
+        if verdict.state == TrialState.FAIL:
+            raise TrialEnded(verdict.reason)
+        return verdict.value
 
     said = False
     while True:
@@ -252,20 +252,20 @@ def wait_for_others(study: optuna.Study, running: list[int], stop: StopRequest, 
                 return
 
 
-def trial_line(number: int, params: dict, outcome: Outcome, monitor: str, seconds: float, attrs: dict) -> str:
+def trial_line(number: int, params: dict, verdict: TrialVerdict, monitor: str, seconds: float, attrs: dict) -> str:
     """``Trial 3  model.lr=0.0123  model.hidden_size=64  val/loss 2.316 (100 epochs)  6.1 s``."""
     values = "  ".join(f"{key}={shown(value)}" for key, value in params.items())
-    epochs = "no epoch" if outcome.epochs is None else plural(outcome.epochs, "epoch")
-    if outcome.diverged:
-        result = f"diverged: {outcome.reason}"
-    elif outcome.state == TrialState.COMPLETE:
-        result = f"{monitor} {outcome.value:.4g} ({epochs})"
-    elif outcome.state == TrialState.PRUNED:
+    epochs = "no epoch" if verdict.epochs is None else plural(verdict.epochs, "epoch")
+    if verdict.diverged:
+        result = f"diverged: {verdict.reason}"
+    elif verdict.state == TrialState.COMPLETE:
+        result = f"{monitor} {verdict.value:.4g} ({epochs})"
+    elif verdict.state == TrialState.PRUNED:
         result = f"pruned ({epochs})"
-    elif outcome.status in EXIT_STATUS.values():
+    elif verdict.status in EXIT_STATUS.values():
         result = f"interrupted ({epochs}); not counted, it continues first when the study continues"
     else:
-        result = f"failed: {outcome.reason}"
+        result = f"failed: {verdict.reason}"
     if "resumed_from" in attrs:
         result += f"; resumed from trial {attrs['resumed_from']}'s last.ckpt"
     elif "rerun_of" in attrs:

@@ -1,33 +1,21 @@
-"""The benchmark's command: its flags checked before :mod:`linear_pl.benchmark` (and Lightning, 4-6 s) is
-imported, so that a bad flag is refused at once: one line on stderr, exit status 2."""
+"""The benchmark's flags, checked before Lightning (4-6 s) is imported, so that a bad one is refused at once:
+one line on stderr, exit status 2. The sections' sizes are here, beside the flags that change them."""
 
 import argparse
-import sys
+from pathlib import Path
+
+from benchmarks.page import check_page
+from linear_pl.runner.usage import OneLineArgumentParser, UsageError
 
 SECTIONS = ["answer", "floor", "classifier", "scale", "files", "sweep", "larger"]
-# The workloads of floor and scale: N, d, batch, epochs (linear_pl.benchmark.WORKLOADS).
+# The workloads of floor and scale: N, d, batch, epochs (benchmarks.measure.WORKLOADS).
 WORKLOAD_SIZES = {"seed": (10, 7, 1, 200), "medium": (100_000, 64, 256, 5), "large": (2_000_000, 256, 65536, 10)}
 CLASSIFIER_EPOCHS = 20
 SMALL_ROWS = 1000  # files: the small table's rows, the command's cost without the load
-SWEEP_TRIALS, SWEEP_EPOCHS = 30, 60  # sweep: why these, beside linear_pl.benchmark.SWEEP_PRESET
+SWEEP_TRIALS, SWEEP_EPOCHS = 30, 60  # sweep: why these, beside benchmarks.sweep.SWEEP_PRESET
 # larger: an MLP's width and hidden layers, the batch and the steps (4096 x 3: 50M parameters, a 576 MiB
 # checkpoint with Adam's state); Lightning's ModelCheckpoint saves every this many steps beside it.
 LARGER_SIZE, EVERY_N_STEPS = "4096,3,16,64", 16
-
-
-def parse_larger(text: str) -> dict[str, int]:
-    """``--larger_size WIDTH,LAYERS,BATCH,STEPS``: the larger section's model and run."""
-    try:
-        width, layers, batch, steps = (int(v) for v in text.split(","))
-    except ValueError:
-        raise FlagError(f"--larger_size {text}: expected WIDTH,LAYERS,BATCH,STEPS (four integers)") from None
-    if min(width, layers, batch, steps) < 1:
-        raise FlagError(f"--larger_size {text}: every value must be >= 1")
-    return {"width": width, "layers": layers, "batch": batch, "steps": steps}
-
-
-class FlagError(ValueError):
-    """A bad flag value: reported as one line on stderr, exit status 2."""
 
 
 def parse_size(text: str) -> tuple[int, int, int, int]:
@@ -35,17 +23,26 @@ def parse_size(text: str) -> tuple[int, int, int, int]:
     try:
         n, d, b, e = (int(v) for v in text.split(","))
     except ValueError:
-        raise FlagError(f"--size {text}: expected N,d,batch,epochs (four integers)") from None
+        raise UsageError(f"--size {text}: expected N,d,batch,epochs (four integers)") from None
     if min(n, d, b, e) < 1 or n < d:
-        raise FlagError(f"--size {text}: every value must be >= 1, and N >= d")
+        raise UsageError(f"--size {text}: every value must be >= 1, and N >= d")
     return n, d, b, e
 
 
-def parse_flags(argv: list[str] | None = None) -> argparse.Namespace:
-    """The flags, checked (FlagError for a bad value; argparse exits 2 itself on an unknown flag);
-    ``size`` is parse_size's four integers or None."""
-    parser = argparse.ArgumentParser(
-        prog="benchmark.py",
+def parse_larger(text: str) -> dict[str, int]:
+    """``--larger_size WIDTH,LAYERS,BATCH,STEPS``: the larger section's model and run."""
+    try:
+        width, layers, batch, steps = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--larger_size {text}: expected WIDTH,LAYERS,BATCH,STEPS (four integers)") from None
+    if min(width, layers, batch, steps) < 1:
+        raise UsageError(f"--larger_size {text}: every value must be >= 1")
+    return {"width": width, "layers": layers, "batch": batch, "steps": steps}
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = OneLineArgumentParser(
+        prog="python -m benchmarks",
         description="How fast is linear_pl? The answer, Lightning's floor, a classifier, a plain script's pace, "
         "large files, sweeps, a larger model.",
     )
@@ -58,7 +55,7 @@ def parse_flags(argv: list[str] | None = None) -> argparse.Namespace:
         "--repeats",
         type=int,
         default=3,
-        help="floor, classifier, scale: rounds per workload, the best time counts; "
+        help="floor, classifier, scale, larger: rounds per workload, the best time counts; "
         "answer: runs of tutorial1.py, the median counts",
     )
     parser.add_argument("--epochs", type=int, default=CLASSIFIER_EPOCHS, help="classifier: epochs of each fit")
@@ -80,34 +77,24 @@ def parse_flags(argv: list[str] | None = None) -> argparse.Namespace:
         "as a user runs them",
     )
     parser.add_argument("--json", help="also write the results to this file")
-    args = parser.parse_args(argv)
-    if args.repeats < 1:
-        raise FlagError(f"--repeats {args.repeats}: must be >= 1")
-    if args.seeds < 1:
-        raise FlagError(f"--seeds {args.seeds}: must be >= 1")
-    if args.epochs < 1:
-        raise FlagError(f"--epochs {args.epochs}: must be >= 1")
+    parser.add_argument(
+        "--write", type=Path, metavar="PAGE", help="replace the sections' figures in PAGE (docs/benchmarks.md)"
+    )
+    return parser
+
+
+def parse_flags(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags, checked (:class:`UsageError` for a bad one); ``size`` is parse_size's four integers or None,
+    ``larger_size`` parse_larger's dict, ``sections`` the sections to run."""
+    args = parser().parse_args(argv)
+    for flag in ("repeats", "seeds", "epochs", "sweep_trials", "sweep_epochs", "every_n_steps"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag} {getattr(args, flag)}: must be >= 1")
     if args.file_rows <= SMALL_ROWS:
-        raise FlagError(f"--file_rows {args.file_rows}: must be > {SMALL_ROWS}")
-    if args.sweep_trials < 1:
-        raise FlagError(f"--sweep_trials {args.sweep_trials}: must be >= 1")
-    if args.sweep_epochs < 1:
-        raise FlagError(f"--sweep_epochs {args.sweep_epochs}: must be >= 1")
-    if args.every_n_steps < 1:
-        raise FlagError(f"--every_n_steps {args.every_n_steps}: must be >= 1")
+        raise UsageError(f"--file_rows {args.file_rows}: must be > {SMALL_ROWS}")
     args.size = parse_size(args.size) if args.size else None
     args.larger_size = parse_larger(args.larger_size)
+    args.sections = [args.section] if args.section else SECTIONS
+    if args.write is not None:
+        check_page(args.write, args.sections)
     return args
-
-
-def benchmark_main(argv: list[str] | None = None) -> int:
-    """Run the benchmark (:func:`linear_pl.benchmark.run`); a bad flag is one line and exit 2, before
-    Lightning is imported."""
-    try:
-        args = parse_flags(argv)
-    except FlagError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    from linear_pl.benchmark import run  # noqa: PLC0415 -- Lightning only once the flags are good
-
-    return run(args)

@@ -1,4 +1,4 @@
-"""The benchmark's ``larger`` section: what the run costs a model a user brings that is not tiny.
+"""``larger``: what the run costs a model a user brings that is not tiny.
 
 An MLP ``width`` wide with ``layers`` hidden layers (4096 and 3: 50M parameters) trained with Adam for
 ``steps`` steps of ``batch`` random rows, three ways in one process, on the same data:
@@ -20,7 +20,6 @@ alternate the ways; the best fit of each way counts.
 import contextlib
 import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -36,8 +35,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
+from benchmarks.measure import REPO
 from linear_pl.regression.data import SlicedBatches
 from linear_pl.runner.cli import build_run
+from linear_pl.runner.errors import silence_known_noise
 from linear_pl.runner.run import fit as run_fit
 
 MIB = 1 << 20
@@ -137,7 +138,7 @@ def bare_fit(data: RandomRows, size: dict, accelerator: str, every_n_steps: int 
 def linear_pl_fit(data: RandomRows, size: dict, accelerator: str, root: str) -> dict:
     """The run as scripts/train.py builds it, defaults and all; fit and report as the command does."""
     torch.manual_seed(0)
-    flags = ["--model", "linear_pl.benchmark_larger.LargerMLP", "--data", "linear_pl.benchmark_larger.RandomRows",
+    flags = ["--model", "benchmarks.larger.LargerMLP", "--data", "benchmarks.larger.RandomRows",
              "--model.width", str(size["width"]), "--model.layers", str(size["layers"]),
              "--data.width", str(size["width"]), "--data.batch_size", str(size["batch"]),
              "--data.steps", str(size["steps"]), "--trainer.max_steps", str(size["steps"]),
@@ -164,11 +165,9 @@ def linear_pl_fit(data: RandomRows, size: dict, accelerator: str, root: str) -> 
 
 
 def one_way(way: str, size: dict, every_n_steps: int, accelerator: str) -> dict:
-    """One way's fit, in this process (a fresh one, started by :func:`larger`): its measurements and the
+    """One way's fit, in this process (a fresh one, started by :func:`measure`): its measurements and the
     process's peak RSS."""
-    from linear_pl.runner.errors import silence_known_noise  # noqa: PLC0415 -- as scripts/train.py does
-
-    silence_known_noise()
+    silence_known_noise()  # as scripts/train.py does
     data = RandomRows(size["width"], size["batch"], size["steps"])
     data.setup()
     with tempfile.TemporaryDirectory() as root, contextlib.redirect_stderr(io.StringIO()):
@@ -181,18 +180,19 @@ def one_way(way: str, size: dict, every_n_steps: int, accelerator: str) -> dict:
     return measured
 
 
-def larger(size: dict, every_n_steps: int, accelerator: str, repeats: int) -> dict:
+def measure(size: dict, every_n_steps: int, accelerator: str, repeats: int) -> dict:
     """The three ways, each in its own process, ``repeats`` rounds alternating; the best fit of each way."""
     ways = ["bare", "modelckpt", "linear_pl"]
     best: dict[str, dict] = {}
     for round_ in range(repeats):
         for way in ways if round_ % 2 == 0 else list(reversed(ways)):
             code = (
-                "import json, sys; from linear_pl.benchmark_larger import one_way; "
+                "import json, sys; from benchmarks.larger import one_way; "
                 "print(json.dumps(one_way(sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4])))"
             )
             args = [way, json.dumps(size), str(every_n_steps), accelerator]
-            proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=os.environ)
+            # From the repository's root, where ``benchmarks`` is found.
+            proc = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise RuntimeError(f"larger, {way}: exit status {proc.returncode}: {proc.stderr[-1000:]}")
             measured = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -207,10 +207,8 @@ def larger(size: dict, every_n_steps: int, accelerator: str, repeats: int) -> di
     }  # fmt: skip
 
 
-def format_larger(r: dict) -> list[str]:
-    """The section's printed lines."""
+def lines(r: dict) -> list[str]:
     lines = [
-        "",
         f"larger model: MLP {r['width']} wide, {r['layers']} hidden layers, {r['parameters'] / 1e6:.1f}M parameters, "
         f"Adam; {r['steps']} steps of batch {r['batch']}; best of {r['repeats']} rounds alternating the ways, "
         "each way in a process of its own",
