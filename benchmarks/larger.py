@@ -1,7 +1,7 @@
 """``larger``: what the run costs a model a user brings that is not tiny.
 
 An MLP ``width`` wide with ``layers`` hidden layers (4096 and 3: 50M parameters) trained with Adam for
-``steps`` steps of ``batch`` random rows, three ways in one process, on the same data:
+``steps`` steps of ``batch`` random rows, three ways, on the same data:
 
 - ``bare``: ``Trainer.fit`` with logger, checkpoints, progress bar and summary off (Lightning's floor);
 - ``modelckpt``: the same with Lightning's ``ModelCheckpoint(every_n_train_steps=N)``, saving in the
@@ -20,7 +20,6 @@ alternate the ways; the best fit of each way counts.
 import contextlib
 import io
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from benchmarks.measure import REPO
+from benchmarks.measure import REPO, peak_rss_bytes
 from linear_pl.regression.data import SlicedBatches
 from linear_pl.runner.cli import build_run
 from linear_pl.runner.errors import silence_known_noise
@@ -175,8 +174,7 @@ def one_way(way: str, size: dict, every_n_steps: int, accelerator: str) -> dict:
             measured = linear_pl_fit(data, size, accelerator, root)
         else:
             measured = bare_fit(data, size, accelerator, every_n_steps if way == "modelckpt" else None, root)
-    status = Path("/proc/self/status").read_text()
-    measured["peak_rss_bytes"] = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024
+    measured["peak_rss_bytes"] = peak_rss_bytes()
     return measured
 
 
