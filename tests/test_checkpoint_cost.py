@@ -6,16 +6,16 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 import torch
+from runner.commands import script_command
+from runner.lit_classifier import CLASSIFIER
 
 import linear_pl.runner.checkpointing
 import linear_pl.runner.progress
-from conftest import CLASSIFIER, ROOT
 from linear_pl.benchmark_larger import kill_loss
 from linear_pl.runner.checkpointing import AtomicCheckpointIO
 from linear_pl.runner.progress import pace
@@ -168,8 +168,8 @@ class Rows(L.LightningDataModule):
 @pytest.mark.slow
 def test_sigkill_during_a_checkpoint_write_leaves_the_previous_last_ckpt_loadable(tmp_path):
     (tmp_path / "bigmodel.py").write_text(BIG_MODULE)
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--model", "bigmodel.Big", "--data",
-               "bigmodel.Rows", "--max_epochs", "100000", "--checkpoint_every_seconds", "0"]  # fmt: skip
+    command = script_command("train", "--model", "bigmodel.Big", "--data", "bigmodel.Rows", "--max_epochs", "100000",
+                             "--checkpoint_every_seconds", "0")  # fmt: skip
     checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
     last = checkpoints / "last.ckpt"
     for _ in range(5):  # a write can end between seeing its temporary file and the kill: then again
@@ -183,7 +183,7 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_last_ckpt_loadabl
         while not partial:  # then the next write under way: its temporary file beside last.ckpt
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
             partial = [p for p in checkpoints.glob(".last.ckpt.*.tmp") if p.stat().st_size > 0]
-        os.kill(proc.pid, signal.SIGKILL)
+        proc.kill()
         assert proc.wait() == -signal.SIGKILL
         proc.stderr.close()
         if partial[0].exists():  # the kill landed during the write

@@ -18,12 +18,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from runner.commands import free_port, script_command
+from runner.test_sweep import rows
+from test_sweep import FAST, SPACE, trial_numbers
 
-from conftest import PYTHON, free_port
 from linear_pl.sweep.command import continue_command, sweep_main
 from linear_pl.sweep.storage import open_storage, quiet_optuna
-from tests.test_run_sweep import rows
-from tests.test_sweep import FAST, SPACE, trial_numbers
 
 USER, DATABASE = "sweeper", "optuna"
 
@@ -164,8 +164,7 @@ def test_two_workers_started_at_once_share_a_study_on_postgresql(postgres, tmp_p
     url = postgres.new_database()
     env = {**os.environ, "LINEAR_PL_STORAGE": url, "OMP_NUM_THREADS": "1"}
     pipe = subprocess.PIPE
-    command = [PYTHON, str(Path(__file__).parent.parent / "scripts" / "sweep.py"), "--space", "space.yaml",
-               "--n_trials", "6", *FAST]  # fmt: skip
+    command = script_command("sweep", "--space", "space.yaml", "--n_trials", "6", *FAST)
     workers = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=pipe, stderr=pipe, text=True) for _ in range(2)]
     outputs = [worker.communicate(timeout=600) for worker in workers]
     for worker, (out, err) in zip(workers, outputs):

@@ -1,77 +1,19 @@
-"""Shared fixtures: run the training command in-process (fast) or as a real subprocess."""
+"""The runner's fixtures: each test in a directory of its own, the commands run in this process (``train``,
+``sweep``) or, where a process is what is tested, as one (``script``), and a real TensorBoard server."""
 
 import json
-import os
-import re
-import socket
 import subprocess
 import sys
 import time
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
-from warm_python import ONE_THREAD_BY_THE_SUITE, PID_FILE_VARIABLE, warm_python
 
 from linear_pl.runner.cli import cli_main
-
-ROOT = Path(__file__).resolve().parent.parent
-# Two test workers on two cores: each test process on one thread, in-process and in the processes the
-# tests start (set OMP_NUM_THREADS to choose). A second thread mostly spins waiting for work while the
-# other worker needs the core (`--preset mlp-sine` alone: 14.5 s of CPU in 9.3 s on two threads, 8.4 s
-# in 8.9 s on one). The README's sessions run with the user's default (readme_sessions.py).
-if "OMP_NUM_THREADS" not in os.environ:
-    os.environ["OMP_NUM_THREADS"] = os.environ[ONE_THREAD_BY_THE_SUITE] = "1"
-torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-# ``PYTHON script.py ...`` runs a script in a process forked from one that has imported Lightning
-# (tests/warm_python.py says how, and what differs from a fresh python): 3-4 s less for each.
-# sys.executable where a fresh interpreter is what is tested.
-PYTHON = warm_python()
-
-
-def script_pid(pid_file: Path, client: subprocess.Popen, timeout: float = 300) -> int:
-    """The pid of the script a ``PYTHON`` client runs, started with ``PID_FILE_VARIABLE`` set to ``pid_file``
-    (waits for it; a file reused for another client must be removed before that one starts)."""
-    deadline = time.monotonic() + timeout  # a bound only: the client writes it before the script starts
-    while not pid_file.exists() or not pid_file.read_text().endswith("\n"):
-        if client.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"no pid in {pid_file} ({PID_FILE_VARIABLE}; client status {client.returncode})")
-        time.sleep(0.01)
-    return int(pid_file.read_text())
-
-
-# The runner's tests train a plain-Lightning classifier (tests/lit_classifier.py), not the example.
-CLASSIFIER = ["--model", "lit_classifier.Classifier", "--data", "lit_classifier.Blobs"]
-
-
-@dataclass
-class Run:
-    status: int
-    stdout: str
-    stderr: str
-    root: Path
-
-    @property
-    def run_dir(self) -> Path:
-        versions = sorted((self.root / "lightning_logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
-        return versions[-1]
-
-    @property
-    def results(self) -> dict:
-        return json.loads((self.run_dir / "results.json").read_text())
-
-
-def assert_clean(run: "Run") -> None:
-    """No library warnings or advertising in a run's output, even with every warning switched on.
-
-    (Lightning prints its own warnings as "file.py:line: message", without the word Warning.)
-    """
-    output = run.stdout + run.stderr
-    assert "Warning" not in run.stderr and "Tip" not in output and "Traceback" not in output, run.stderr
-    assert not re.search(r"\.py:\d+: ", output), output
+from linear_pl.sweep import main as sweep_main
+from runner.commands import Run, free_port, process_env, script_command
 
 
 @pytest.fixture(autouse=True)
@@ -95,29 +37,33 @@ def train(tmp_path, capsys):
 
 
 @pytest.fixture
-def script(tmp_path):
-    """``script(name, *flags)`` runs ``scripts/<name>.py`` as a subprocess in tmp_path (the run's root,
-    unless the flags give a --default_root_dir, taken relative to tmp_path)."""
+def sweep(tmp_path, capsys):
+    """``sweep(*flags, space=TEXT)`` runs ``scripts/sweep.py`` in this process, in tmp_path, on space.yaml
+    (TEXT, when given)."""
 
-    def run(name: str, *flags: str, timeout: float = 300, cwd: Path | None = None) -> Run:
-        env = {**os.environ, "PYTHONWARNINGS": "default"}  # show every warning a user would see
-        if cwd is not None and "--default_root_dir" in flags:  # cwd: where class paths are imported from
-            at = flags.index("--default_root_dir") + 1
-            flags = (*flags[:at], str(tmp_path / flags[at]), *flags[at + 1 :])
-        proc = subprocess.run(
-            [PYTHON, str(ROOT / "scripts" / f"{name}.py"), *flags],
-            cwd=cwd or tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
-        root = tmp_path / flags[flags.index("--default_root_dir") + 1] if "--default_root_dir" in flags else tmp_path
-        return Run(proc.returncode, proc.stdout, proc.stderr, root)
+    def run(*flags: str, space: str | None = None) -> Run:
+        if space is not None:
+            (tmp_path / "space.yaml").write_text(space)
+        status = sweep_main(["--space", "space.yaml", *flags])
+        out, err = capsys.readouterr()
+        return Run(status, out, err, tmp_path)
 
     return run
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture
+def script(tmp_path):
+    """``script(name, *flags)`` runs ``scripts/<name>.py`` as a process in tmp_path, every warning shown, as a
+    user runs it (the run's root is tmp_path, unless the flags give a --default_root_dir, taken relative to it)."""
+
+    def run(name: str, *flags: str, timeout: float = 600) -> Run:
+        env = process_env(PYTHONWARNINGS="default")
+        done = subprocess.run(script_command(name, *flags), cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
+        root = tmp_path / flags[flags.index("--default_root_dir") + 1] if "--default_root_dir" in flags else tmp_path
+        return Run(done.returncode, done.stdout, done.stderr, root)
+
+    return run
 
 
 @pytest.fixture
