@@ -25,7 +25,7 @@ TEMPLATE = PACKAGE / "project_template"
 MACHINERY = ("runner", "sweep", "__main__.py")
 SCRIPTS = ("scripts/train.py", "scripts/predict.py", "scripts/sweep.py")
 # The runner's own tests, copied whole into every new project (relative to the checkout): each runs on any
-# model, as the new project has none of the example.
+# model, as the new project has none of the example. project_template/dot-ci/run.tmpl names it too.
 RUNNER_TESTS = "tests/runner"
 # What a new project must not name: this repository, or its tutorial example (issue 26's grep).
 LEFTOVER = re.compile(r"linear_pl|linear-pl|regression|true_weights|tutorial", re.IGNORECASE)
@@ -116,8 +116,6 @@ def render_template(into: Path, package: str) -> None:
         "{{package}}": package,
         "{{PACKAGE}}": package.upper(),
         "{{script}}": script_name(package),
-        # .ci/run's second pass runs the project's own tests, not the runner's.
-        "{{ignore_runner_tests}}": f"--ignore={RUNNER_TESTS}",
     }
     for source in sorted(TEMPLATE.rglob("*.tmpl")):
         parts = [package if part == "package" else part for part in source.relative_to(TEMPLATE).parts]

@@ -15,8 +15,8 @@ DATA = ["--num_samples", "20", "--lr", "1e-5", "--max_epochs", "30", "--log_ever
 DDP = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
 
 
-def test_two_ranks_at_batch_b_match_one_process_at_batch_2b_and_shuffle_is_honoured(script):
-    one = script("train", *DATA, "--batch_size", "4", "--default_root_dir", "one")
+def test_two_ranks_at_batch_b_match_one_process_at_batch_2b_and_shuffle_is_honoured(train, script):
+    one = train(*DATA, "--batch_size", "4", "--default_root_dir", "one")  # the reference, in this process
     two = script("train", *DATA, *DDP, "--batch_size", "2", "--default_root_dir", "two")
     assert one.status == 0, one.stderr
     assert two.status == 0, two.stderr  # also: no gloo abort at exit

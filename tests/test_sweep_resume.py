@@ -103,13 +103,13 @@ def test_a_live_worker_resumes_the_trial_of_a_worker_killed_mid_trial(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_same_command_again_resumes_the_trial_of_a_killed_worker(tmp_path):
+def test_the_same_command_again_resumes_the_trial_of_a_killed_worker(tmp_path, sweep):
     (tmp_path / "space.yaml").write_text(SPACE)
     worker = start(tmp_path)
     saved_epochs = kill_in_trial(worker, tmp_path / "sweeps" / "space" / "trial_1")
-    again = start(tmp_path)
-    out, err = again.communicate(timeout=600)
-    assert again.returncode == 0, err
+    again = sweep("--n_trials", str(N_TRIALS), *LONG)  # in this process (what a process prints: the test above)
+    out, err = again.stdout, again.stderr
+    assert again.status == 0, err
     assert "Traceback" not in err and "Warning" not in err
     retry = assert_resumed(tmp_path, dead=1, saved_epochs=saved_epochs)
     assert out.startswith("Study 'space': 4 trials of val/loss (min), 2 done;")  # trial 1 counted, running or dead

@@ -44,8 +44,8 @@ def last_state(run) -> dict[str, torch.Tensor]:
 
 
 @ORDER_NOT_KEPT
-def test_two_ranks_at_batch_b_match_one_process_at_batch_2b_and_shuffle_is_honoured(script):
-    one = script("train", *DATA, "--batch_size", "4", "--default_root_dir", "one")
+def test_two_ranks_at_batch_b_match_one_process_at_batch_2b_and_shuffle_is_honoured(train, script):
+    one = train(*DATA, "--batch_size", "4", "--default_root_dir", "one")  # the reference, in this process
     two = script("train", *DATA, *DDP, "--batch_size", "2", "--default_root_dir", "two")
     assert one.status == 0, one.stderr
     assert two.status == 0, two.stderr  # also: no gloo abort at exit

@@ -2,7 +2,6 @@
 
 import json
 import os
-import random
 import signal
 import subprocess
 import time
@@ -13,7 +12,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from runner.commands import process_env, script_command
-from runner.lit_classifier import CLASSIFIER
+from runner.lit_classifier import CLASSIFIER, Classifier
 
 SMALL = ["--num_samples", "600", "--batch_size", "30"]  # 360 to train on: 12 batches an epoch
 
@@ -135,32 +134,78 @@ def test_a_checkpoint_whose_pickle_runs_code_is_refused_and_the_code_never_runs(
     assert not marker.exists()
 
 
+BIG_MODULE = """
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+class Big(L.LightningModule):
+    # 2 x 2048 x 2048 weights with Adam: a checkpoint of about 100 MB, long enough to write that a kill lands in it.
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 2048), nn.Linear(2048, 1))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.mse_loss(self.net(x).squeeze(-1), y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-5)
+
+
+class Rows(L.LightningDataModule):
+    def setup(self, stage=None):
+        x = torch.randn(8, 2048, generator=torch.Generator().manual_seed(0))
+        self.train_set = TensorDataset(x, x[:, 0])
+
+    def train_dataloader(self):
+        return DataLoader(self.train_set, batch_size=4)
+"""
+
+
 @pytest.mark.slow
-def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
-    # $TMPDIR on another filesystem is what broke Lightning's own save; last.ckpt is saved after
-    # every epoch here so that kills land during writes.
+def test_sigkill_during_a_checkpoint_write_leaves_the_previous_last_ckpt_loadable(tmp_path):
+    (tmp_path / "bigmodel.py").write_text(BIG_MODULE)
+    # $TMPDIR on another filesystem is what broke Lightning's own save (its temporary file, moved across).
     env = process_env(TMPDIR="/dev/shm" if os.path.isdir("/dev/shm") else str(tmp_path))
-    command = script_command("train", *CLASSIFIER, *SMALL, "--max_epochs", "100000", "--checkpoint_every_seconds",
-                             "0", "--log_every_n_epochs", "1000", "--patience", "null")  # fmt: skip
-    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    rng = random.Random(0)
-    steps = []
-    for _ in range(6):
+    flags = ["--model", "bigmodel.Big", "--data", "bigmodel.Rows", "--checkpoint_every_seconds", "0"]
+    checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    last = checkpoints / "last.ckpt"
+    for _ in range(5):  # a write can end between seeing its temporary file and the kill: then again
         resume = ["--ckpt_path", "last"] if last.exists() else []
-        proc = subprocess.Popen(command + resume, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)  # fmt: skip
-        before = last.stat().st_mtime_ns if last.exists() else None
-        deadline = time.monotonic() + 300  # only a bound: the event is this cycle's first save
-        while not (last.exists() and last.stat().st_mtime_ns != before):
-            assert time.monotonic() < deadline and proc.poll() is None, "this cycle saved no checkpoint"
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.2, 2.0))
+        proc = subprocess.Popen(script_command("train", *flags, "--max_epochs", "100000", *resume), cwd=tmp_path,
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not last.exists():  # a first checkpoint on disk
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.01)
+        partial = []
+        while not partial:  # then the next write under way: its temporary file beside last.ckpt
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            partial = [p for p in checkpoints.glob(".last.ckpt.*.tmp") if p.stat().st_size > 0]
         proc.kill()
         assert proc.wait() == -signal.SIGKILL
         proc.stderr.close()
-        checkpoint = torch.load(last, weights_only=True)
-        steps.append(checkpoint["global_step"])
-    assert steps == sorted(steps) and steps[-1] > steps[0]
+        if partial[0].exists():  # the kill landed during the write
+            break
+    else:
+        pytest.fail("no kill landed during a write in 5 tries")
+    assert partial[0].stat().st_size > 0
+    checkpoint = torch.load(last, weights_only=True)  # the previous one, whole
+    assert checkpoint["global_step"] > 0 and set(checkpoint["state_dict"]) == {
+        "net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.3.weight", "net.3.bias"
+    }  # fmt: skip
+    # ... and training continues from it, in the same run.
+    resumed = subprocess.run(script_command("train", *flags, "--max_epochs", str(checkpoint["epoch"] + 2),
+                                            "--ckpt_path", "last"),
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert torch.load(last, weights_only=True)["global_step"] > checkpoint["global_step"]
     assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]
 
 
@@ -183,21 +228,25 @@ def test_sigterm_saves_last_checkpoint(train):
 
 
 @pytest.mark.slow
-def test_a_first_compiled_run_exits_when_done(tmp_path):
+def test_a_compiled_run_exits_when_done_and_its_weights_keep_their_names(tmp_path):
     """torch.compile with an empty cache leaves its worker pool running: the real script still ends, with
-    its results written, in a process of its own (the cache is the user's first compiled run's: empty)."""
+    its results written, in a process of its own (the cache is the user's first compiled run's: empty). The
+    weights keep their names: the checkpoint loads into the plain model. Without a compiler, one line says so."""
     env = process_env(TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor_cache"))
-    command = script_command("train", *CLASSIFIER, *SMALL, "--max_epochs", "1", "--compile")  # bare: --compile true
+    flags = ["--num_samples", "1000", "--batch_size", "30", "--max_epochs", "2", "--compile"]  # bare: --compile true
     try:
-        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(script_command("train", *CLASSIFIER, *flags), cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
     except subprocess.TimeoutExpired:
         pytest.fail("the compiled run never exited")
     if done.returncode == 2:  # no compiler here: the one line says so
         assert done.stderr.startswith("error: --compile: torch.compile cannot work on this machine ("), done.stderr
+        assert done.stderr.count("\n") == 1
         return
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "lightning_logs" / "version_0" / "results.json").read_text())
-    assert results["epochs"] == 1 and results["last_checkpoint"] is not None
+    assert results["epochs"] == 2 and results["model"] == "Classifier" and results["best_val_loss"] < 1.0
+    Classifier().load_state_dict(torch.load(results["last_checkpoint"], weights_only=True)["state_dict"])
 
 
 UNRESUMABLE = '''

@@ -199,18 +199,6 @@ def test_larger_model_habits(train, flags):
     assert run.results["test"]["test/acc"] > 0.5
 
 
-def test_compile_wraps_the_model_or_says_why_not_in_one_line(train):
-    run = train(*CLASSIFIER, *SMALL, "--max_epochs", "2", "--compile", "true")
-    if run.status == 2:  # no compiler here: the one line says so
-        assert run.stderr.startswith("error: --compile: torch.compile cannot work on this machine (")
-        assert run.stderr.count("\n") == 1
-    else:
-        assert run.status == 0, run.stderr
-        assert run.results["model"] == "Classifier" and run.results["best_val_loss"] < 1.0
-        # The weights keep their names: the checkpoint loads into the plain model.
-        Classifier().load_state_dict(state_of(run.run_dir / "checkpoints" / "last.ckpt"))
-
-
 def test_a_full_disk_is_one_line_naming_the_intact_last_checkpoint(train, monkeypatch):
     write = linear_pl.runner.checkpointing.write_atomically
     calls = []

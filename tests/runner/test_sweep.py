@@ -20,6 +20,7 @@ import yaml
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from linear_pl.runner.cli import cli_main
+from linear_pl.sweep import main as sweep_main
 from linear_pl.sweep.trial import StopRequest
 from linear_pl.sweep.worker import wait_for_others
 from runner.commands import ROOT, assert_clean, process_env, script_command
@@ -417,15 +418,18 @@ def test_ctrl_c_records_the_running_trial_and_the_printed_command_continues(swee
 
 
 @pytest.mark.slow
-def test_n_jobs_workers_share_the_study_and_sigterm_reaches_them_once(tmp_path):
+def test_n_jobs_workers_share_the_study_and_sigterm_reaches_them_once(tmp_path, capfd, monkeypatch):
     (tmp_path / "space.yaml").write_text(SPACE)
-    run = subprocess.run(script_command("sweep", "--space", "space.yaml", "--n_trials", "4", "--n_jobs", "2", *FAST),
-                         cwd=tmp_path, env=process_env(), capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    assert sorted(trial_numbers(run.stdout)) == [0, 1, 2, 3] and run.stdout.count("Rerun it with") == 1
+    # The command in this process, its workers processes of their own (capfd: they print to its stdout).
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "scripts" / "sweep.py")])  # as a user started it
+    monkeypatch.setenv("PYTHONPATH", process_env()["PYTHONPATH"])  # the workers import the classifier from tests/
+    status = sweep_main(["--space", "space.yaml", "--n_trials", "4", "--n_jobs", "2", *FAST])
+    out, err = capfd.readouterr()
+    assert status == 0, err
+    assert sorted(trial_numbers(out)) == [0, 1, 2, 3] and out.count("Rerun it with") == 1
     # train.py beside the sweep.py that was started, as it was given.
-    assert f"Rerun it with: python {ROOT / 'scripts' / 'train.py'} --config sweeps/space/best.yaml" in run.stdout
-    assert "Traceback" not in run.stderr
+    assert f"Rerun it with: python {ROOT / 'scripts' / 'train.py'} --config sweeps/space/best.yaml" in out
+    assert "Traceback" not in err
     # SIGTERM to the command alone (as a scheduler sends it): both workers end their trials cleanly.
     # Only the signal ends these trials: no early stopping (a trial that plateaued before the other
     # worker's first epoch, a busy machine's start-up lag, ran a third trial), max_time only as a bound.
