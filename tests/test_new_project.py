@@ -48,9 +48,9 @@ def project(written) -> Path:
     return written.root
 
 
-def run_in(project: Path, *command: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_in(project: Path, *command: str, cwd: Path, timeout: float = 600, **variables) -> subprocess.CompletedProcess:
     """``python COMMAND`` with this venv's python and the generated project importable, in ``cwd``."""
-    env = {**os.environ, "PYTHONPATH": str(project)}
+    env = {**os.environ, "PYTHONPATH": str(project), **variables}
     return subprocess.run([sys.executable, *command], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
 
@@ -66,7 +66,7 @@ def newest_run(root: Path) -> Path:
 # --- the command -----------------------------------------------------------------------------------
 
 
-def test_linear_pl_new_writes_the_project(written, project):
+def test_linear_pl_new_writes_a_project_that_lints_whatever_the_length_of_its_name(written, project, tmp_path):
     assert written.stdout.splitlines()[0] == f"wrote {project}: package cancer_pl, command cancer-pl", written.stdout
     assert written.stderr == ""
     assert sorted(p.name for p in project.parent.iterdir()) == ["cancer"]  # the temporary folder is gone
@@ -85,6 +85,15 @@ def test_linear_pl_new_writes_the_project(written, project):
     assert files(project / new_project.RUNNER_TESTS) == files(runner_tests) != []
     assert os.access(project / ".ci/run", os.X_OK)
     assert not list(project.rglob("__pycache__")) and not (project / ".ruff_cache").exists()
+
+    # Its lint passes. A longer name than linear_pl lengthens lines: the copy is reformatted, and lint allows what
+    # it cannot split.
+    longer = tmp_path / "long"
+    assert write_project(longer, "a_much_longer_package_name") == longer  # a new folder
+    for root in (project, longer):
+        for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
+            done = run_in(root, "-m", "ruff", *command, cwd=root)
+            assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_the_project_is_named_for_its_package(project):
@@ -202,16 +211,6 @@ def test_missing_arguments_are_one_line(tmp_path, capsys):
 # --- the project works --------------------------------------------------------------------------------
 
 
-def test_its_lint_passes_whatever_the_length_of_its_name(project, tmp_path):
-    """A longer name than linear_pl lengthens lines: the copy is reformatted, and lint allows what it cannot split."""
-    longer = tmp_path / "long"
-    assert write_project(longer, "a_much_longer_package_name") == longer  # a new folder
-    for root in (project, longer):
-        for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
-            done = run_in(root, "-m", "ruff", *command, cwd=root)
-            assert done.returncode == 0, done.stdout + done.stderr
-
-
 def test_its_own_tests_pass_and_every_runner_test_collects(project):
     """Its `make test`, in part, in one process (this suite's workers already use both cores): every test file
     there imports and collects (one that does not fails the run), and the starter's tests (its run learns and
@@ -219,7 +218,9 @@ def test_its_own_tests_pass_and_every_runner_test_collects(project):
     on the same runner: running them all again there would test the same code twice. And .ci/run's last command
     reruns its own tests alone (all but tests/runner/, which pin no learned figure), under MKL's generic kernels
     and one thread."""
-    done = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET, "tests", cwd=project)
+    # No __pycache__ left in the project the other tests read.
+    done = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET, "tests", cwd=project,
+                  PYTHONDONTWRITEBYTECODE="1")  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:]
     counts = re.search(r"\b(\d+) passed, (\d+) deselected\b", done.stdout)
     assert counts, done.stdout[-3000:]
