@@ -25,24 +25,9 @@ TEMPLATE = PACKAGE / "project_template"
 # The run machinery, copied from the package (relative to linear_pl/).
 MACHINERY = ("runner", "sweep", "__main__.py")
 SCRIPTS = ("scripts/train.py", "scripts/predict.py", "scripts/sweep.py")
-# The runner's own tests, copied into every new project (relative to the checkout). THE one list to edit
-# when the runner's tests move or are split from the example's: each must run on any model, as the new
-# project has none of the example.
-RUNNER_TESTS = (
-    "tests/conftest.py",
-    "tests/lit_classifier.py",
-    "tests/warm_python.py",
-    "tests/test_runner.py",
-    "tests/test_long_epochs.py",
-    "tests/test_run_any_model.py",
-    "tests/test_run_ddp.py",
-    "tests/test_run_habits.py",
-    "tests/test_run_predict.py",
-    "tests/test_run_reliability.py",
-    "tests/test_run_sweep.py",
-    "tests/test_run_tensorboard.py",
-    "tests/test_warm_python.py",
-)
+# The runner's own tests, copied whole into every new project (relative to the checkout): each runs on any
+# model, as the new project has none of the example. project_template/dot-ci/run.tmpl names it too.
+RUNNER_TESTS = "tests/runner"
 # What a new project must not name: this repository, or its tutorial example (issue 26's grep).
 LEFTOVER = re.compile(r"linear_pl|linear-pl|regression|true_weights|tutorial", re.IGNORECASE)
 # Package names that would shadow what the new project imports (its dependencies, and the folders
@@ -52,6 +37,7 @@ SHADOWED = frozenset(
         "torch", "lightning", "pytorch_lightning", "lightning_fabric", "lightning_utilities", "torchmetrics",
         "numpy", "tensorboard", "jsonargparse", "yaml", "optuna", "optuna_integration", "matplotlib",
         "pytest", "ruff", "setuptools", "pip", "scripts", "tests", "conftest", "linear_pl",
+        "runner",  # tests/runner/, the runner's tests, import as the package runner
     }
 )  # fmt: skip
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -84,7 +70,8 @@ def check_target(target: Path) -> None:
         raise UsageError(f"{target}: exists and is not a folder")
     if not target.parent.is_dir():
         raise UsageError(f"{target.parent}: no such folder to write {target.name} into")
-    missing = [path for path in (*SCRIPTS, *RUNNER_TESTS) if not (CHECKOUT / path).is_file()]
+    missing = [path for path in SCRIPTS if not (CHECKOUT / path).is_file()]
+    missing += [RUNNER_TESTS] if not (CHECKOUT / RUNNER_TESTS).is_dir() else []
     if missing:  # an install from a wheel has the package but not the checkout's scripts/ and tests/
         raise UsageError(f"{CHECKOUT / missing[0]}: missing; `new` copies from a checkout of linear_pl (make install)")
 
@@ -113,9 +100,10 @@ def copy_machinery(into: Path, package: str) -> None:
             shutil.copy2(source, target)
     main = into / package / "__main__.py"
     main.write_text(without_new_command(main.read_text()))
-    for path in (*SCRIPTS, *RUNNER_TESTS):
+    for path in SCRIPTS:
         (into / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(CHECKOUT / path, into / path)
+    shutil.copytree(CHECKOUT / RUNNER_TESTS, into / RUNNER_TESTS, ignore=IGNORED)
     for path in into.rglob("*.py"):
         path.write_text(renamed(path.read_text(), package))
 
@@ -127,8 +115,6 @@ def render_template(into: Path, package: str) -> None:
         "{{package}}": package,
         "{{PACKAGE}}": package.upper(),
         "{{script}}": script_name(package),
-        # .ci/run's second pass runs the project's own tests, not the runner's.
-        "{{ignore_runner_tests}}": " ".join(f"--ignore={path}" for path in RUNNER_TESTS if "/test_" in path),
     }
     for source in sorted(TEMPLATE.rglob("*.tmpl")):
         parts = [package if part == "package" else part for part in source.relative_to(TEMPLATE).parts]

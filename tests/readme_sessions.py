@@ -6,8 +6,7 @@ Only code blocks fenced as ```console are tested. In one, a line starting with `
 its line by Sybil (``README.md::line:40,column:1``, ``docs/example.md::line:12,column:1``).
 
 How a command runs:
-- with bash, exactly as written, with ``python`` the venv's, warm (``python FILE.py`` runs in a process
-  forked from one that has imported Lightning: tests/warm_python.py), then the venv's bin/ on PATH,
+- with bash, exactly as written, with the venv's bin/ first on PATH (``python``, ``linear-pl``, ...),
   pytest's environment otherwise, but with PYTHONWARNINGS and make's variables (MAKELEVEL, ...) unset,
   and torch's default threads (the suite's one thread per test process is not a user's; idle threads
   sleep, OMP_WAIT_POLICY=PASSIVE, which changes no number);
@@ -47,8 +46,6 @@ from pathlib import Path
 from sybil import Document, Example, Region
 from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
 
-from tests.warm_python import ONE_THREAD_BY_THE_SUITE, warm_python
-
 PROMPT = "$ "
 ELLIPSIS = "..."
 NUMBER = r"\d+(?:\.\d+)?"
@@ -62,6 +59,9 @@ RTOL, ATOL = 0.2, 1e-4
 NOT_LINKED = {"lightning_logs"}  # the output the per-block directory keeps out of the repository
 ROOT = Path(__file__).resolve().parent.parent  # the repository: every session runs as from its root
 TIMEOUT = 600  # seconds for one command
+# Set (with OMP_NUM_THREADS=1) by the top conftest.py when it chose one thread per test process; a session
+# then drops both and runs with a user's default threads.
+SUITE_ONE_THREAD = "TESTS_ONE_THREAD"
 
 
 @dataclass
@@ -120,18 +120,13 @@ class ConsoleSessionParser:
 
 
 def run(command: str, cwd: Path, status: int) -> subprocess.CompletedProcess:
-    # `python` is the warm one (tests/warm_python.py: a script's process without the seconds of importing
-    # Lightning), then the venv's bin/ (linear-pl, tensorboard, and python for anything but a script).
-    warm = Path(warm_python()).parent
-    env = {
-        **os.environ,
-        "PATH": os.pathsep.join([str(warm), str(Path(sys.prefix) / "bin"), os.environ.get("PATH", "")]),
-    }
+    # The venv's bin/ first: python, linear-pl and tensorboard are this venv's.
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.prefix) / "bin"), os.environ.get("PATH", "")])}
     # PYTHONWARNINGS, and make's: under `make test ARGS=...` a session's `make train` would otherwise be a
     # sub-make, which prints "make[1]: Entering directory ..." and inherits ARGS (the Makefile's variables).
     for name in ("PYTHONWARNINGS", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "ARGS", "TORCH", "VENV"):
         env.pop(name, None)
-    if env.pop(ONE_THREAD_BY_THE_SUITE, None):  # the suite's one thread per test process: not a user's
+    if env.pop(SUITE_ONE_THREAD, None):  # the suite's one thread per test process: not a user's
         env.pop("OMP_NUM_THREADS", None)
         # A user's threads, but an idle one sleeps instead of spinning: beside the other test worker, a
         # spinning one took the core it waited for (`--preset mlp-sine`: 118 s instead of 9). The numbers

@@ -1,22 +1,19 @@
 """Checkpoints that cost training little at any size: written in the background from a copy in host memory,
-the interval stretched to a budget (said once), and a kill during a write leaving the previous last.ckpt.
-And a run limited by max_steps: its progress line, its verdict, results.json and best.ckpt."""
+the interval stretched to a budget (said once). (A kill during a write leaves the previous last.ckpt:
+runner/test_reliability.py.) And a run limited by max_steps: its progress line, its verdict, results.json and
+best.ckpt."""
 
 import os
 import re
-import signal
-import subprocess
-import sys
 import threading
-import time
 
 import pytest
 import torch
+from runner.lit_classifier import CLASSIFIER
 
 import linear_pl.runner.checkpointing
 import linear_pl.runner.progress
 from benchmarks.larger import kill_loss
-from conftest import CLASSIFIER, ROOT
 from linear_pl.runner.checkpointing import AtomicCheckpointIO
 from linear_pl.runner.progress import pace
 
@@ -129,75 +126,3 @@ def test_a_run_that_max_steps_stops_before_its_first_validation(train, monkeypat
     last = torch.load(results["last_checkpoint"], weights_only=True)
     assert best["global_step"] == last["global_step"] == 30
     assert all(torch.equal(best["state_dict"][k], v) for k, v in last["state_dict"].items())
-
-
-BIG_MODULE = """
-import lightning as L
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-
-
-class Big(L.LightningModule):
-    # 2 x 2048 x 2048 weights with Adam: a checkpoint of about 100 MB, long enough to write that a kill lands in it.
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 2048), nn.Linear(2048, 1))
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.mse_loss(self.net(x).squeeze(-1), y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True)
-        return loss
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=1e-5)
-
-
-class Rows(L.LightningDataModule):
-    def setup(self, stage=None):
-        x = torch.randn(8, 2048, generator=torch.Generator().manual_seed(0))
-        self.train_set = TensorDataset(x, x[:, 0])
-
-    def train_dataloader(self):
-        return DataLoader(self.train_set, batch_size=4)
-"""
-
-
-@pytest.mark.slow
-def test_sigkill_during_a_checkpoint_write_leaves_the_previous_last_ckpt_loadable(tmp_path):
-    (tmp_path / "bigmodel.py").write_text(BIG_MODULE)
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--model", "bigmodel.Big", "--data",
-               "bigmodel.Rows", "--max_epochs", "100000", "--checkpoint_every_seconds", "0"]  # fmt: skip
-    checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
-    last = checkpoints / "last.ckpt"
-    for _ in range(5):  # a write can end between seeing its temporary file and the kill: then again
-        resume = ["--ckpt_path", "last"] if last.exists() else []
-        proc = subprocess.Popen(command + resume, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 300
-        while not last.exists():  # a first checkpoint on disk
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.01)
-        partial = []
-        while not partial:  # then the next write under way: its temporary file beside last.ckpt
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            partial = [p for p in checkpoints.glob(".last.ckpt.*.tmp") if p.stat().st_size > 0]
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait() == -signal.SIGKILL
-        proc.stderr.close()
-        if partial[0].exists():  # the kill landed during the write
-            break
-    else:
-        pytest.fail("no kill landed during a write in 5 tries")
-    assert partial[0].stat().st_size > 0
-    checkpoint = torch.load(last, weights_only=True)  # the previous one, whole
-    assert checkpoint["global_step"] > 0 and set(checkpoint["state_dict"]) == {
-        "net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.3.weight", "net.3.bias"
-    }  # fmt: skip
-    # ... and training continues from it.
-    further = [*command[:-4], "--max_epochs", str(checkpoint["epoch"] + 2), "--checkpoint_every_seconds", "0"]
-    resumed = subprocess.run([*further, "--ckpt_path", "last"], cwd=tmp_path, capture_output=True, text=True,
-                             timeout=600)  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr
-    assert torch.load(last, weights_only=True)["global_step"] > checkpoint["global_step"]

@@ -5,13 +5,26 @@ import json
 import pytest
 import torch
 import yaml
+from runner.commands import assert_clean, run_quietly
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import assert_clean
 from linear_pl.regression import SyntheticDataModule
 from linear_pl.regression.closed_form import SAFETY_FACTOR, stable_lr
-from linear_pl.runner.cli import build_run
+from linear_pl.runner.cli import build_run, cli_main
 from linear_pl.runner.run import Run
+
+# Twenty raw epochs (no preconditioning: it would converge, and stop, in fewer), with a bias.
+TENSORBOARD_RUN = ["--max_epochs", "20", "--true_weights", "[2, 3]", "--true_bias", "1", "--bias", "--seed", "2",
+                   "--precondition", "none"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tensorboard_run(tmp_path_factory):
+    """One run whose TensorBoard files the tests read back."""
+    root = tmp_path_factory.mktemp("tensorboard_run")
+    run = run_quietly(cli_main, *TENSORBOARD_RUN, "--default_root_dir", str(root), root=root)
+    assert run.status == 0, run.stderr
+    return run
 
 
 def parse(*flags: str) -> Run:
@@ -108,10 +121,13 @@ def test_gpu_without_gpu_fails_in_one_clear_line(train):
     assert not (run.root / "lightning_logs").exists()
 
 
-def test_a_run_prints_cleanly_and_leaves_a_complete_run_directory(script):
-    run = script("train", "--max_epochs", "20", "--seed", "1", "--precondition", "none")
+def test_a_run_prints_cleanly_and_leaves_a_complete_run_directory(train, recwarn):
+    # In this process: every warning the run raises is recorded (what a fresh process prints besides, under
+    # DDP's two ranks: test_ddp.py; any model's scripts: runner/test_command_line.py).
+    run = train("--max_epochs", "20", "--seed", "1", "--precondition", "none")
     assert run.status == 0, run.stderr
     assert_clean(run)
+    assert not [f"{w.category.__name__}: {w.message}" for w in recwarn]
     lines = run.stdout.splitlines()
     assert lines[0].startswith("Initial weights: [")
     epoch_lines = [line for line in lines if line.startswith("Epoch [")]
@@ -197,6 +213,16 @@ def test_tensorboard_holds_losses_lr_weights_and_hparams(tensorboard_run):
     assert last("train/lr") == pytest.approx(results["lr"])
     assert last("hp/max_abs_error") == pytest.approx(results["max_abs_error"], rel=1e-6)
     assert "_hparams_/session_start_info" in events.summary_metadata
+    # The progress report writes the loss and every weight at the run's last step; Lightning writes validation
+    # metrics at the step before. (What a real TensorBoard server serves of such files: runner/test_tensorboard.py.)
+    final = results["global_step"]
+    assert events.Scalars("train/loss")[-1].step == final
+    for i, weight in enumerate(results["learned_weights"]):
+        assert events.Scalars(f"weights/w{i}")[-1].step == final and last(f"weights/w{i}") == pytest.approx(
+            weight, rel=1e-6
+        )
+    assert events.Scalars("weights/bias")[-1].step == final and events.Scalars("val/loss")[-1].step == final - 1
+    assert last("val/loss") == pytest.approx(results["final_val_loss"], rel=1e-6)
 
 
 def test_same_seed_same_weights_other_seed_other_weights(train):

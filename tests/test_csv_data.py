@@ -3,8 +3,8 @@
 import polars as pl
 import pytest
 import torch
+from runner.commands import ROOT
 
-from conftest import ROOT
 from linear_pl.regression.csv_data import CSVDataModule
 
 

@@ -1,12 +1,12 @@
 """DDP on two CPU processes (gloo) gives the answer one process gives.
 
-Run through a subprocess of the script: strategy "ddp" relaunches the current command for the other
-rank, and inside pytest that command would be pytest itself.
+Run as a process of the script: strategy "ddp" relaunches the current command for the other rank, and
+inside pytest that command would be pytest itself. Any model (several layers, a user's shuffling loader)
+under DDP: runner/test_ddp.py.
 """
 
 import pytest
-
-from conftest import ROOT, assert_clean
+from runner.commands import assert_clean
 
 pytestmark = pytest.mark.slow
 
@@ -15,8 +15,8 @@ DATA = ["--num_samples", "20", "--lr", "1e-5", "--max_epochs", "30", "--log_ever
 DDP = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
 
 
-def test_two_ranks_at_batch_b_match_one_process_at_batch_2b(script):
-    one = script("train", *DATA, "--batch_size", "4", "--default_root_dir", "one")
+def test_two_ranks_at_batch_b_match_one_process_at_batch_2b_and_shuffle_is_honoured(train, script):
+    one = train(*DATA, "--batch_size", "4", "--default_root_dir", "one")  # the reference, in this process
     two = script("train", *DATA, *DDP, "--batch_size", "2", "--default_root_dir", "two")
     assert one.status == 0, one.stderr
     assert two.status == 0, two.stderr  # also: no gloo abort at exit
@@ -38,13 +38,10 @@ def test_two_ranks_at_batch_b_match_one_process_at_batch_2b(script):
     assert "Seed set to" not in two.stderr
     assert_clean(two)  # no warnings from either rank (Lightning's all_gather once printed a torch deprecation)
 
-
-def test_shuffle_is_honoured_under_ddp(script):
-    runs = [script("train", *DATA, *DDP, "--batch_size", "2", *flag, "--default_root_dir", name)
-            for name, flag in [("fixed", []), ("shuffled", ["--shuffle"])]]  # fmt: skip
-    assert [run.status for run in runs] == [0, 0], runs[1].stderr
-    fixed, shuffled = (run.results["learned_weights"] for run in runs)
-    assert shuffled != pytest.approx(fixed, rel=1e-5)
+    # And shuffle on is honoured too: other batches, other weights.
+    shuffled = script("train", *DATA, *DDP, "--batch_size", "2", "--shuffle", "--default_root_dir", "shuffled")
+    assert shuffled.status == 0, shuffled.stderr
+    assert shuffled.results["learned_weights"] != pytest.approx(ddp["learned_weights"], rel=1e-5)
 
 
 def test_default_run_converges_under_ddp(script):
@@ -55,27 +52,3 @@ def test_default_run_converges_under_ddp(script):
     assert results["converged"] and results["max_abs_error"] < 0.01
     assert results["world_size"] == 2 and results["rank_weight_spread"] == 0.0
     assert (run.run_dir / "checkpoints" / "last.ckpt").is_file()
-
-
-def test_mlp_trains_under_ddp(script):
-    run = script("train", *DDP, "--model", "mlp", "--num_samples", "200", "--batch_size", "10",
-                 "--max_epochs", "4", "--default_root_dir", "mlp")  # fmt: skip
-    assert run.status == 0, run.stderr
-    results = run.results
-    assert results["model"] == "MLPModel" and results["world_size"] == 2
-    assert results["rank_weight_spread"] == 0.0  # every parameter, on both ranks
-    assert results["global_step"] == 4 * 10  # each rank took half of the 20 batches per epoch
-
-
-def test_a_users_classifier_trains_under_ddp(script):
-    # Lightning gives each rank its share of a user's DataLoader(shuffle=True) through its own sampler.
-    # Its epochs are 10 steps a rank: the user says so (Lightning warns a user's model of its 50 otherwise).
-    run = script("train", *DDP, "--model", "examples.digits.DigitsCNN", "--data", "examples.digits.Digits",
-                 "--monitor", "val/acc", "--mode", "max", "--max_epochs", "2", "--log_every_n_epochs", "1",
-                 "--trainer.log_every_n_steps", "10", "--default_root_dir", "digits", cwd=ROOT)  # fmt: skip
-    assert run.status == 0, run.stderr
-    assert_clean(run)
-    results = run.results
-    assert results["world_size"] == 2 and results["rank_weight_spread"] == 0.0
-    assert results["global_step"] == 2 * 10  # 20 batches an epoch, half on each rank
-    assert results["test"]["test/acc"] > 0.5 and run.stdout.count("Test (best.ckpt)") == 1

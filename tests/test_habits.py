@@ -1,5 +1,5 @@
 """What users of the example type from habit: the advice after a run, --help (their callbacks and loggers,
-debug flags and subcommands, on any model: tests/test_run_habits.py)."""
+debug flags and subcommands, on any model: tests/runner/test_lightning_habits.py)."""
 
 import pytest
 

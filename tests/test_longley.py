@@ -3,10 +3,10 @@ itself, within 1% of the certified coefficients (issue 25, point 9)."""
 
 import numpy as np
 import pytest
+from runner.commands import ROOT
 from sklearn.linear_model import LinearRegression
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT
 from linear_pl.regression.callbacks import LowerRateOnPlateau
 from linear_pl.regression.csv_data import CSVDataModule
 

@@ -1,11 +1,10 @@
 """The second model, picked by name through the same CLI: an MLP on a target no dot product can fit."""
 
-import subprocess
-import sys
-from pathlib import Path
+from importlib.metadata import entry_points
 
 import pytest
 
+from linear_pl.__main__ import main
 from linear_pl.regression.data import SyntheticDataModule
 
 MLP_SINE = ["--preset", "mlp-sine", "--max_epochs", "60", "--log_every_n_epochs", "20"]
@@ -40,7 +39,7 @@ def test_targets_are_the_documented_functions():
         assert y.tolist() == pytest.approx(expected.tolist(), abs=1e-5)
 
 
-def test_mlp_checkpoint_resumes_and_predicts(train, script):
+def test_mlp_checkpoint_resumes_and_predicts(train):
     first = train("--model", "mlp", "--num_samples", "200", "--batch_size", "20", "--max_epochs", "3")
     resumed = train("--model", "mlp", "--num_samples", "200", "--batch_size", "20", "--max_epochs", "5",
                     "--ckpt_path", "last")  # fmt: skip
@@ -48,7 +47,7 @@ def test_mlp_checkpoint_resumes_and_predicts(train, script):
     assert resumed.results["epochs"] == 5 and resumed.results["global_step"] == 50
 
     ckpt = resumed.run_dir / "checkpoints" / "last.ckpt"
-    predicted = script("predict", "--ckpt_path", str(ckpt), "--x", "[[1, 2, 3, 4, 5, 6, 7], [9, 9, 9, 9, 9, 9, 9]]")
+    predicted = train("predict", "--ckpt_path", str(ckpt), "--x", "[[1, 2, 3, 4, 5, 6, 7], [9, 9, 9, 9, 9, 9, 9]]")
     assert predicted.status == 0, predicted.stderr
     values = [float(v) for v in predicted.stdout.split()]
     assert len(values) == 2 and values[0] != values[1]
@@ -72,19 +71,17 @@ def test_hidden_sizes_are_checked(train):
     assert not (run.root / "lightning_logs").exists()
 
 
-def test_linear_pl_command_fits_and_predicts(tmp_path):
-    command = str(Path(sys.executable).parent / "linear-pl")
-    fit = subprocess.run([command, "fit", "--max_epochs", "5", "--seed", "1"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert fit.returncode == 0, fit.stderr
-    assert "Epoch [5/5]" in fit.stdout and (tmp_path / "lightning_logs" / "version_0" / "results.json").is_file()
-    predict = subprocess.run([command, "predict", "--ckpt_path", "last", "--x", "[1, 0, 0, 0, 0, 0, 0]"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert predict.returncode == 0, predict.stderr
-    assert len(predict.stdout.split()) == 1
-    wrong = subprocess.run([command, "train"], capture_output=True, text=True, timeout=60)
-    assert wrong.returncode == 2
-    assert wrong.stderr.startswith("error: train: choose fit, validate, test, predict or sweep")
+def test_linear_pl_command_fits_and_predicts(tmp_path, capsys):
+    # The installed command is this function (pyproject.toml's [project.scripts]), which the tests call.
+    (command,) = entry_points(group="console_scripts", name="linear-pl")
+    assert command.load() is main
+    assert main(["fit", "--max_epochs", "5", "--seed", "1"]) == 0
+    fit = capsys.readouterr()
+    assert "Epoch [5/5]" in fit.out and (tmp_path / "lightning_logs" / "version_0" / "results.json").is_file()
+    assert main(["predict", "--ckpt_path", "last", "--x", "[1, 0, 0, 0, 0, 0, 0]"]) == 0, capsys.readouterr().err
+    assert len(capsys.readouterr().out.split()) == 1
+    assert main(["train"]) == 2
+    assert capsys.readouterr().err.startswith("error: train: choose fit, validate, test, predict or sweep")
 
 
 def test_on_exactly_linear_data_the_verdict_says_so_instead_of_a_ratio(train):

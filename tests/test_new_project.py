@@ -1,16 +1,16 @@
 """``linear-pl new DIR --package NAME``: the project it writes owns its run machinery, names nothing of
-linear_pl or the example, lints clean, trains its starter, passes its own tests, and runs a user's model.
+linear-pl or the example, lints clean, passes its own tests (its starter trains and predicts there), and runs
+a user's model.
 
-The generated project's scripts run here with this venv and PYTHONPATH set to the project: its
-dependencies are this project's (less the example's polars), so a venv of its own would install the
-same packages again for minutes and prove nothing more. Its Makefile's pin and dependencies are
-checked against this repository's instead.
+The command runs in this process. The generated project runs as processes of its own (its package is another
+copy of the runner), with this venv and PYTHONPATH set to the project: its dependencies are this project's
+(less the example's polars), so a venv of its own would install the same packages again for minutes and prove
+nothing more. Its Makefile's pin and dependencies are checked against this repository's instead.
 """
 
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -19,37 +19,44 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from runner.commands import ROOT, run_quietly
 
-from conftest import PYTHON
 from linear_pl import new_project
 from linear_pl.__main__ import main as linear_pl_main
 from linear_pl.new_project import TemplateLeftover, new_main, write_project
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the checks that read pyproject.toml need it
 
-ROOT = Path(__file__).resolve().parent.parent
 NAME = "cancer_pl"
-# The runner's tests to run in the generated project by default; the whole of its suite is `slow`.
-SUBSET = ("tests/test_starter.py", "tests/test_runner.py", "-m", "not slow")
+# The tests to run in the generated project: its own (the starter's), and of the runner's, those of its command
+# line that are not `slow` (the whole of the runner's tests pass here, on the same runner).
+SUBSET = ("-k", "test_starter or test_command_line", "-m", "not slow")
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """One generated project shared by the tests that only read it or run from it."""
-    return write_project(tmp_path_factory.mktemp("generated") / "cancer", NAME)
+def written(tmp_path_factory):
+    """``linear-pl new`` run once, into an empty folder: its status, what it printed, and the project (``root``),
+    which the tests that only read it or run from it share."""
+    target = tmp_path_factory.mktemp("generated") / "cancer"
+    target.mkdir()  # an empty folder is used
+    return run_quietly(linear_pl_main, "new", str(target), "--package", NAME, root=target)
 
 
-def run_in(
-    project: Path, *command: str, cwd: Path, python: str = sys.executable, timeout: float = 600
-) -> subprocess.CompletedProcess:
-    """``command`` with ``python`` (this venv's; the warm one for scripts), the generated project importable,
-    in ``cwd``."""
-    env = {**os.environ, "PYTHONPATH": str(project)}
-    return subprocess.run([python, *command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+@pytest.fixture(scope="module")
+def project(written) -> Path:
+    assert written.status == 0, written.stderr
+    return written.root
+
+
+def run_in(project: Path, *command: str, cwd: Path, timeout: float = 600, **variables) -> subprocess.CompletedProcess:
+    """``python COMMAND`` with this venv's python and the generated project importable, in ``cwd``."""
+    env = {**os.environ, "PYTHONPATH": str(project), **variables}
+    return subprocess.run([sys.executable, *command], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
 
 
 def script(project: Path, name: str, *flags: str, cwd: Path) -> subprocess.CompletedProcess:
-    return run_in(project, str(project / "scripts" / f"{name}.py"), *flags, cwd=cwd, python=PYTHON)
+    return run_in(project, str(project / "scripts" / f"{name}.py"), *flags, cwd=cwd)
 
 
 def newest_run(root: Path) -> Path:
@@ -59,24 +66,34 @@ def newest_run(root: Path) -> Path:
 # --- the command -----------------------------------------------------------------------------------
 
 
-def test_python_m_linear_pl_new_writes_the_project(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "linear_pl", "new", str(tmp_path / "cancer"), "--package", NAME],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0] == f"wrote {tmp_path / 'cancer'}: package cancer_pl, command cancer-pl"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cancer"]  # the temporary folder is gone
-    project = tmp_path / "cancer"
+def test_linear_pl_new_writes_a_project_that_lints_whatever_the_length_of_its_name(written, project, tmp_path):
+    assert written.stdout.splitlines()[0] == f"wrote {project}: package cancer_pl, command cancer-pl", written.stdout
+    assert written.stderr == ""
+    assert sorted(p.name for p in project.parent.iterdir()) == ["cancer"]  # the temporary folder is gone
     for path in ("Makefile", "pyproject.toml", "README.md", ".gitignore", ".ci/run", "space.yaml",
-                 "scripts/train.py", "scripts/predict.py", "scripts/sweep.py", "tests/conftest.py",
-                 "tests/test_starter.py", *new_project.RUNNER_TESTS,
+                 "scripts/train.py", "scripts/predict.py", "scripts/sweep.py", "tests/test_starter.py",
                  "cancer_pl/__init__.py", "cancer_pl/__main__.py", "cancer_pl/profile.py", "cancer_pl/model.py",
                  "cancer_pl/data.py", "cancer_pl/runner/cli.py", "cancer_pl/runner/profile.py",
                  "cancer_pl/sweep/command.py"):  # fmt: skip
         assert (project / path).is_file(), path
+    # The runner's tests, the whole folder.
+    runner_tests = ROOT / new_project.RUNNER_TESTS
+
+    def files(folder: Path) -> list[str]:
+        return sorted(str(p.relative_to(folder)) for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
+
+    assert files(project / new_project.RUNNER_TESTS) == files(runner_tests) != []
     assert os.access(project / ".ci/run", os.X_OK)
     assert not list(project.rglob("__pycache__")) and not (project / ".ruff_cache").exists()
+
+    # Its lint passes. A longer name than linear_pl lengthens lines: the copy is reformatted, and lint allows what
+    # it cannot split.
+    longer = tmp_path / "long"
+    assert write_project(longer, "a_much_longer_package_name") == longer  # a new folder
+    for root in (project, longer):
+        for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
+            done = run_in(root, "-m", "ruff", *command, cwd=root)
+            assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_the_project_is_named_for_its_package(project):
@@ -122,12 +139,11 @@ def test_its_dependencies_and_torch_pin_are_this_repositorys(project):
 
 
 def test_nothing_in_it_names_linear_pl_or_the_example(project):
-    """Issue 26's own grep. It fails while the runner copied from here still names the example."""
-    grep = subprocess.run(
-        ["grep", "-rIliE", "linear_pl|linear-pl|regression|true_weights|tutorial", "."],
-        cwd=project, capture_output=True, text=True,
-    )  # fmt: skip
-    assert grep.returncode == 1 and grep.stdout == "", grep.stdout
+    """Issue 26's own grep (``grep -rIliE``: every text file, any case)."""
+    words = re.compile(rb"linear_pl|linear-pl|regression|true_weights|tutorial", re.IGNORECASE)
+    texts = {path: path.read_bytes() for path in project.rglob("*") if path.is_file()}
+    named = [str(path) for path, text in texts.items() if b"\0" not in text and words.search(text)]  # -I: not binary
+    assert len(texts) > 20 and named == []
 
 
 def test_a_copied_file_naming_the_example_fails_loudly_and_writes_nothing(tmp_path, monkeypatch):
@@ -138,8 +154,8 @@ def test_a_copied_file_naming_the_example_fails_loudly_and_writes_nothing(tmp_pa
         (into / package / "extra.py").write_text("# fits the true_weights\n")
 
     monkeypatch.setattr(new_project, "render_template", render_and_leave_a_word)
-    monkeypatch.setattr(new_project, "RUNNER_TESTS", ())  # today's runner tests name the example themselves
-    monkeypatch.setattr(new_project, "MACHINERY", ("__main__.py",))  # so does today's runner
+    monkeypatch.setattr(new_project, "format_copy", lambda into: None)  # ruff's style is not what is tested
+    monkeypatch.setattr(new_project, "MACHINERY", ("__main__.py",))  # less to copy
     monkeypatch.setattr(new_project, "SCRIPTS", ("scripts/predict.py",))
     with pytest.raises(TemplateLeftover, match=r"cancer_pl/extra\.py: true_weights"):
         write_project(tmp_path / "cancer", NAME)
@@ -192,86 +208,26 @@ def test_missing_arguments_are_one_line(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_empty_folder_is_used(tmp_path):
-    (tmp_path / "cancer").mkdir()
-    assert write_project(tmp_path / "cancer", NAME) == tmp_path / "cancer"
-    assert (tmp_path / "cancer" / "cancer_pl" / "profile.py").is_file()
-
-
 # --- the project works --------------------------------------------------------------------------------
 
 
-def test_its_lint_passes(project):
-    for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
-        done = run_in(project, "-m", "ruff", *command, cwd=project)
-        assert done.returncode == 0, done.stdout + done.stderr
-
-
-def test_a_long_package_name_still_lints(tmp_path):
-    """A longer name than linear_pl lengthens lines: the copy is reformatted, and lint allows what it cannot split."""
-    project = write_project(tmp_path / "long", "a_much_longer_package_name")
-    for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
-        done = run_in(project, "-m", "ruff", *command, cwd=project)
-        assert done.returncode == 0, done.stdout + done.stderr
-
-
-def test_the_starter_trains_out_of_the_box(project, tmp_path):
-    done = script(project, "train", "--trainer.max_epochs", "2", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    run_dir = newest_run(tmp_path)
-    results = json.loads((run_dir / "results.json").read_text())
-    assert results["model"] == "StarterClassifier" and results["monitor"] == "val/loss"
-    assert results["epochs"] == 2 and results["stopped_because"] == "max_epochs"
-    assert 0.0 <= results["metrics"]["val/acc"] <= 1.0 and results["best_value"] == results["metrics"]["val/loss"]
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["model"]["class_path"] == "cancer_pl.model.StarterClassifier"  # the profile's defaults
-    assert config["data"]["class_path"] == "cancer_pl.data.StarterData"
-    best = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
-    assert best["hyper_parameters"]["hidden_size"] == 32 and best["epoch"] == 1  # epochs count from 0
-    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
-    # predict.py hands the starter's predict_step [x], and it answers one of its 3 classes a row.
-    predicted = script(project, "predict", "--ckpt_path", "best", "--x", "[[0, 0], [3, -1]]", cwd=tmp_path)
-    assert predicted.returncode == 0, predicted.stderr
-    assert len(predicted.stdout.split()) == 2 and set(predicted.stdout.split()) <= {"0", "1", "2"}
-
-
-def test_its_own_tests_pass_a_subset(project):
-    # One process: this suite's workers already use both cores.
-    done = run_in(
-        project, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", *SUBSET, cwd=project, python=PYTHON
-    )
+def test_its_own_tests_pass_and_every_runner_test_collects(project):
+    """Its `make test`, in part, in one process (this suite's workers already use both cores): every test file
+    there imports and collects (one that does not fails the run), and the starter's tests (its run learns and
+    predicts) and the runner's command-line tests pass. The runner's other tests pass here, from the same files
+    on the same runner: running them all again there would test the same code twice. And .ci/run's last command
+    reruns its own tests alone (all but tests/runner/, which pin no learned figure), under MKL's generic kernels
+    and one thread."""
+    # No __pycache__ left in the project the other tests read.
+    done = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET, "tests", cwd=project,
+                  PYTHONDONTWRITEBYTECODE="1")  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:]
-    assert re.search(r"\b\d+ passed\b", done.stdout) and " failed" not in done.stdout
+    counts = re.search(r"\b(\d+) passed, (\d+) deselected\b", done.stdout)
+    assert counts, done.stdout[-3000:]
+    assert int(counts[1]) > 10 and int(counts[2]) > 50  # the runner's other tests, collected and left out
 
-
-def collected(project: Path, *paths: str) -> set[str]:
-    """The test ids ``pytest --collect-only`` finds in ``project`` (the generated one, or this checkout)."""
-    done = run_in(
-        project, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *paths, cwd=project, python=PYTHON
-    )
-    assert done.returncode == 0, done.stdout[-3000:]
-    return {line for line in done.stdout.splitlines() if "::" in line}
-
-
-def test_its_ci_reruns_its_own_tests_under_other_kernels(project):
-    """.ci/run's last command runs the project's own tests again under MKL's generic kernels and one thread,
-    and none of the runner's copied tests (they pin no learned figure)."""
     rerun = (project / ".ci/run").read_text().splitlines()[-1]
-    assert rerun.startswith("MKL_CBWR=COMPATIBLE OMP_NUM_THREADS=1 .venv/bin/python -m pytest "), rerun
-    args = [arg for arg in shlex.split(rerun.split(" -m pytest ", 1)[1]) if arg != "-q"]  # collected() gives -q
-    ids = collected(project, *args)
-    assert ids and all(test_id.startswith("tests/test_starter.py::") for test_id in ids), ids
-
-
-def test_its_whole_suite_collects_the_runners_tests(project):
-    """Every copied test file imports and collects in the new project, test for test as it does here: the same
-    tests, on the same runner, pass here (tests/test_run_*.py ...). Running them all again there would double
-    `make test` (13 min here) to test the same code twice; the subset above runs them on the copy."""
-    copied = [path for path in new_project.RUNNER_TESTS if Path(path).name.startswith("test_")]
-    here = {test_id.replace("linear_pl", NAME) for test_id in collected(ROOT, *copied)}
-    there = collected(project)
-    assert there - here == {t for t in there if t.startswith("tests/test_starter.py::")} != set()
-    assert here <= there, sorted(here - there)[:5]
+    assert rerun == "MKL_CBWR=COMPATIBLE OMP_NUM_THREADS=1 .venv/bin/python -m pytest -q --ignore=tests/runner tests"
 
 
 # --- a user's own model, dropped into it ----------------------------------------------------------------
@@ -351,7 +307,8 @@ def users_project(project, tmp_path_factory) -> Path:
     return copy
 
 
-def test_a_users_model_trains_tests_and_predicts_with_its_own_flags(users_project, tmp_path):
+@pytest.mark.slow
+def test_a_users_model_trains_tests_predicts_and_sweeps_with_two_workers_with_its_own_flags(users_project, tmp_path):
     trained = script(users_project, "train", *USERS, *USERS_FLAGS, cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     run_dir = newest_run(tmp_path)
@@ -361,19 +318,10 @@ def test_a_users_model_trains_tests_and_predicts_with_its_own_flags(users_projec
     results = json.loads((run_dir / "results.json").read_text())
     assert results["model"] == "SineFit" and results["epochs"] == 3
 
-    # test and predict rebuild the checkpoint's model and data: no --model, no --data.
-    tested = script(users_project, "train", "test", "--ckpt_path", "best", cwd=tmp_path)
-    assert tested.returncode == 0, tested.stderr
-    assert re.search(r"best\.ckpt: test_loss \d", tested.stdout), tested.stdout
-    predicted = script(users_project, "predict", "--ckpt_path", "best", "--x", "[[0.5], [1.5]]", cwd=tmp_path)
-    assert predicted.returncode == 0, predicted.stderr
-    values = [float(v) for v in predicted.stdout.split()]
-    model_state = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
-    assert len(values) == 2 and model_state["hyper_parameters"]["width"] == 8
+    assert torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)["hyper_parameters"]["width"] == 8
+    # (test and predict rebuild a checkpoint's model and data, no --model, no --data: runner/test_command_line.py,
+    # which passes in the generated project above.)
 
-
-@pytest.mark.slow
-def test_a_users_model_sweeps_with_two_workers(users_project, tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text("model.width: {type: categorical, choices: [4, 8]}\n")
     done = script(users_project, "sweep", "--space", str(space), "--n_trials", "2", "--n_jobs", "2",

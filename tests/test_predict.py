@@ -1,5 +1,5 @@
 """scripts/predict.py on the example: its real-valued predictions are its weights applied to the rows (bad input,
-stdin and the predict step of any model: tests/test_run_predict.py)."""
+stdin and the predict step of any model: tests/runner/test_predict.py)."""
 
 import pytest
 import torch

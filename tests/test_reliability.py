@@ -1,5 +1,5 @@
 """The example's own checks: its bad input, and its divergence against the stable limit (what survives on any
-model -- resume, unusable checkpoints, kills, the runner's bad input -- is in tests/test_run_reliability.py)."""
+model -- resume, unusable checkpoints, kills, the runner's bad input -- is in tests/runner/test_reliability.py)."""
 
 import pytest
 import torch

@@ -5,16 +5,17 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 import torch
 import yaml
+from runner.commands import ROOT
 
-from conftest import PYTHON, ROOT
 from linear_pl.runner.run_dir import RUN_DIR_ENV, choose_run_dir
 
-TRAIN = [PYTHON, str(ROOT / "scripts" / "train.py")]
+TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
 
 
 @pytest.mark.slow
@@ -85,7 +86,7 @@ def test_an_interrupted_run_saves_says_how_to_continue_and_resumes_bit_identical
     command = shlex.split(lines[0].split("continue with: ", 1)[1])
     # As the run was started: the script's path as it was given.
     assert command[:2] == ["python", str(ROOT / "scripts" / "train.py")] and command[-2:] == ["--ckpt_path", "last"]
-    resumed = subprocess.run([PYTHON, *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     final = json.loads((checkpoint.parent.parent / "results.json").read_text())
     assert final["epochs"] == straight["epochs"] == 600

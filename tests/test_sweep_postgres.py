@@ -18,12 +18,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from runner.commands import free_port, script_command
+from runner.test_sweep import rows
+from test_sweep import FAST, SPACE, trial_numbers
 
-from conftest import PYTHON, free_port
 from linear_pl.sweep.command import rerun_command, sweep_main
 from linear_pl.sweep.storage import open_storage, quiet_optuna
-from tests.test_run_sweep import rows
-from tests.test_sweep import FAST, SPACE, trial_numbers
 
 USER, DATABASE = "sweeper", "optuna"
 
@@ -102,6 +102,43 @@ def postgres(request) -> Cluster:
     return cluster
 
 
+def database_trials(url: str, study: str) -> list[tuple[int, str, bool]]:
+    """The study's trials as the database holds them: number, state, and whether it is a surplus."""
+    query = """
+        SELECT t.number, t.state, EXISTS (SELECT 1 FROM trial_user_attributes a
+                                          WHERE a.trial_id = t.trial_id AND a.key = 'surplus')
+        FROM trials t JOIN studies s ON s.study_id = t.study_id WHERE s.study_name = %s ORDER BY t.number"""
+    with psycopg.connect(url) as connection:
+        return [(n, state, surplus) for n, state, surplus in connection.execute(query, (study,))]
+
+
+@pytest.mark.slow
+def test_two_workers_started_at_once_share_a_study_on_postgresql(postgres, tmp_path):
+    """The README's multi-machine command, twice at the same moment on an empty database: both finish, the
+    study's 6 trials are counted in the database, and the password is in no file and no output line."""
+    (tmp_path / "space.yaml").write_text(SPACE)
+    url = postgres.new_database()
+    env = {**os.environ, "LINEAR_PL_STORAGE": url, "OMP_NUM_THREADS": "1"}
+    pipe = subprocess.PIPE
+    command = script_command("sweep", "--space", "space.yaml", "--n_trials", "6", *FAST)
+    workers = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=pipe, stderr=pipe, text=True) for _ in range(2)]
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err
+        assert "Traceback" not in err and "duplicate key" not in err
+        assert f"kept in postgresql://{USER}:***@127.0.0.1:{postgres.port}/" in out.splitlines()[0]
+    numbers = [trial_numbers(out) for out, _ in outputs]
+    assert sorted(numbers[0] + numbers[1]) == [n for n, _, surplus in database_trials(url, "space") if not surplus]
+    counted = [(n, state) for n, state, surplus in database_trials(url, "space") if not surplus]
+    assert len(counted) == 6 and {state for _, state in counted} <= {"COMPLETE", "PRUNED"}, counted
+    assert [int(r["number"]) for r in rows(tmp_path / "sweeps" / "space")] == [n for n, _ in counted]
+    # The password: in no output line, and in no file of the sweep's or the server's (its log included).
+    for out, err in outputs:
+        assert postgres.password not in out + err
+    files = [p for root in (tmp_path, postgres.dir) for p in Path(root).rglob("*") if p.is_file()]
+    assert len(files) > 20 and not [p for p in files if postgres.password.encode() in p.read_bytes()]
+
+
 def test_the_cluster_takes_the_password_and_refuses_another(postgres):
     url = postgres.new_database()
     with psycopg.connect(url) as connection:
@@ -144,44 +181,6 @@ def test_workers_opening_an_empty_database_at_once_all_open_it(postgres):
         assert open_at_once(url, 4) == []
         with psycopg.connect(url) as connection:
             assert connection.execute("SELECT count(*) FROM version_info").fetchone() == (1,)
-
-
-def database_trials(url: str, study: str) -> list[tuple[int, str, bool]]:
-    """The study's trials as the database holds them: number, state, and whether it is a surplus."""
-    query = """
-        SELECT t.number, t.state, EXISTS (SELECT 1 FROM trial_user_attributes a
-                                          WHERE a.trial_id = t.trial_id AND a.key = 'surplus')
-        FROM trials t JOIN studies s ON s.study_id = t.study_id WHERE s.study_name = %s ORDER BY t.number"""
-    with psycopg.connect(url) as connection:
-        return [(n, state, surplus) for n, state, surplus in connection.execute(query, (study,))]
-
-
-@pytest.mark.slow
-def test_two_workers_started_at_once_share_a_study_on_postgresql(postgres, tmp_path):
-    """The README's multi-machine command, twice at the same moment on an empty database: both finish, the
-    study's 6 trials are counted in the database, and the password is in no file and no output line."""
-    (tmp_path / "space.yaml").write_text(SPACE)
-    url = postgres.new_database()
-    env = {**os.environ, "LINEAR_PL_STORAGE": url, "OMP_NUM_THREADS": "1"}
-    pipe = subprocess.PIPE
-    command = [PYTHON, str(Path(__file__).parent.parent / "scripts" / "sweep.py"), "--space", "space.yaml",
-               "--n_trials", "6", *FAST]  # fmt: skip
-    workers = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=pipe, stderr=pipe, text=True) for _ in range(2)]
-    outputs = [worker.communicate(timeout=600) for worker in workers]
-    for worker, (out, err) in zip(workers, outputs):
-        assert worker.returncode == 0, err
-        assert "Traceback" not in err and "duplicate key" not in err
-        assert f"kept in postgresql://{USER}:***@127.0.0.1:{postgres.port}/" in out.splitlines()[0]
-    numbers = [trial_numbers(out) for out, _ in outputs]
-    assert sorted(numbers[0] + numbers[1]) == [n for n, _, surplus in database_trials(url, "space") if not surplus]
-    counted = [(n, state) for n, state, surplus in database_trials(url, "space") if not surplus]
-    assert len(counted) == 6 and {state for _, state in counted} <= {"COMPLETE", "PRUNED"}, counted
-    assert [int(r["number"]) for r in rows(tmp_path / "sweeps" / "space")] == [n for n, _ in counted]
-    # The password: in no output line, and in no file of the sweep's or the server's (its log included).
-    for out, err in outputs:
-        assert postgres.password not in out + err
-    files = [p for root in (tmp_path, postgres.dir) for p in Path(root).rglob("*") if p.is_file()]
-    assert len(files) > 20 and not [p for p in files if postgres.password.encode() in p.read_bytes()]
 
 
 def test_a_password_given_by_flag_or_by_environment_is_in_no_file_and_no_output(

@@ -12,11 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 from optuna.trial import TrialState
-
-from tests.conftest import PYTHON, ROOT, script_pid
-from tests.test_run_sweep import load_study, rows
-from tests.test_sweep import SPACE, trial_numbers
-from tests.warm_python import PID_FILE_VARIABLE
+from runner.commands import script_command
+from runner.test_sweep import load_study, rows
+from test_sweep import SPACE, trial_numbers
 
 # Trials of a few seconds, last.ckpt at every epoch, no pruner (every trial runs to its end); a heartbeat
 # every second, so that a trial silent for 3 s is taken as dead.
@@ -26,11 +24,10 @@ LONG = ["--preset", "mlp-sine", "--max_epochs", "150", "--num_samples", "200", "
 N_TRIALS = 4
 
 
-def start(tmp_path: Path, pid_file: Path | None = None) -> subprocess.Popen:
-    """A worker: the sweep command in tmp_path; its script's own pid (what a SIGKILL kills) to ``pid_file``."""
-    command = [PYTHON, str(ROOT / "scripts" / "sweep.py"), "--space", "space.yaml", "--n_trials", str(N_TRIALS),
-               *LONG]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **({PID_FILE_VARIABLE: str(pid_file)} if pid_file else {})}
+def start(tmp_path: Path) -> subprocess.Popen:
+    """A worker: the sweep command in tmp_path."""
+    command = script_command("sweep", "--space", "space.yaml", "--n_trials", str(N_TRIALS), *LONG)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -41,13 +38,13 @@ def wait_for(condition, what: str, timeout: float = 300) -> None:
         time.sleep(0.1)
 
 
-def kill_in_trial(worker: subprocess.Popen, pid_file: Path, trial_dir: Path) -> int:
-    """SIGKILL the worker started with ``pid_file`` once its trial in ``trial_dir`` has printed its 20th epoch;
+def kill_in_trial(worker: subprocess.Popen, trial_dir: Path) -> int:
+    """SIGKILL the worker once its trial in ``trial_dir`` has printed its 20th epoch;
     the epochs its last.ckpt holds (written at each epoch's end, just after the line: 19 if the kill fell between)."""
     log = trial_dir / "train.log"
     wait_for(lambda: "Epoch [20/" in (log.read_text() if log.exists() else "") or worker.poll() is not None, f"{log}")
     assert worker.poll() is None, worker.communicate()
-    os.kill(script_pid(pid_file, worker), signal.SIGKILL)
+    worker.kill()
     worker.wait(timeout=60)
     assert worker.returncode == -signal.SIGKILL and (trial_dir / "checkpoints" / "last.ckpt").is_file()
     return torch.load(trial_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] + 1  # "epoch" counts from 0
@@ -88,12 +85,11 @@ def assert_resumed(tmp_path: Path, dead: int, saved_epochs: int) -> int:
 @pytest.mark.slow
 def test_a_live_worker_resumes_the_trial_of_a_worker_killed_mid_trial(tmp_path):
     (tmp_path / "space.yaml").write_text(SPACE)
-    victim_pid = tmp_path / "victim.pid"
-    victim = start(tmp_path, victim_pid)
+    victim = start(tmp_path)
     trial_0 = tmp_path / "sweeps" / "space" / "trial_0"
     wait_for(lambda: (trial_0 / "train.log").is_file(), "the first worker's trial 0")
     survivor = start(tmp_path)  # started separately, as on another machine
-    saved_epochs = kill_in_trial(victim, victim_pid, trial_0)
+    saved_epochs = kill_in_trial(victim, trial_0)
     killed_at = time.time()
     out, err = survivor.communicate(timeout=600)
     assert survivor.returncode == 0, err
@@ -107,14 +103,13 @@ def test_a_live_worker_resumes_the_trial_of_a_worker_killed_mid_trial(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_same_command_again_resumes_the_trial_of_a_killed_worker(tmp_path):
+def test_the_same_command_again_resumes_the_trial_of_a_killed_worker(tmp_path, sweep):
     (tmp_path / "space.yaml").write_text(SPACE)
-    worker_pid = tmp_path / "worker.pid"
-    worker = start(tmp_path, worker_pid)
-    saved_epochs = kill_in_trial(worker, worker_pid, tmp_path / "sweeps" / "space" / "trial_1")
-    again = start(tmp_path)
-    out, err = again.communicate(timeout=600)
-    assert again.returncode == 0, err
+    worker = start(tmp_path)
+    saved_epochs = kill_in_trial(worker, tmp_path / "sweeps" / "space" / "trial_1")
+    again = sweep("--n_trials", str(N_TRIALS), *LONG)  # in this process (what a process prints: the test above)
+    out, err = again.stdout, again.stderr
+    assert again.status == 0, err
     assert "Traceback" not in err and "Warning" not in err
     retry = assert_resumed(tmp_path, dead=1, saved_epochs=saved_epochs)
     assert out.startswith("Study 'space': 4 trials of val/loss (min), 2 done;")  # trial 1 counted, running or dead

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from test_run_any_model import InterruptAfterEpoch
+from runner.test_run import InterruptAfterEpoch
 
 from linear_pl.runner.cli import cli_main
 

@@ -1,5 +1,5 @@
 """Your model: the example's data and schedules beside a user's regressor (everything a run gives for any
-LightningModule: tests/test_run_any_model.py, on the fixture classifier).
+LightningModule: tests/runner/test_run.py, on the fixture classifier).
 
 ``examples/digits.py`` is a CNN classifier on scikit-learn's digits (cross-entropy, AdamW, accuracy
 from torchmetrics) and ``examples/my_regressor.py`` a regressor written from scratch with Adam: plain
@@ -9,9 +9,9 @@ Lightning code, nothing of linear_pl in them.
 import pytest
 import torch
 import yaml
-from test_run_any_model import events
+from runner.commands import ROOT
+from runner.test_run import events
 
-from conftest import ROOT
 from linear_pl.runner.cli import cli_main
 
 REGRESSOR = ["--model", "examples.my_regressor.MyRegressor", "--data", "examples.diabetes_data.DiabetesData"]
@@ -67,7 +67,7 @@ def test_lightning_cli_optimizer_and_scheduler_flags(train):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        # The other cases, on any model: tests/test_run_any_model.py.
+        # The other cases, on any model: tests/runner/test_run.py.
         (["--data", "csv"], "--data.path"),
     ],
 )

@@ -1,7 +1,7 @@
 """The runner tests' model: a small classifier and its data, in plain Lightning, as a user writes them.
 
-Nothing here knows the run machinery. The runner's tests train it through the command line (``CLASSIFIER`` in
-conftest.py), so they test the runner on a model that is not the example, and travel with a copy of it."""
+Nothing here knows the run machinery. The runner's tests train it through the command line (``CLASSIFIER``), so
+they test the runner on a model that is not the example, and travel with a copy of it."""
 
 import lightning as L
 import torch
@@ -10,6 +10,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
+
+# The flags that train this classifier on its data.
+CLASSIFIER = ["--model", "runner.lit_classifier.Classifier", "--data", "runner.lit_classifier.Blobs"]
 
 
 class Classifier(L.LightningModule):

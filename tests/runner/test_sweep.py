@@ -4,7 +4,6 @@ storage password kept out of everything."""
 
 import csv
 import json
-import os
 import re
 import signal
 import subprocess
@@ -13,17 +12,19 @@ import threading
 import time
 from pathlib import Path
 
+import lightning as L
 import optuna
 import pytest
 import torch
 import yaml
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from conftest import CLASSIFIER, PYTHON, ROOT, Run, assert_clean
 from linear_pl.runner.cli import cli_main
-from linear_pl.sweep.command import sweep_main
+from linear_pl.sweep import main as sweep_main
 from linear_pl.sweep.trial import StopRequest
 from linear_pl.sweep.worker import wait_for_others
+from runner.commands import ROOT, assert_clean, process_env, script_command
+from runner.lit_classifier import CLASSIFIER
 
 # The classifier, small: a trial takes a second or two.
 FAST = [*CLASSIFIER, "--max_epochs", "6", "--num_samples", "600", "--batch_size", "30", "--log_every_n_epochs", "2"]
@@ -32,23 +33,12 @@ model.lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}
 model.hidden_size: {type: categorical, choices: [8, 32]}
 """
 TRIAL_LINE = re.compile(r"^Trial +(\d+)  model\.lr=\S+  model\.hidden_size=\d+  (.*)  \d+\.\d s$")
-# The workers of --n_jobs are processes of their own: they import the classifier from tests/.
-TESTS_ON_PATH = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture
-def sweep(tmp_path, capsys, monkeypatch):
-    """``sweep(*flags, space=TEXT)`` runs scripts/sweep.py in this process, in tmp_path, on space.yaml."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PYTHONPATH", TESTS_ON_PATH)
-
-    def run(*flags: str, space: str = SPACE) -> Run:
-        (tmp_path / "space.yaml").write_text(space)
-        status = sweep_main(["--space", "space.yaml", *flags])
-        out, err = capsys.readouterr()
-        return Run(status, out, err, tmp_path)
-
-    return run
+def sweep(sweep):
+    """conftest.py's ``sweep``, in this process, on this file's SPACE unless given another."""
+    return lambda *flags, space=SPACE: sweep(*flags, space=space)
 
 
 def rows(study_dir: Path) -> list[dict]:
@@ -172,7 +162,7 @@ def test_a_trial_that_raises_or_diverges_fails_with_its_reason_and_the_sweep_goe
         "model.explode: {type: categorical, choices: [true, false]}\n"
         "model.lr: {type: categorical, choices: [1.0e-4, 100.0]}\n"
     )
-    run = sweep("--n_trials", "8", "--model", "exploding.ExplodingModel", "--data", "lit_classifier.Blobs",
+    run = sweep("--n_trials", "8", "--model", "exploding.ExplodingModel", "--data", "runner.lit_classifier.Blobs",
                 "--num_samples", "600", "--max_epochs", "4", "--log_every_n_epochs",
                 "2", "--pruner", "none", space=space)  # fmt: skip
     assert run.status == 0, run.stderr
@@ -209,8 +199,8 @@ def test_a_grid_runs_every_point_once_and_stops(sweep, tmp_path):
     assert len(rows(tmp_path / "sweeps" / "space")) == 4  # the grid was done: no trial ran again
 
 
-INJECTED = ["--model", "lit_classifier.InjectedClassifier", "--data", "lit_classifier.Blobs", "--net",
-            "lit_classifier.DenseNet", *FAST[4:]]  # fmt: skip
+INJECTED = ["--model", "runner.lit_classifier.InjectedClassifier", "--data", "runner.lit_classifier.Blobs", "--net",
+            "runner.lit_classifier.DenseNet", *FAST[4:]]  # fmt: skip
 NESTED = """\
 model.optimizer.lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}
 model.net.init_args.hidden_size: {type: categorical, choices: [4, 8]}
@@ -284,15 +274,26 @@ def test_bad_sweep_flags_are_one_line(sweep, tmp_path, flags, message):
     assert not list((tmp_path / "sweeps").glob("*/trial_*"))
 
 
-def test_a_bad_sweep_flag_is_refused_before_lightning_is_imported(tmp_path):
-    """The sweep's own flags are checked first: no 4-6 s import of Lightning and Optuna for a typo."""
-    code = (
-        "import sys; from linear_pl.sweep import main; status = main(['--space', 's.yaml', '--n_jobs', '0']); "
-        "sys.exit(status if {'lightning', 'optuna', 'torch'}.isdisjoint(sys.modules) else 99)"
+FRESH_INTERPRETER = """
+import sys
+from linear_pl.sweep import main
+status = main(["--space", "s.yaml", "--n_jobs", "0"])
+print(status, sorted({"lightning", "optuna", "torch"} & set(sys.modules)))
+sys.modules["optuna"] = None  # as without the sweep extra
+print(main(["--space=s"]))
+"""
+
+
+def test_a_bad_sweep_flag_or_a_missing_extra_is_one_line_before_lightning_is_imported(tmp_path):
+    """The sweep's own flags are checked first: no 4-6 s import of Lightning and Optuna for a typo. Without the
+    sweep extra (Optuna), one line says what to install."""
+    run = subprocess.run([sys.executable, "-c", FRESH_INTERPRETER], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert run.stdout == "2 []\n2\n", run.stderr
+    assert run.stderr == (
+        "error: --n_trials, --n_jobs and --heartbeat must be >= 1, --prune_after >= 0\n"
+        'error: sweeps need the sweep extra (optuna is missing): pip install -e ".[sweep]"\n'
     )
-    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 2 and run.stdout == "", run.stderr
-    assert run.stderr == "error: --n_trials, --n_jobs and --heartbeat must be >= 1, --prune_after >= 0\n"
 
 
 def test_a_metric_no_trial_logs_stops_the_sweep_in_one_line(sweep, tmp_path):
@@ -323,14 +324,10 @@ def test_the_same_command_continues_the_study_and_another_space_needs_another_na
 # ---- Several processes: each a real command, as a user starts them -------------------------------------
 
 
-def sweep_command(*flags: str) -> list[str]:
-    return [PYTHON, str(ROOT / "scripts" / "sweep.py"), "--space", "space.yaml", *flags]
-
-
 def start(tmp_path: Path, *flags: str) -> subprocess.Popen:
     pipe = subprocess.PIPE
-    env = {**os.environ, "PYTHONPATH": TESTS_ON_PATH}
-    return subprocess.Popen(sweep_command(*flags), cwd=tmp_path, env=env, stdout=pipe, stderr=pipe, text=True)
+    command = script_command("sweep", "--space", "space.yaml", *flags)
+    return subprocess.Popen(command, cwd=tmp_path, env=process_env(), stdout=pipe, stderr=pipe, text=True)
 
 
 def trial_numbers(stdout: str) -> list[int]:
@@ -373,41 +370,42 @@ def test_a_waiting_worker_goes_on_when_the_other_workers_trial_ends_not_a_heartb
     assert stop.signum == signal.SIGTERM and time.monotonic() - start < 60
 
 
-@pytest.mark.slow
-def test_ctrl_c_records_the_running_trial_and_the_printed_command_continues(tmp_path):
+class InterruptOnce(L.Callback):
+    """Sends this process SIGINT at the end of the second epoch of the first trial it trains, as Ctrl-C would."""
+
+    sent = False
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == 1 and not InterruptOnce.sent:
+            InterruptOnce.sent = True
+            signal.raise_signal(signal.SIGINT)
+
+
+def test_ctrl_c_records_the_running_trial_and_the_printed_command_continues(sweep, tmp_path, monkeypatch):
     """The first SIGINT ends the running trial at its epoch's end; it continues first, from its last.ckpt."""
-    (tmp_path / "space.yaml").write_text(SPACE)
-    # max_time ends the continued trials; the first must still be training when the signal comes, two
-    # epochs after it starts: 6 s left too little on a busy machine.
-    flags = ["--n_trials", "2", *FAST, "--max_epochs", "100000", "--trainer.max_time", "00:00:00:15"]
-    sweep = start(tmp_path, *flags)
-    log = tmp_path / "sweeps" / "space" / "trial_0" / "train.log"
-    deadline = time.monotonic() + 300  # only a bound: the event is trial 0's first epoch line
-    while "Epoch [" not in (log.read_text() if log.exists() else ""):
-        assert time.monotonic() < deadline and sweep.poll() is None, "trial 0 never printed an epoch"
-        time.sleep(0.2)
-    sweep.send_signal(signal.SIGINT)
-    out, err = sweep.communicate(timeout=120)
-    assert sweep.returncode == 130, err
-    assert trial_numbers(out) == [0] and "interrupted (" in out and "it continues first" in out
-    assert "1 trial (0 complete, 0 pruned, 0 failed, 1 interrupted); no best config yet." in out
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "scripts" / "sweep.py")])  # as a user started it
+    monkeypatch.setattr(InterruptOnce, "sent", False)
+    flags = ["--n_trials", "2", *FAST, "--trainer.callbacks+=runner.test_sweep.InterruptOnce"]
+    run = sweep(*flags)
+    assert run.status == 130, run.stderr
+    assert trial_numbers(run.stdout) == [0] and "interrupted (" in run.stdout and "it continues first" in run.stdout
+    assert "1 trial (0 complete, 0 pruned, 0 failed, 1 interrupted); no best config yet." in run.stdout
     # The trial's own log names its own checkpoint (train.py's "last" is the newest run under lightning_logs/).
+    log = tmp_path / "sweeps" / "space" / "trial_0" / "train.log"
     assert "--ckpt_path sweeps/space/trial_0/checkpoints/last.ckpt" in log.read_text()
-    line = err.strip().splitlines()[-1]
+    line = run.stderr.strip().splitlines()[-1]
     # The command as it was started: the script's path as given (here this checkout's, in full).
     prefix = f"Interrupted: the study is kept; continue it with: python {ROOT / 'scripts' / 'sweep.py'} "
     assert line.startswith(prefix) and line.endswith(" ".join(["--space", "space.yaml", *flags]))
     (row,) = rows(tmp_path / "sweeps" / "space")
     assert (row["state"], row["reason"]) == ("FAIL", "interrupted")
     results = json.loads((tmp_path / row["run_dir"] / "results.json").read_text())
-    assert results["stopped_because"] == "interrupted"
+    assert results["stopped_because"] == "interrupted" and results["epochs"] == 2
     assert (tmp_path / row["run_dir"] / "checkpoints" / "last.ckpt").is_file()
     # The printed command, run as printed, continues to 2 counted trials.
     command = line.removeprefix(prefix).split()
-    again = subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep.py"), *command], cwd=tmp_path,
-                           env={**os.environ, "PYTHONPATH": TESTS_ON_PATH}, capture_output=True, text=True,
-                           timeout=300)  # fmt: skip
-    assert again.returncode == 0, again.stderr
+    again = sweep(*command[2:])  # after --space space.yaml, which the fixture gives
+    assert again.status == 0, again.stderr
     table = rows(tmp_path / "sweeps" / "space")
     assert [r["number"] for r in table] == ["0", "1", "2"]
     assert table[1]["model.lr"] == row["model.lr"] and table[1]["state"] == "COMPLETE"  # the interrupted trial, resumed
@@ -420,16 +418,18 @@ def test_ctrl_c_records_the_running_trial_and_the_printed_command_continues(tmp_
 
 
 @pytest.mark.slow
-def test_n_jobs_workers_share_the_study_and_sigterm_reaches_them_once(tmp_path):
+def test_n_jobs_workers_share_the_study_and_sigterm_reaches_them_once(tmp_path, capfd, monkeypatch):
     (tmp_path / "space.yaml").write_text(SPACE)
-    run = subprocess.run(sweep_command("--n_trials", "4", "--n_jobs", "2", *FAST), cwd=tmp_path,
-                         env={**os.environ, "PYTHONPATH": TESTS_ON_PATH}, capture_output=True, text=True,
-                         timeout=600)  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    assert sorted(trial_numbers(run.stdout)) == [0, 1, 2, 3] and run.stdout.count("Rerun it with") == 1
+    # The command in this process, its workers processes of their own (capfd: they print to its stdout).
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "scripts" / "sweep.py")])  # as a user started it
+    monkeypatch.setenv("PYTHONPATH", process_env()["PYTHONPATH"])  # the workers import the classifier from tests/
+    status = sweep_main(["--space", "space.yaml", "--n_trials", "4", "--n_jobs", "2", *FAST])
+    out, err = capfd.readouterr()
+    assert status == 0, err
+    assert sorted(trial_numbers(out)) == [0, 1, 2, 3] and out.count("Rerun it with") == 1
     # train.py beside the sweep.py that was started, as it was given.
-    assert f"Rerun it with: python {ROOT / 'scripts' / 'train.py'} --config sweeps/space/best.yaml" in run.stdout
-    assert "Traceback" not in run.stderr
+    assert f"Rerun it with: python {ROOT / 'scripts' / 'train.py'} --config sweeps/space/best.yaml" in out
+    assert "Traceback" not in err
     # SIGTERM to the command alone (as a scheduler sends it): both workers end their trials cleanly.
     # Only the signal ends these trials: no early stopping (a trial that plateaued before the other
     # worker's first epoch, a busy machine's start-up lag, ran a third trial), max_time only as a bound.

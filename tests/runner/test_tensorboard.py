@@ -2,25 +2,19 @@
 
 import pytest
 
-from conftest import CLASSIFIER
+from linear_pl.runner.cli import cli_main
+from runner.commands import run_quietly
+from runner.lit_classifier import CLASSIFIER
 
 
 @pytest.fixture(scope="module")
 def classifier_run(tmp_path_factory):
     """One run of the fixture classifier, validated every epoch, whose event files the server reads."""
-    import io  # noqa: PLC0415
-    from contextlib import redirect_stderr, redirect_stdout  # noqa: PLC0415
-
-    from conftest import Run  # noqa: PLC0415
-    from linear_pl.runner.cli import cli_main  # noqa: PLC0415
-
     root = tmp_path_factory.mktemp("classifier_run")
-    out, err = io.StringIO(), io.StringIO()
     flags = [*CLASSIFIER, "--num_samples", "600", "--max_epochs", "5", "--log_every_n_epochs", "1"]
-    with redirect_stdout(out), redirect_stderr(err):
-        status = cli_main([*flags, "--default_root_dir", str(root)])
-    assert status == 0, err.getvalue()
-    return Run(status, out.getvalue(), err.getvalue(), root)
+    run = run_quietly(cli_main, *flags, "--default_root_dir", str(root), root=root)
+    assert run.status == 0, run.stderr
+    return run
 
 
 def test_tensorboard_serves_the_final_losses_and_metrics(classifier_run, tensorboard):

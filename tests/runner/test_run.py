@@ -1,6 +1,6 @@
 """Any model: everything a run gives, for a LightningModule the run machinery did not write.
 
-The model is the fixture classifier (tests/lit_classifier.py): cross-entropy, AdamW, accuracy from
+The model is the fixture classifier (tests/runner/lit_classifier.py): cross-entropy, AdamW, accuracy from
 torchmetrics, plain Lightning code that knows nothing of the runner.
 """
 
@@ -12,12 +12,12 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from lit_classifier import Blobs, Classifier, LogsTrainLoss, TwoPlayers
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import linear_pl.runner.checkpointing
-from conftest import CLASSIFIER, assert_clean
 from linear_pl.runner.cli import cli_main
+from runner.commands import assert_clean
+from runner.lit_classifier import CLASSIFIER, Blobs, Classifier, LogsTrainLoss, TwoPlayers
 
 # Monitored on its accuracy, validated and reported every epoch; 1000 samples: 600 to train on.
 WATCHED = [*CLASSIFIER, "--monitor", "val/acc", "--mode", "max", "--log_every_n_epochs", "1"]
@@ -67,7 +67,7 @@ def test_a_classifier_gets_everything_a_run_gives(train):
     # The model's own hyperparameters, in config.yaml and in TensorBoard's hparams.
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     init_args = {"num_classes": 3, "hidden_size": 32, "dropout": 0.1, "lr": 0.01}
-    assert config["model"] == {"class_path": "lit_classifier.Classifier", "init_args": init_args}
+    assert config["model"] == {"class_path": "runner.lit_classifier.Classifier", "init_args": init_args}
     assert config["data"]["init_args"]["batch_size"] == 32  # its own default
     assert "_hparams_/session_start_info" in events(run_dir).summary_metadata
     # Nothing the model does not log: no weights, no table, no least squares.
@@ -77,8 +77,10 @@ def test_a_classifier_gets_everything_a_run_gives(train):
 def test_a_class_that_is_not_a_lightning_module_is_one_line(train, tmp_path):
     run = train("--model", "torch.nn.Linear")
     assert run.status == 2 and run.stderr == "error: --model torch.nn.Linear: not a LightningModule\n"
-    run = train(*CLASSIFIER, "--data", "lit_classifier.Classifier")
-    assert run.status == 2 and run.stderr == "error: --data lit_classifier.Classifier: not a LightningDataModule\n"
+    run = train(*CLASSIFIER, "--data", "runner.lit_classifier.Classifier")
+    assert (
+        run.status == 2 and run.stderr == "error: --data runner.lit_classifier.Classifier: not a LightningDataModule\n"
+    )
     # A module written for pytorch_lightning (its classes are not lightning's): the fix, in the same line.
     (tmp_path / "old_style.py").write_text(
         "class LightningModule:\n    __module__ = 'pytorch_lightning.core.module'\n\n\n"
@@ -106,7 +108,7 @@ def test_resume_is_bit_identical_with_a_shuffling_dataloader(train, tmp_path):
 
 def test_sigint_ends_the_epoch_saves_and_says_how_to_continue(train):
     run = train(*WATCHED, *SMALL, "--max_epochs", "10",
-                "--trainer.callbacks+=test_run_any_model.InterruptAfterEpoch")  # fmt: skip
+                "--trainer.callbacks+=runner.test_run.InterruptAfterEpoch")  # fmt: skip
     assert run.status == 130
     assert run.results["stopped_because"] == "interrupted" and run.results["epochs"] == 3
     assert "Interrupted (SIGINT) after epoch 3" in run.stderr and "--ckpt_path last" in run.stderr
@@ -122,7 +124,7 @@ class ExplodesInEpochThree(Classifier):
 
 
 def test_a_non_finite_loss_stops_with_exit_1_naming_the_kept_checkpoints(train):
-    run = train(*CLASSIFIER, "--model", "test_run_any_model.ExplodesInEpochThree", *SMALL, "--max_epochs", "10",
+    run = train(*CLASSIFIER, "--model", "runner.test_run.ExplodesInEpochThree", *SMALL, "--max_epochs", "10",
                 "--checkpoint_every_seconds", "0", "--log_every_n_epochs", "1")  # fmt: skip
     assert run.status == 1
     line = run.stderr.strip().splitlines()[-1]
@@ -162,7 +164,7 @@ def test_a_monitor_the_model_never_logs_is_one_line_naming_what_it_logged(train)
 def test_predict_any_model_over_its_data_modules_predict_dataloader(train, capsys):
     trained = train(*WATCHED, "--num_samples", "2000", "--max_epochs", "3")
     status = cli_main(["predict", "--ckpt_path", "best", "--default_root_dir", str(trained.root), "--data",
-                       "lit_classifier.Blobs", "--num_samples", "2000"])  # fmt: skip
+                       "runner.lit_classifier.Blobs", "--num_samples", "2000"])  # fmt: skip
     out = capsys.readouterr().out.split()
     data = Blobs(num_samples=2000)
     data.setup()
@@ -177,7 +179,7 @@ def test_predict_names_a_class_that_cannot_be_imported(train, capsys, tmp_path):
     checkpoint["hyper_parameters"]["_class_path"] = "nowhere.Model"
     moved = tmp_path / "moved.ckpt"
     torch.save(checkpoint, moved)
-    status = cli_main(["predict", "--ckpt_path", str(moved), "--data", "lit_classifier.Blobs"])
+    status = cli_main(["predict", "--ckpt_path", str(moved), "--data", "runner.lit_classifier.Blobs"])
     err = capsys.readouterr().err
     assert status == 2 and err.startswith(f"error: --ckpt_path {moved}: its model class nowhere.Model: cannot import")
 
@@ -195,18 +197,6 @@ def test_larger_model_habits(train, flags):
     # 20 batches an epoch; accumulating 2 batches makes one optimizer step of them.
     assert run.results["global_step"] == (10 if "accumulate" in key else 20) * 2
     assert run.results["test"]["test/acc"] > 0.5
-
-
-def test_compile_wraps_the_model_or_says_why_not_in_one_line(train):
-    run = train(*CLASSIFIER, *SMALL, "--max_epochs", "2", "--compile", "true")
-    if run.status == 2:  # no compiler here: the one line says so
-        assert run.stderr.startswith("error: --compile: torch.compile cannot work on this machine (")
-        assert run.stderr.count("\n") == 1
-    else:
-        assert run.status == 0, run.stderr
-        assert run.results["model"] == "Classifier" and run.results["best_val_loss"] < 1.0
-        # The weights keep their names: the checkpoint loads into the plain model.
-        Classifier().load_state_dict(state_of(run.run_dir / "checkpoints" / "last.ckpt"))
 
 
 def test_a_full_disk_is_one_line_naming_the_intact_last_checkpoint(train, monkeypatch):
@@ -261,7 +251,15 @@ def test_model_flags_work_for_a_users_model_as_for_the_shipped_ones(train):
     assert yaml.safe_load((run.run_dir / "config.yaml").read_text())["model"]["init_args"]["lr"] == 0.005
 
 
-GAN = ["--model", "lit_classifier.TwoPlayers", "--data", "lit_classifier.Blobs", *SMALL, "--log_every_n_epochs", "1"]
+GAN = [
+    "--model",
+    "runner.lit_classifier.TwoPlayers",
+    "--data",
+    "runner.lit_classifier.Blobs",
+    *SMALL,
+    "--log_every_n_epochs",
+    "1",
+]
 
 
 def epoch_values(stdout: str, name: str) -> list[float]:
@@ -279,9 +277,9 @@ class TwoPlayersValidated(TwoPlayers):
     ("model", "flags", "why"),
     [
         # The GAN's shape: its data serves validation, but it has no validation_step: Lightning never validates.
-        ("lit_classifier.TwoPlayers", [], "no validation_step in TwoPlayers"),
+        ("runner.lit_classifier.TwoPlayers", [], "no validation_step in TwoPlayers"),
         (
-            "test_run_any_model.TwoPlayersValidated",
+            "runner.test_run.TwoPlayersValidated",
             ["--trainer.limit_val_batches", "0"],
             "--trainer.limit_val_batches 0",
         ),
@@ -318,14 +316,14 @@ class ExplodesLoggingTrainLoss(ExplodesInEpochThree, LogsTrainLoss):
 
 
 def test_a_training_loss_logged_as_train_loss_is_shown_kept_and_watched(train):
-    run = train(*CLASSIFIER, "--model", "lit_classifier.LogsTrainLoss", *SMALL, "--max_epochs", "2",
+    run = train(*CLASSIFIER, "--model", "runner.lit_classifier.LogsTrainLoss", *SMALL, "--max_epochs", "2",
                 "--log_every_n_epochs", "1")  # fmt: skip
     assert run.status == 0, run.stderr
     assert "note: the training loss is train_loss, as the model logs it" in run.stderr
     assert len(epoch_values(run.stdout, "train_loss")) == 2
     assert run.results["final_train_loss"] == run.results["metrics"]["train_loss"]
     assert run.results["train_loss_metric"] == "train_loss"
-    diverged = train(*CLASSIFIER, "--model", "test_run_any_model.ExplodesLoggingTrainLoss", *SMALL,
+    diverged = train(*CLASSIFIER, "--model", "runner.test_run.ExplodesLoggingTrainLoss", *SMALL,
                      "--max_epochs", "5", "--log_every_n_epochs", "1")  # fmt: skip
     assert diverged.status == 1 and diverged.results["diverged"] is True and diverged.results["epochs"] == 2
     assert "error: training diverged at epoch 3: train_loss nan" in diverged.stderr
@@ -346,7 +344,7 @@ class ReturnsItsLossOnly(Classifier):
 
 def test_a_training_loss_only_returned_is_the_epochs_mean(train):
     RETURNED.clear()
-    run = train(*CLASSIFIER, "--model", "test_run_any_model.ReturnsItsLossOnly", *SMALL, "--max_epochs", "2",
+    run = train(*CLASSIFIER, "--model", "runner.test_run.ReturnsItsLossOnly", *SMALL, "--max_epochs", "2",
                 "--log_every_n_epochs", "1", "--trainer.limit_val_batches", "0")  # fmt: skip
     assert run.status == 0, run.stderr
     assert "note: the training loss is train/loss, the mean loss training_step returns" in run.stderr

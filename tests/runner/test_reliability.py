@@ -2,22 +2,19 @@
 
 import json
 import os
-import random
 import signal
 import subprocess
-import sys
 import time
 
+import lightning as L
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from warm_python import PID_FILE_VARIABLE
 
-from conftest import CLASSIFIER, PYTHON, ROOT, script_pid
+from runner.commands import process_env, script_command
+from runner.lit_classifier import CLASSIFIER, Classifier
 
 SMALL = ["--num_samples", "600", "--batch_size", "30"]  # 360 to train on: 12 batches an epoch
-# The fixture classifier is imported from tests/, wherever a subprocess runs.
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))}
 
 
 @pytest.mark.parametrize(
@@ -137,117 +134,123 @@ def test_a_checkpoint_whose_pickle_runs_code_is_refused_and_the_code_never_runs(
     assert not marker.exists()
 
 
-@pytest.mark.slow
-def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
-    # $TMPDIR on another filesystem is what broke Lightning's own save; last.ckpt is saved after
-    # every epoch here so that kills land during writes.
-    pid_file = tmp_path / "script.pid"  # the script's own pid, written by the warm client: it is what is killed
-    env = {
-        **ENV,
-        "TMPDIR": "/dev/shm" if os.path.isdir("/dev/shm") else str(tmp_path),
-        PID_FILE_VARIABLE: str(pid_file),
-    }
-    command = [PYTHON, str(ROOT / "scripts" / "train.py"), *CLASSIFIER, *SMALL, "--max_epochs", "100000",
-               "--checkpoint_every_seconds", "0", "--log_every_n_epochs", "1000", "--patience", "null"]  # fmt: skip
-    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    rng = random.Random(0)
-    steps = []
-    for _ in range(6):
-        resume = ["--ckpt_path", "last"] if last.exists() else []
-        pid_file.unlink(missing_ok=True)
-        proc = subprocess.Popen(command + resume, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)  # fmt: skip
-        script = script_pid(pid_file, proc)
-        before = last.stat().st_mtime_ns if last.exists() else None
-        deadline = time.monotonic() + 300  # only a bound: the event is this cycle's first save
-        while not (last.exists() and last.stat().st_mtime_ns != before):
-            assert time.monotonic() < deadline and proc.poll() is None, "this cycle saved no checkpoint"
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.2, 2.0))
-        os.kill(script, signal.SIGKILL)
-        assert proc.wait() == -signal.SIGKILL  # the client ends as its script did
-        checkpoint = torch.load(last, weights_only=True)
-        steps.append(checkpoint["global_step"])
-    assert steps == sorted(steps) and steps[-1] > steps[0]
-    assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]
+BIG_MODULE = """
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 
-def test_sigterm_saves_last_checkpoint(tmp_path):
-    # No time-based save for 1000 s: a checkpoint can only come from the SIGTERM handling.
-    command = [PYTHON, str(ROOT / "scripts" / "train.py"), *CLASSIFIER, *SMALL, "--max_epochs", "100000",
-               "--checkpoint_every_seconds", "1000", "--log_every_n_epochs", "10", "--patience", "null"]  # fmt: skip
-    proc = subprocess.Popen(
-        command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    for line in proc.stdout:
-        if line.startswith("Epoch [20/"):
-            break
-    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    assert not last.exists()
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=60)
-    assert torch.load(last, weights_only=True)["global_step"] >= 20 * 12
+class Big(L.LightningModule):
+    # 2 x 2048 x 2048 weights with Adam: a checkpoint of about 100 MB, long enough to write that a kill lands in it.
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 2048), nn.Linear(2048, 1))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.mse_loss(self.net(x).squeeze(-1), y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-5)
 
 
-EXITS = """
-import atexit, sys, threading, time
-from concurrent.futures import ThreadPoolExecutor
-from linear_pl.runner.process_exit import exit_now
+class Rows(L.LightningDataModule):
+    def setup(self, stage=None):
+        x = torch.randn(8, 2048, generator=torch.Generator().manual_seed(0))
+        self.train_set = TensorDataset(x, x[:, 0])
 
-left_open = open("left_open.txt", "w")
-left_open.write("kept")  # never flushed, never closed: Python's exit would write it
-
-
-def later():
-    time.sleep(0.3)
-    with open("thread.txt", "w") as file:
-        file.write("done")
-
-
-threading.Thread(target=later).start()
-# A pool left running, as torch.compile leaves its workers: its threads stop only in Python's exit hooks.
-pool = ThreadPoolExecutor(2)
-pool.submit(lambda: open("pool.txt", "w").write("done")).result()
-atexit.register(lambda: print("atexit ran", flush=True))
-exit_now(int(sys.argv[1]))
-print("not reached")
+    def train_dataloader(self):
+        return DataLoader(self.train_set, batch_size=4)
 """
 
 
-@pytest.mark.parametrize("status", [0, 3])
-def test_the_scripts_fast_exit_keeps_what_pythons_exit_keeps(tmp_path, status):
-    """The scripts end with exit_now (Python's teardown of Lightning's modules skipped): the status, a
-    thread's work, atexit handlers and a file left open all come out as with sys.exit, and a thread pool
-    left running does not keep the process alive."""
-    command = [sys.executable, "-c", EXITS, str(status)]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert (done.returncode, done.stdout, done.stderr) == (status, "atexit ran\n", "")
-    assert (tmp_path / "left_open.txt").read_text() == "kept"
-    assert (tmp_path / "thread.txt").read_text() == "done"
-    assert (tmp_path / "pool.txt").read_text() == "done"
+@pytest.mark.slow
+def test_sigkill_during_a_checkpoint_write_leaves_the_previous_last_ckpt_loadable(tmp_path):
+    (tmp_path / "bigmodel.py").write_text(BIG_MODULE)
+    # $TMPDIR on another filesystem is what broke Lightning's own save (its temporary file, moved across).
+    env = process_env(TMPDIR="/dev/shm" if os.path.isdir("/dev/shm") else str(tmp_path))
+    flags = ["--model", "bigmodel.Big", "--data", "bigmodel.Rows", "--checkpoint_every_seconds", "0"]
+    checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    last = checkpoints / "last.ckpt"
+    for _ in range(5):  # a write can end between seeing its temporary file and the kill: then again
+        resume = ["--ckpt_path", "last"] if last.exists() else []
+        proc = subprocess.Popen(script_command("train", *flags, "--max_epochs", "100000", *resume), cwd=tmp_path,
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not last.exists():  # a first checkpoint on disk
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.01)
+        partial = []
+        while not partial:  # then the next write under way: its temporary file beside last.ckpt
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            partial = [p for p in checkpoints.glob(".last.ckpt.*.tmp") if p.stat().st_size > 0]
+        proc.kill()
+        assert proc.wait() == -signal.SIGKILL
+        proc.stderr.close()
+        if partial[0].exists():  # the kill landed during the write
+            break
+    else:
+        pytest.fail("no kill landed during a write in 5 tries")
+    assert partial[0].stat().st_size > 0
+    checkpoint = torch.load(last, weights_only=True)  # the previous one, whole
+    assert checkpoint["global_step"] > 0 and set(checkpoint["state_dict"]) == {
+        "net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.3.weight", "net.3.bias"
+    }  # fmt: skip
+    # ... and training continues from it, in the same run.
+    resumed = subprocess.run(script_command("train", *flags, "--max_epochs", str(checkpoint["epoch"] + 2),
+                                            "--ckpt_path", "last"),
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert torch.load(last, weights_only=True)["global_step"] > checkpoint["global_step"]
+    assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]
+
+
+class TermInEpoch21(L.Callback):
+    """Sends this process SIGTERM halfway through epoch 21 (of 12 steps), as a scheduler would."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == 20 * 12 + 6:
+            signal.raise_signal(signal.SIGTERM)
+
+
+def test_sigterm_saves_last_checkpoint(train):
+    # No time-based save for 1000 s: a checkpoint can only come from the SIGTERM handling.
+    run = train(*CLASSIFIER, *SMALL, "--max_epochs", "100000", "--checkpoint_every_seconds", "1000",
+                "--log_every_n_epochs", "10", "--patience", "null",
+                "--trainer.callbacks+=runner.test_reliability.TermInEpoch21")  # fmt: skip
+    assert run.status == 143, run.stderr
+    assert "Interrupted (SIGTERM)" in run.stderr and run.results["stopped_because"] == "interrupted"
+    assert torch.load(run.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] >= 20 * 12 + 6
 
 
 @pytest.mark.slow
-def test_a_first_compiled_run_exits_when_done(tmp_path):
+def test_a_compiled_run_exits_when_done_and_its_weights_keep_their_names(tmp_path):
     """torch.compile with an empty cache leaves its worker pool running: the real script still ends, with
-    its results written, in a process of its own (the cache is the user's first compiled run's: empty)."""
-    env = {**ENV, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor_cache")}
-    flags = [*CLASSIFIER, *SMALL, "--max_epochs", "1", "--compile"]  # a bare --compile is --compile true
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), *flags]
+    its results written, in a process of its own (the cache is the user's first compiled run's: empty). The
+    weights keep their names: the checkpoint loads into the plain model. Without a compiler, one line says so."""
+    env = process_env(TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor_cache"))
+    flags = ["--num_samples", "1000", "--batch_size", "30", "--max_epochs", "2", "--compile"]  # bare: --compile true
     try:
-        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(script_command("train", *CLASSIFIER, *flags), cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
     except subprocess.TimeoutExpired:
         pytest.fail("the compiled run never exited")
     if done.returncode == 2:  # no compiler here: the one line says so
         assert done.stderr.startswith("error: --compile: torch.compile cannot work on this machine ("), done.stderr
+        assert done.stderr.count("\n") == 1
         return
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "lightning_logs" / "version_0" / "results.json").read_text())
-    assert results["epochs"] == 1 and results["last_checkpoint"] is not None
+    assert results["epochs"] == 2 and results["model"] == "Classifier" and results["best_val_loss"] < 1.0
+    Classifier().load_state_dict(torch.load(results["last_checkpoint"], weights_only=True)["state_dict"])
 
 
 UNRESUMABLE = '''
-from lit_classifier import Blobs, Classifier
+from runner.lit_classifier import Blobs, Classifier
 
 
 class Batches:

@@ -6,14 +6,14 @@ import re
 import pytest
 import torch
 import yaml
-from lit_classifier import Blobs, Classifier, InjectedClassifier
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import CLASSIFIER, ROOT, assert_clean
 from linear_pl.runner import progress
 from linear_pl.runner.cli import build_run, cli_main
 from linear_pl.runner.flags import init_parameters, registered_arguments
 from linear_pl.runner.profile import Profile, project_profile
+from runner.commands import assert_clean
+from runner.lit_classifier import CLASSIFIER, Blobs, Classifier, InjectedClassifier
 
 
 def test_every_argument_of_the_users_classes_is_a_flat_flag(tmp_path):
@@ -35,7 +35,10 @@ def test_every_argument_of_the_users_classes_is_a_flat_flag(tmp_path):
             "error: Parser key \"model.hidden_size\": Expected a <class 'int'>. Got value: many",
         ),
         (["--model", "nowhere.Model"], "error: --model nowhere.Model: cannot import it (No module named 'nowhere')"),
-        (["--model", "lit_classifier.Blobs"], "error: --model lit_classifier.Blobs: not a LightningModule"),
+        (
+            ["--model", "runner.lit_classifier.Blobs"],
+            "error: --model runner.lit_classifier.Blobs: not a LightningModule",
+        ),
     ],
 )
 def test_a_flag_is_given_whole_or_refused_in_one_line(train, flags, message):
@@ -51,13 +54,20 @@ class WideBlobs(Blobs):
 
 
 def test_a_name_both_classes_take_is_refused_naming_both(train):
-    run = train("--model", "lit_classifier.Classifier", "--data", "test_runner.WideBlobs", "--hidden_size", "8")
+    run = train(
+        "--model",
+        "runner.lit_classifier.Classifier",
+        "--data",
+        "runner.test_command_line.WideBlobs",
+        "--hidden_size",
+        "8",
+    )
     assert run.status == 2
     assert (
         run.stderr
         == "error: --hidden_size: both --model.hidden_size and --data.hidden_size take it; give one of those\n"
     )
-    config = build_run(["--model", "lit_classifier.Classifier", "--data", "test_runner.WideBlobs",
+    config = build_run(["--model", "runner.lit_classifier.Classifier", "--data", "runner.test_command_line.WideBlobs",
                         "--model.hidden_size", "8", "--data.hidden_size", "3"]).config  # fmt: skip
     assert (config.model.init_args.hidden_size, config.data.init_args.hidden_size) == (8, 3)
 
@@ -102,10 +112,10 @@ def test_test_validate_and_predict_rebuild_the_checkpoints_run(train, capsys):
 
 def test_the_scripts_run_a_users_model_with_clean_output(script):
     """As a user runs them, every warning shown: train.py, then predict.py (train.py predict's short spelling)."""
-    fit = script("train", *CLASSIFIER, "--max_epochs", "2", "--default_root_dir", ".", cwd=ROOT / "tests")
+    fit = script("train", *CLASSIFIER, "--max_epochs", "2")
     assert fit.status == 0, fit.stderr
     assert_clean(fit)
-    predicted = script("predict", "--ckpt_path", "last", "--default_root_dir", ".", "--x", "[1, 2]", cwd=ROOT / "tests")
+    predicted = script("predict", "--ckpt_path", "last", "--x", "[1, 2]")
     assert predicted.status == 0, predicted.stderr
     assert predicted.stdout.strip() in ("0", "1", "2")
     assert_clean(predicted)
@@ -126,15 +136,15 @@ class MissingFile(Blobs):
 @pytest.mark.parametrize(
     ("flags", "raised"),
     [
-        (["--model", "test_runner.TypoInInit"], "NameError: name 'nn_Linear' is not defined"),
-        (["--data", "test_runner.MissingFile"], "FileNotFoundError: [Errno 2] No such file or directory"),
+        (["--model", "runner.test_command_line.TypoInInit"], "NameError: name 'nn_Linear' is not defined"),
+        (["--data", "runner.test_command_line.MissingFile"], "FileNotFoundError: [Errno 2] No such file or directory"),
     ],
 )
 def test_the_users_bug_is_their_traceback_with_file_and_line(train, flags, raised):
     run = train(*CLASSIFIER, *flags, "--max_epochs", "2")
     assert run.status == 1
     assert "Traceback (most recent call last)" in run.stderr and raised in run.stderr
-    assert f'File "{ROOT / "tests" / "test_runner.py"}", line ' in run.stderr  # their file, their line
+    assert f'File "{__file__}", line ' in run.stderr  # their file, their line
     assert run.stderr.splitlines()[-1].startswith("error: the run stopped on the exception above")
     assert "writing the run's files failed" not in run.stderr
 
@@ -156,7 +166,7 @@ class ManualSteps(Classifier):
 
 def test_a_trainer_flag_lightning_refuses_only_once_fit_starts_is_one_line(train):
     # Trainer(gradient_clip_val=1) is built; fit then refuses it for a model that optimizes by hand.
-    run = train(*CLASSIFIER, "--model", "test_runner.ManualSteps", "--trainer.gradient_clip_val", "1")
+    run = train(*CLASSIFIER, "--model", "runner.test_command_line.ManualSteps", "--trainer.gradient_clip_val", "1")
     assert run.status == 2 and "Traceback" not in run.stderr
     assert run.stderr.startswith("error: --trainer.gradient_clip_val 1.0: Automatic gradient clipping is not supported")
     assert len(run.stderr.splitlines()) == 1
@@ -211,15 +221,15 @@ def test_a_long_epoch_prints_its_progress_between_steps(train, monkeypatch):
     assert "\r" not in run.stdout  # a terminal's line is rewritten in place; a log's is not
 
 
-INJECTED = ["--model", "lit_classifier.InjectedClassifier", "--data", "lit_classifier.Blobs", "--net",
-            "lit_classifier.DenseNet", "--num_samples", "600", "--max_epochs", "1"]  # fmt: skip
+INJECTED = ["--model", "runner.lit_classifier.InjectedClassifier", "--data", "runner.lit_classifier.Blobs", "--net",
+            "runner.lit_classifier.DenseNet", "--num_samples", "600", "--max_epochs", "1"]  # fmt: skip
 
 
 def test_a_flat_flag_of_an_injected_class_takes_its_nested_flags(train):
     run = train(*INJECTED, "--net.hidden_size", "5", "--model.optimizer.lr=0.05")
     assert run.status == 0, run.stderr
     model = yaml.safe_load((run.run_dir / "config.yaml").read_text())["model"]["init_args"]
-    assert model["net"] == {"class_path": "lit_classifier.DenseNet",
+    assert model["net"] == {"class_path": "runner.lit_classifier.DenseNet",
                             "init_args": {"num_features": 2, "hidden_size": 5, "num_classes": 3}}  # fmt: skip
     last = torch.load(run.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["state_dict"]["net.layers.0.weight"].shape == (5, 2)
@@ -274,9 +284,11 @@ class PredictBug(Classifier):
 
 
 def test_a_failed_predict_names_the_checkpoint_it_read(train):
-    trained = train(*CLASSIFIER, "--model", "test_runner.PredictBug", "--num_samples", "600", "--max_epochs", "1")
+    trained = train(
+        *CLASSIFIER, "--model", "runner.test_command_line.PredictBug", "--num_samples", "600", "--max_epochs", "1"
+    )
     assert trained.status == 0, trained.stderr
-    run = train("predict", "--ckpt_path", "last", "--data", "lit_classifier.Blobs", "--num_samples", "600")
+    run = train("predict", "--ckpt_path", "last", "--data", "runner.lit_classifier.Blobs", "--num_samples", "600")
     last = trained.run_dir / "checkpoints" / "last.ckpt"
     assert run.status == 1 and "RuntimeError: a bug in predict_step" in run.stderr
     assert (

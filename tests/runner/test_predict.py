@@ -4,10 +4,9 @@ import io
 
 import pytest
 import torch
-from lit_classifier import Classifier
 
-from conftest import CLASSIFIER
 from linear_pl.runner.cli import cli_main
+from runner.lit_classifier import CLASSIFIER, Classifier
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import CLASSIFIER
+from runner.lit_classifier import CLASSIFIER
 
 # Five epochs of 12 batches, validated and reported every epoch.
 RUN = [*CLASSIFIER, "--num_samples", "600", "--batch_size", "30", "--max_epochs", "5", "--log_every_n_epochs", "1"]

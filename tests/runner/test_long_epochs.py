@@ -6,21 +6,25 @@ TensorDataset with shuffle=True, Dropout drawing from the global generator), giv
 ``--model usermodel.Wide --data usermodel.Rows`` from the run's directory.
 """
 
+import contextlib
+import io
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
-from warm_python import PID_FILE_VARIABLE
 
-from conftest import PYTHON, ROOT, script_pid
+from linear_pl.runner.cli import cli_main
 from linear_pl.runner.loader_state import resumable
+from runner.commands import ROOT, process_env, script_command
 
 USER_MODULE = """
 import lightning as L
@@ -83,14 +87,23 @@ def home(tmp_path_factory) -> Path:
     return home
 
 
-def command(*flags: str, python: str = PYTHON) -> list[str]:
-    return [python, str(ROOT / "scripts" / "train.py"), *flags]
+def train_in(home: Path, *flags: str) -> str:
+    """train.py in this process, from ``home`` (where the user's module is): what it printed to stderr, then
+    every warning it raised, as Python prints them."""
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings(record=True) as raised:
+        warnings.simplefilter("always")
+        patch.chdir(home)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = cli_main(list(flags))
+    assert status == 0, err.getvalue()
+    return err.getvalue() + "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in raised)
 
 
-def train(home: Path, *flags: str) -> subprocess.CompletedProcess:
-    run = subprocess.run(command(*flags), cwd=home, capture_output=True, text=True, timeout=600)
+def train_process(home: Path, *flags: str) -> None:
+    run = subprocess.run(script_command("train", *flags), cwd=home, env=process_env(), capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stderr
-    return run
 
 
 def last_ckpt(home: Path, root: str) -> Path:
@@ -123,7 +136,7 @@ def assert_same_training_state(ours: Path, theirs: Path) -> None:
 
 @pytest.fixture(scope="module")
 def uninterrupted(home) -> Path:
-    train(home, *FLAGS, "--default_root_dir", "whole")
+    train_in(home, *FLAGS, "--default_root_dir", "whole")
     return last_ckpt(home, "whole")
 
 
@@ -150,51 +163,58 @@ def test_a_users_shuffling_dataloader_resumes_within_an_epoch():
     assert second.state_dict()["taken"] == 14
 
 
-@pytest.mark.slow
-def test_sigint_within_an_epoch_stops_after_the_step_and_continuing_is_bit_identical(home, uninterrupted):
-    proc = subprocess.Popen(command(*FLAGS, "--default_root_dir", "cut"), cwd=home, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    path = last_ckpt(home, "cut")
-    wait_for_refreshes(path, 2, proc)
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    seconds = time.monotonic() - sent
-    assert proc.returncode == 130, err
-    assert seconds < 15, seconds  # the step under way, a save, the report; not the rest of the epoch
+class InterruptAtStep(L.Callback):
+    """Sends this process SIGINT after training step 1000 of 2500 in the first epoch, as Ctrl-C would."""
 
+    STEP = 1000
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.STEP:
+            signal.raise_signal(signal.SIGINT)
+
+
+@pytest.mark.slow
+def test_sigint_within_an_epoch_stops_after_the_step_and_continuing_is_bit_identical(
+    home, uninterrupted, monkeypatch, capsys
+):
+    monkeypatch.chdir(home)
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "scripts" / "train.py")])  # as a user started it
+    status = cli_main(
+        [*FLAGS, "--default_root_dir", "cut", "--trainer.callbacks+=runner.test_long_epochs.InterruptAtStep"]
+    )
+    err = capsys.readouterr().err
+    assert status == 130, err
+
+    path = last_ckpt(home, "cut")
     line = re.search(r"Interrupted \(SIGINT\) at step (\d+) \(batch \d+/2500 of epoch 1\): .* continue with: (.*)", err)
     assert line, err
     step = int(line[1])
+    # Saved where it stopped: after the step under way (the signal came as step 1000 ended), not the epoch's end.
     checkpoint = torch.load(path, weights_only=True)
-    assert checkpoint["global_step"] == step and 0 < step < STEPS_PER_EPOCH  # saved where it stopped
+    assert checkpoint["global_step"] == step and step in (InterruptAtStep.STEP, InterruptAtStep.STEP + 1)
     assert checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 0
     results = (path.parent.parent / "results.json").read_text()
     assert '"stopped_because": "interrupted"' in results
 
     python, script, *flags = line[2].split()  # the command as started: the script's path as it was given
     assert (python, script) == ("python", str(ROOT / "scripts" / "train.py"))
-    continued = subprocess.run(command(*flags), cwd=home, capture_output=True, text=True, timeout=600)
-    assert continued.returncode == 0, continued.stderr
-    assert "resum" not in continued.stderr.lower() and "Warning" not in continued.stderr  # no warning, no line
+    continued = train_in(home, *flags)  # the callback again: it counts global steps, past 1000 from the start
+    assert "resum" not in continued.lower() and "Warning" not in continued  # no warning, no line
     assert_same_training_state(path, uninterrupted)
 
 
 @pytest.mark.slow
 def test_sigkill_within_an_epoch_leaves_a_checkpoint_that_resumes_bit_identical(home, uninterrupted):
-    pid_file = home / "killed.pid"  # the script's own pid, written by the warm client: it is what is killed
-    env = {**os.environ, PID_FILE_VARIABLE: str(pid_file)}
-    proc = subprocess.Popen(command(*FLAGS, "--default_root_dir", "killed"), cwd=home, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    script = script_pid(pid_file, proc)
+    proc = subprocess.Popen(script_command("train", *FLAGS, "--default_root_dir", "killed"), cwd=home,
+                            env=process_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     path = last_ckpt(home, "killed")
     wait_for_refreshes(path, 3, proc)
-    os.kill(script, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL  # the client ends as its script did
+    proc.kill()
+    assert proc.wait() == -signal.SIGKILL
     checkpoint = torch.load(path, weights_only=True)  # loadable, and saved within the first epoch
     assert 0 < checkpoint["global_step"] < STEPS_PER_EPOCH
     assert checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 0
-    train(home, *FLAGS, "--default_root_dir", "killed", "--ckpt_path", "last")
+    train_in(home, *FLAGS, "--default_root_dir", "killed", "--ckpt_path", "last")
     assert_same_training_state(path, uninterrupted)
 
 
@@ -203,10 +223,9 @@ def test_ddp_sigint_within_an_epoch_and_continuing_is_bit_identical(home):
     # Two CPU processes; Ctrl-C reaches both (the terminal's process group). 3000 samples: 750 steps
     # an epoch on each rank.
     flags = [*FLAGS, *DDP, "--data.num_samples", "3000"]
-    train(home, *flags, "--default_root_dir", "ddp_whole")
-    # The real interpreter: the signal goes to the process group, which a warm process is not in.
-    cut = command(*flags, "--default_root_dir", "ddp_cut", python=sys.executable)
-    proc = subprocess.Popen(cut, cwd=home, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    train_process(home, *flags, "--default_root_dir", "ddp_whole")
+    proc = subprocess.Popen(script_command("train", *flags, "--default_root_dir", "ddp_cut"), cwd=home,
+                            env=process_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)  # fmt: skip
     path = last_ckpt(home, "ddp_cut")
     wait_for_refreshes(path, 2, proc)
@@ -215,5 +234,5 @@ def test_ddp_sigint_within_an_epoch_and_continuing_is_bit_identical(home):
     assert proc.returncode == 130, err
     step = int(re.search(r"Interrupted \(SIGINT\) at step (\d+) \(batch \d+/750 of epoch 1\)", err)[1])
     assert torch.load(path, weights_only=True)["global_step"] == step
-    train(home, *flags, "--default_root_dir", "ddp_cut", "--ckpt_path", "last")
+    train_process(home, *flags, "--default_root_dir", "ddp_cut", "--ckpt_path", "last")
     assert_same_training_state(path, last_ckpt(home, "ddp_whole"))

@@ -1,26 +1,25 @@
 """DDP on two CPU processes (gloo) gives the answer one process gives, on any model.
 
-Run through a subprocess of the script: strategy "ddp" relaunches the current command for the other
-rank, and inside pytest that command would be pytest itself. The subprocess runs in tests/, where the
-fixture classifier and this file's data module are imported from.
+Run as a process of the script: strategy "ddp" relaunches the current command for the other rank, and inside
+pytest that command would be pytest itself. The process imports the fixture classifier and this file's data
+module from tests/ (on its PYTHONPATH).
 """
 
 import pytest
 import torch
-from lit_classifier import Blobs
 from torch.utils.data import DataLoader
 
-from conftest import CLASSIFIER, ROOT, assert_clean
+from runner.commands import assert_clean
+from runner.lit_classifier import CLASSIFIER, Blobs
 
 pytestmark = pytest.mark.slow
 
 # 40 samples: 24 to train on. At batch 2 on each of 2 ranks, or batch 4 on one, every step sees the same
 # 4 rows (without shuffling); no dropout, so that both runs draw nothing at random after the start.
 # log_every_n_steps 1: Lightning warns of a logging interval longer than an epoch of 6 batches.
-DATA = [*CLASSIFIER, "--data", "test_run_ddp.OrderedBlobs", "--num_samples", "40", "--dropout", "0",
+DATA = [*CLASSIFIER, "--data", "runner.test_ddp.OrderedBlobs", "--num_samples", "40", "--dropout", "0",
         "--max_epochs", "10", "--log_every_n_epochs", "5", "--trainer.log_every_n_steps", "1"]  # fmt: skip
 DDP = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
-TESTS = ROOT / "tests"
 
 
 # Observed on the fixture classifier (not on the example): a user's DataLoader(shuffle=False) trains to other
@@ -45,9 +44,9 @@ def last_state(run) -> dict[str, torch.Tensor]:
 
 
 @ORDER_NOT_KEPT
-def test_two_ranks_at_batch_b_match_one_process_at_batch_2b(script):
-    one = script("train", *DATA, "--batch_size", "4", "--default_root_dir", "one", cwd=TESTS)
-    two = script("train", *DATA, *DDP, "--batch_size", "2", "--default_root_dir", "two", cwd=TESTS)
+def test_two_ranks_at_batch_b_match_one_process_at_batch_2b_and_shuffle_is_honoured(train, script):
+    one = train(*DATA, "--batch_size", "4", "--default_root_dir", "one")  # the reference, in this process
+    two = script("train", *DATA, *DDP, "--batch_size", "2", "--default_root_dir", "two")
     assert one.status == 0, one.stderr
     assert two.status == 0, two.stderr  # also: no gloo abort at exit
 
@@ -68,21 +67,18 @@ def test_two_ranks_at_batch_b_match_one_process_at_batch_2b(script):
     assert "Seed set to" not in two.stderr
     assert_clean(two)  # no warnings from either rank
 
-
-@ORDER_NOT_KEPT
-def test_shuffle_is_honoured_under_ddp(script):
-    runs = [script("train", *DATA, *DDP, "--batch_size", "2", *flag, "--default_root_dir", name, cwd=TESTS)
-            for name, flag in [("fixed", []), ("shuffled", ["--shuffle", "true"])]]  # fmt: skip
-    assert [run.status for run in runs] == [0, 0], runs[1].stderr
-    fixed, shuffled = (last_state(run) for run in runs)
-    assert not all(torch.allclose(fixed[k], shuffled[k], rtol=1e-5) for k in fixed)
+    # And shuffle on is honoured too: other batches, other weights.
+    shuffled = script("train", *DATA, *DDP, "--batch_size", "2", "--shuffle", "true", "--default_root_dir", "shuffled")
+    assert shuffled.status == 0, shuffled.stderr
+    c = last_state(shuffled)
+    assert not all(torch.allclose(b[k], c[k], rtol=1e-5) for k in b)
 
 
 def test_a_users_classifier_trains_under_ddp(script):
     # Lightning gives each rank its share of a user's DataLoader(shuffle=True) through its own sampler.
     run = script("train", *CLASSIFIER, *DDP, "--num_samples", "1000", "--batch_size", "30", "--monitor", "val/acc",
                  "--mode", "max", "--max_epochs", "2", "--log_every_n_epochs", "1", "--trainer.log_every_n_steps",
-                 "1", "--default_root_dir", "blobs", cwd=TESTS)  # fmt: skip
+                 "1", "--default_root_dir", "blobs")  # fmt: skip
     assert run.status == 0, run.stderr
     assert_clean(run)
     results = run.results
