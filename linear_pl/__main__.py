@@ -33,6 +33,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from linear_pl.runner.process_exit import exit_now  # noqa: PLC0415 -- only as a process's command
-
-    exit_now(main())
+    sys.exit(main())

@@ -61,7 +61,7 @@ from linear_pl.regression.closed_form import SAFETY_FACTOR, stable_lr
 from linear_pl.regression.data import TUTORIAL_WEIGHTS, SlicedBatches, SyntheticDataModule
 from linear_pl.regression.model import DotProduct
 from linear_pl.runner.cli import build_run
-from linear_pl.runner.errors import silence_known_noise
+from linear_pl.runner.noise import silence_known_noise
 from linear_pl.runner.run import Run
 
 GIB = 1 << 30

@@ -166,7 +166,7 @@ def linear_pl_fit(data: RandomRows, size: dict, accelerator: str, root: str) -> 
 def one_way(way: str, size: dict, every_n_steps: int, accelerator: str) -> dict:
     """One way's fit, in this process (a fresh one, started by :func:`larger`): its measurements and the
     process's peak RSS."""
-    from linear_pl.runner.errors import silence_known_noise  # noqa: PLC0415 -- as scripts/train.py does
+    from linear_pl.runner.noise import silence_known_noise  # noqa: PLC0415 -- as scripts/train.py does
 
     silence_known_noise()
     data = RandomRows(size["width"], size["batch"], size["steps"])

@@ -5,7 +5,6 @@ The short spelling of ``python scripts/train.py predict ...``."""
 import sys
 
 from linear_pl.runner.cli import cli_main
-from linear_pl.runner.process_exit import exit_now
 
 if __name__ == "__main__":
-    exit_now(cli_main(["predict", *sys.argv[1:]]))
+    sys.exit(cli_main(["predict", *sys.argv[1:]]))

@@ -71,8 +71,8 @@ def test_python_m_linear_pl_new_writes_the_project(tmp_path):
     for path in ("Makefile", "pyproject.toml", "README.md", ".gitignore", ".ci/run", "space.yaml",
                  "scripts/train.py", "scripts/predict.py", "scripts/sweep.py", "tests/conftest.py",
                  "tests/test_starter.py", *new_project.RUNNER_TESTS,
-                 "cancer_pl/__init__.py", "cancer_pl/__main__.py", "cancer_pl/profile.py", "cancer_pl/model.py",
-                 "cancer_pl/data.py", "cancer_pl/runner/cli.py", "cancer_pl/runner/profile.py",
+                 "cancer_pl/__init__.py", "cancer_pl/__main__.py", "cancer_pl/registry.py", "cancer_pl/model.py",
+                 "cancer_pl/data.py", "cancer_pl/runner/cli.py", "cancer_pl/runner/project.py",
                  "cancer_pl/sweep/command.py"):  # fmt: skip
         assert (project / path).is_file(), path
     assert os.access(project / ".ci/run", os.X_OK)
@@ -91,7 +91,7 @@ def test_the_project_is_named_for_its_package(project):
     main = (project / "cancer_pl/__main__.py").read_text()
     assert "cancer-pl" in main and '"new"' not in main and "new_project" not in main
     assert set((project / ".gitignore").read_text().split()) >= {"lightning_logs/", "sweeps/", ".venv/"}
-    profile = (project / "cancer_pl/profile.py").read_text()
+    profile = (project / "cancer_pl/registry.py").read_text()
     assert 'model="cancer_pl.model.StarterClassifier"' in profile and 'data="cancer_pl.data.StarterData"' in profile
 
 
@@ -195,7 +195,7 @@ def test_missing_arguments_are_one_line(tmp_path, capsys):
 def test_an_empty_folder_is_used(tmp_path):
     (tmp_path / "cancer").mkdir()
     assert write_project(tmp_path / "cancer", NAME) == tmp_path / "cancer"
-    assert (tmp_path / "cancer" / "cancer_pl" / "profile.py").is_file()
+    assert (tmp_path / "cancer" / "cancer_pl" / "registry.py").is_file()
 
 
 # --- the project works --------------------------------------------------------------------------------

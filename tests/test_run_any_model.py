@@ -15,7 +15,7 @@ import yaml
 from lit_classifier import Blobs, Classifier, LogsTrainLoss, TwoPlayers
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import linear_pl.runner.checkpointing
+import linear_pl.runner.checkpoint_io
 from conftest import CLASSIFIER, assert_clean
 from linear_pl.runner.cli import cli_main
 
@@ -210,7 +210,7 @@ def test_compile_wraps_the_model_or_says_why_not_in_one_line(train):
 
 
 def test_a_full_disk_is_one_line_naming_the_intact_last_checkpoint(train, monkeypatch):
-    write = linear_pl.runner.checkpointing.write_atomically
+    write = linear_pl.runner.checkpoint_io.write_atomically
     calls = []
 
     def fill_up_after_two(path, checkpoint):
@@ -219,7 +219,7 @@ def test_a_full_disk_is_one_line_naming_the_intact_last_checkpoint(train, monkey
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         write(path, checkpoint)
 
-    monkeypatch.setattr(linear_pl.runner.checkpointing, "write_atomically", fill_up_after_two)
+    monkeypatch.setattr(linear_pl.runner.checkpoint_io, "write_atomically", fill_up_after_two)
     run = train(*CLASSIFIER, *SMALL, "--max_epochs", "10", "--checkpoint_every_seconds", "0", "--patience", "null")
     assert run.status == 1
     (line,) = run.stderr.strip().splitlines()[-1:]

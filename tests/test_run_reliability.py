@@ -189,44 +189,6 @@ def test_sigterm_saves_last_checkpoint(tmp_path):
     assert torch.load(last, weights_only=True)["global_step"] >= 20 * 12
 
 
-EXITS = """
-import atexit, sys, threading, time
-from concurrent.futures import ThreadPoolExecutor
-from linear_pl.runner.process_exit import exit_now
-
-left_open = open("left_open.txt", "w")
-left_open.write("kept")  # never flushed, never closed: Python's exit would write it
-
-
-def later():
-    time.sleep(0.3)
-    with open("thread.txt", "w") as file:
-        file.write("done")
-
-
-threading.Thread(target=later).start()
-# A pool left running, as torch.compile leaves its workers: its threads stop only in Python's exit hooks.
-pool = ThreadPoolExecutor(2)
-pool.submit(lambda: open("pool.txt", "w").write("done")).result()
-atexit.register(lambda: print("atexit ran", flush=True))
-exit_now(int(sys.argv[1]))
-print("not reached")
-"""
-
-
-@pytest.mark.parametrize("status", [0, 3])
-def test_the_scripts_fast_exit_keeps_what_pythons_exit_keeps(tmp_path, status):
-    """The scripts end with exit_now (Python's teardown of Lightning's modules skipped): the status, a
-    thread's work, atexit handlers and a file left open all come out as with sys.exit, and a thread pool
-    left running does not keep the process alive."""
-    command = [sys.executable, "-c", EXITS, str(status)]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert (done.returncode, done.stdout, done.stderr) == (status, "atexit ran\n", "")
-    assert (tmp_path / "left_open.txt").read_text() == "kept"
-    assert (tmp_path / "thread.txt").read_text() == "done"
-    assert (tmp_path / "pool.txt").read_text() == "done"
-
-
 @pytest.mark.slow
 def test_a_first_compiled_run_exits_when_done(tmp_path):
     """torch.compile with an empty cache leaves its worker pool running: the real script still ends, with

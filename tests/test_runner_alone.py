@@ -21,7 +21,7 @@ RUNNER_FILES = ("linear_pl/__init__.py", "linear_pl/__main__.py", "linear_pl/run
 
 
 def test_the_runner_works_with_the_example_deleted(tmp_path):
-    """A copy without linear_pl/regression/ and linear_pl/profile.py imports and trains any model to the end.
+    """A copy without linear_pl/regression/ and linear_pl/registry.py imports and trains any model to the end.
 
     Its tests (tests/test_runner.py) pass without the example in the project `linear-pl new` writes, which has
     none of it (test_new_project.py's subset): running them here too would test the same code twice.
@@ -33,7 +33,8 @@ def test_the_runner_works_with_the_example_deleted(tmp_path):
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, target)
-    assert not (tmp_path / "linear_pl" / "regression").exists() and not (tmp_path / "linear_pl" / "profile.py").exists()
+    assert not (tmp_path / "linear_pl" / "regression").exists()
+    assert not (tmp_path / "linear_pl" / "registry.py").exists()
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join([str(tmp_path), str(tmp_path / "tests")]),
            "HOME": str(tmp_path)}  # fmt: skip
     train = [sys.executable, "scripts/train.py", *CLASSIFIER, "--max_epochs", "2", "--default_root_dir", "runs"]

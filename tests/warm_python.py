@@ -33,6 +33,7 @@ What differs from a fresh ``python``, and how the tests keep it from mattering:
 
 import atexit
 import fcntl
+import gc
 import hashlib
 import importlib
 import json
@@ -367,9 +368,30 @@ def run_script(argv: list[str], preamble: str) -> None:
     except BaseException:
         traceback.print_exc()
         status = 1
-    # The scripts' own exit, imported here: the client runs without site-packages, where the package is.
-    importlib.import_module("linear_pl.runner.process_exit").finish_as_exit_would()
+    finish_as_exit_would()
     end_as(status)
+
+
+def finish_as_exit_would() -> None:
+    """What Python's exit does that a script's files and threads need, before the child ends at once (end_as):
+    stop and wait for threads (after the hooks that stop a thread pool), run the atexit handlers, flush files."""
+    import _io  # noqa: PLC0415 -- the C base of every file object
+
+    threading = sys.modules["threading"]
+    if any(not thread.daemon for thread in threading.enumerate() if thread is not threading.main_thread()):
+        threading._shutdown()
+    atexit._run_exitfuncs()
+    for stream in (obj for obj in gc.get_objects() if issubclass(type(obj), _io._IOBase)):
+        try:
+            if not stream.closed:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 if __name__ == "__main__":
