@@ -76,13 +76,18 @@ class StatefulData(L.LightningDataModule):
 def test_lightning_saves_and_restores_the_state_of_a_loader_that_keeps_its_own(tmp_path):
     assert keeps_its_own_state(KeepsItsState(TensorDataset(torch.zeros(2))))
     assert not keeps_its_own_state(DataLoader(TensorDataset(torch.zeros(2))))
-    trainer = quiet_trainer(max_epochs=1)
-    trainer.fit(LinearModel(lr=1e-6), StatefulData())
-    trainer.save_checkpoint(tmp_path / "saved.ckpt")
-    saved = torch.load(tmp_path / "saved.ckpt", weights_only=True)["loops"]["fit_loop"]["state_dict"]
-    assert saved.get("combined_loader") == [{"served": 3}], f"{UPGRADE}: Lightning's _Stateful test of a loader"
-    quiet_trainer(max_epochs=2).fit(LinearModel(lr=1e-6), StatefulData(), ckpt_path=tmp_path / "saved.ckpt")
-    assert KeepsItsState.loaded == [{"served": 3}], f"{UPGRADE}: Lightning's _Stateful test of a loader"
+    saved = tmp_path / "saved.ckpt"
+
+    class SaveAfterFirstStep(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == 1:
+                trainer.save_checkpoint(saved)  # within the epoch (2 batches): the loader's state matters
+
+    quiet_trainer(max_epochs=1, callbacks=[SaveAfterFirstStep()]).fit(LinearModel(lr=1e-6), StatefulData())
+    state = torch.load(saved, weights_only=True)["loops"]["fit_loop"]["state_dict"].get("combined_loader")
+    assert state == [{"served": 3}], f"{UPGRADE}: Lightning's _Stateful test of a train loader (saved {state})"
+    quiet_trainer(max_epochs=1).fit(LinearModel(lr=1e-6), StatefulData(), ckpt_path=saved)
+    assert KeepsItsState.loaded == [{"served": 3}], f"{UPGRADE}: Lightning's _Stateful test of a train loader"
 
 
 # The libraries whose private names only internals.py may use; argparse's and os._exit too.
@@ -118,8 +123,9 @@ def private_uses(sources: dict[str, str]) -> list[str]:
             if isinstance(node, ast.Attribute) and _private(node.attr) and node.attr not in ours - {"_exit"}:
                 found.append(f"{name}:{node.lineno} .{node.attr}")
             elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in LIBRARIES:
-                names = [*node.module.split("."), *(alias.name for alias in node.names)]
-                found += [f"{name}:{node.lineno} {node.module}.{n}" for n in names if _private(n)][:1]
+                imported = [alias.name for alias in node.names]
+                if any(map(_private, [*node.module.split("."), *imported])):
+                    found.append(f"{name}:{node.lineno} from {node.module} import {', '.join(imported)}")
             elif isinstance(node, ast.Import):
                 found += [f"{name}:{node.lineno} {a.name}" for a in node.names if any(map(_private, a.name.split(".")))]
     return found

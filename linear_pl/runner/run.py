@@ -13,6 +13,7 @@ import lightning as L
 import torch
 from jsonargparse import Namespace
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from linear_pl.runner.checkpoint_files import load_checkpoint_safely, version_of
 from linear_pl.runner.checkpoint_io import AtomicCheckpointIO, ours
@@ -160,7 +161,7 @@ def fit(run: Run) -> Outcome:
         except SystemExit as error:  # a second Ctrl-C (Lightning exits 1) or SIGTERM mid-epoch
             if trainer.state.status != "interrupted":
                 raise
-            interrupted = signal.SIGTERM if type(error).__name__ == "SIGTERMException" else signal.SIGINT
+            interrupted = signal.SIGTERM if isinstance(error, SIGTERMException) else signal.SIGINT
         fit_seconds = time.perf_counter() - start
         if trainer.fast_dev_run:
             return Outcome(0, message="fast_dev_run: no run directory written (no results.json, no checkpoints)")
