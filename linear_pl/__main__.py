@@ -4,6 +4,7 @@
 and ``sweep`` is ``scripts/sweep.py``: the same functions, the same flags.
 """
 
+import gc
 import sys
 
 USAGE = "usage: linear-pl {fit,validate,test,predict,sweep} [flags]   (linear-pl fit --help, linear-pl sweep --help)"
@@ -33,4 +34,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    gc.freeze()  # Python's exit less its last garbage collections: see scripts/train.py
+    sys.exit(status)

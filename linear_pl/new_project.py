@@ -1,7 +1,7 @@
 """``linear-pl new DIR --package NAME``: write a new project that owns a copy of the run machinery.
 
 The copy is this checkout's own ``runner/``, ``sweep/``, ``__main__.py``, ``scripts/`` and the runner's
-tests, with ``linear_pl`` renamed to NAME; the rest (starter model and data, profile, Makefile, ...) is
+tests, with ``linear_pl`` renamed to NAME; the rest (starter model and data, registry, Makefile, ...) is
 rendered from ``project_template/``. Everything is written into a temporary folder beside DIR and renamed
 into place at the end, so a failure leaves nothing behind. docs/new_project.md says why this is plain
 code and not copier.

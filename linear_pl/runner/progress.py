@@ -21,9 +21,9 @@ class ProgressReport(L.Callback):
     """Every ``log_every_n_epochs`` epochs: one line on stdout, and a few scalars to every logger.
 
     Plain lines, not a progress bar, so the output reads the same in a terminal and in a CI log. The
-    scalars are the learning rate, the training loss where the model put it in ``callback_metrics``
-    without logging it (a model may, to save Lightning's per-epoch bookkeeping), and
-    whatever the model's :class:`~linear_pl.runner.extras.RunExtra` callbacks add.
+    scalars are the learning rate, the training loss where it was logged with ``logger=False`` (the
+    example's, and TrainingLoss's), and whatever the model's :class:`~linear_pl.runner.extras.RunExtra`
+    callbacks add: at the step of the line, so that the loggers' curves match the lines printed.
     """
 
     def __init__(self, log_every_n_epochs: int = 10, monitor: Monitor | None = None) -> None:
@@ -88,7 +88,7 @@ class ProgressReport(L.Callback):
             scalars[TRAIN_LOSS] = float(metrics[TRAIN_LOSS])
         for extra in extras_of(trainer):
             scalars.update(extra.scalars(trainer, pl_module))
-        # Straight to every logger: cheaper than self.log, and allowed after fit as well.
+        # Straight to every logger: this also runs after fit (the final report), where self.log is refused.
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=trainer.global_step)
 
