@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks.flags import parse_flags
 from benchmarks.page import write_page
-from linear_pl.runner.usage import UsageError
+from linear_pl.runner.errors import UsageError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> dict:
     import torch  # noqa: PLC0415 -- Lightning and torch only once the flags are good
 
     from benchmarks.measure import WORKLOADS, Workload, machine  # noqa: PLC0415
-    from linear_pl.runner.errors import silence_known_noise  # noqa: PLC0415
+    from linear_pl.runner.noise import silence_known_noise  # noqa: PLC0415
 
     silence_known_noise()
     if args.one_thread:  # this process, and every command it starts (they inherit the variable)

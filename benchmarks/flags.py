@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from benchmarks.page import check_page
-from linear_pl.runner.usage import OneLineArgumentParser, UsageError
+from linear_pl.runner.errors import OneLineArgumentParser, UsageError
 
 SECTIONS = ["answer", "floor", "classifier", "scale", "files", "sweep", "larger"]
 # The workloads of floor and scale: N, d, batch, epochs (benchmarks.measure.WORKLOADS).

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 from benchmarks.measure import REPO, peak_rss_bytes
 from linear_pl.regression.data import SlicedBatches
 from linear_pl.runner.cli import build_run
-from linear_pl.runner.errors import silence_known_noise
+from linear_pl.runner.noise import silence_known_noise
 from linear_pl.runner.run import fit as run_fit
 
 MIB = 1 << 20

@@ -4,7 +4,7 @@
 import re
 from pathlib import Path
 
-from linear_pl.runner.usage import UsageError
+from linear_pl.runner.errors import UsageError
 
 
 def markers(section: str) -> tuple[str, str]:

@@ -4,6 +4,7 @@
 and ``sweep`` is ``scripts/sweep.py``: the same functions, the same flags.
 """
 
+import gc
 import sys
 
 USAGE = "usage: linear-pl {fit,validate,test,predict,sweep} [flags]   (linear-pl fit --help, linear-pl sweep --help)"
@@ -33,6 +34,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from linear_pl.runner.process_exit import exit_now  # noqa: PLC0415 -- only as a process's command
-
-    exit_now(main())
+    status = main()
+    gc.freeze()  # Python's exit less its last garbage collections: see scripts/train.py
+    sys.exit(status)

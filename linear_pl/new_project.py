@@ -1,9 +1,9 @@
 """``linear-pl new DIR --package NAME``: write a new project that owns a copy of the run machinery.
 
 The copy is this checkout's own ``runner/``, ``sweep/``, ``__main__.py``, ``scripts/`` and the runner's
-tests, with ``linear_pl`` renamed to NAME; the rest (starter model and data, profile, Makefile, ...) is
+tests, with ``linear_pl`` renamed to NAME; the rest (starter model and data, registry, Makefile, ...) is
 rendered from ``project_template/``. Everything is written into a temporary folder beside DIR and renamed
-into place at the end, so a failure leaves nothing behind. docs/new_project.md says why this is plain
+into place at the end, so a failure leaves nothing behind. docs/your_model.md says why this is plain
 code and not copier.
 """
 
@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from linear_pl.runner.usage import OneLineArgumentParser, UsageError
+from linear_pl.runner.errors import OneLineArgumentParser, UsageError
 
 PACKAGE = Path(__file__).resolve().parent  # linear_pl/
 CHECKOUT = PACKAGE.parent  # scripts/ and tests/ live here, outside the package

@@ -2,10 +2,12 @@
 
 The short spelling of ``python scripts/train.py predict ...``."""
 
+import gc
 import sys
 
 from linear_pl.runner.cli import cli_main
-from linear_pl.runner.process_exit import exit_now
 
 if __name__ == "__main__":
-    exit_now(cli_main(["predict", *sys.argv[1:]]))
+    status = cli_main(["predict", *sys.argv[1:]])
+    gc.freeze()  # Python's exit less its last garbage collections: see train.py
+    sys.exit(status)

@@ -1,7 +1,11 @@
 """Search hyperparameters: python scripts/sweep.py --space FILE [--n_trials N] [train.py's flags...] (see --help)."""
 
-from linear_pl.runner.process_exit import exit_now
+import gc
+import sys
+
 from linear_pl.sweep import main
 
 if __name__ == "__main__":
-    exit_now(main())
+    status = main()
+    gc.freeze()  # Python's exit less its last garbage collections: see train.py
+    sys.exit(status)

@@ -11,10 +11,11 @@ import pytest
 import torch
 from runner.lit_classifier import CLASSIFIER
 
-import linear_pl.runner.checkpointing
+import linear_pl.runner.checkpoint_io
 import linear_pl.runner.progress
+import linear_pl.runner.run_checkpoints
 from benchmarks.larger import kill_loss
-from linear_pl.runner.checkpointing import AtomicCheckpointIO
+from linear_pl.runner.checkpoint_io import AtomicCheckpointIO
 from linear_pl.runner.progress import pace
 
 SMALL = ["--num_samples", "600", "--batch_size", "30"]  # 360 to train on: 12 batches an epoch
@@ -48,13 +49,13 @@ def test_a_failed_background_write_is_raised_once_at_the_next_wait(tmp_path):
 def test_a_second_name_for_a_file_being_written_is_made_by_the_writer_without_a_wait(tmp_path, monkeypatch):
     # The fit's end names its final last.ckpt best.ckpt too: training must not wait for that write.
     may_finish = threading.Event()
-    write = linear_pl.runner.checkpointing.write_atomically
+    write = linear_pl.runner.checkpoint_io.write_atomically
 
     def held_write(path, checkpoint):
         assert may_finish.wait(10)
         write(path, checkpoint)
 
-    monkeypatch.setattr(linear_pl.runner.checkpointing, "write_atomically", held_write)
+    monkeypatch.setattr(linear_pl.runner.checkpoint_io, "write_atomically", held_write)
     writer = AtomicCheckpointIO()
     writer.save_checkpoint({"x": torch.arange(3.0)}, tmp_path / "last.ckpt")
     writer.link(tmp_path / "last.ckpt", tmp_path / "best.ckpt")  # returns while the write is held
@@ -81,14 +82,14 @@ def test_kill_loss_is_the_training_since_the_newest_checkpoint_on_disk():
 
 def test_a_checkpoint_costlier_than_the_budget_stretches_the_interval_says_so_once(train, monkeypatch):
     writes = []
-    write = linear_pl.runner.checkpointing.write_atomically
+    write = linear_pl.runner.checkpoint_io.write_atomically
 
     def counted(path, checkpoint):
         writes.append(path.name)
         write(path, checkpoint)
 
-    monkeypatch.setattr(linear_pl.runner.checkpointing, "write_atomically", counted)
-    monkeypatch.setattr(linear_pl.runner.checkpointing, "BUDGET", 1e-12)  # no checkpoint is ever cheap enough
+    monkeypatch.setattr(linear_pl.runner.checkpoint_io, "write_atomically", counted)
+    monkeypatch.setattr(linear_pl.runner.run_checkpoints, "BUDGET", 1e-12)  # no checkpoint is ever cheap enough
     run = train(*CLASSIFIER, *SMALL, "--max_epochs", "4", "--checkpoint_every_seconds", "0.000001",
                 "--log_every_n_epochs", "10", "--patience", "null")  # fmt: skip
     assert run.status == 0, run.stderr

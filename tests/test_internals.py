@@ -1,26 +1,30 @@
-"""Each Lightning or jsonargparse internal in linear_pl/internals.py still behaves as relied on.
+"""Each internal in linear_pl/runner/internals.py still behaves as relied on, and no other file uses one.
 
 A failure here after an upgrade names the internal that changed; the fix belongs in internals.py.
 """
 
-import subprocess
-import sys
+import argparse
+import ast
+from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
-from lightning.pytorch.trainer.connectors import data_connector
+from lightning.pytorch.cli import LightningArgumentParser
+from torch.utils.data import DataLoader, TensorDataset
 
 from linear_pl.regression import LinearModel, SyntheticDataModule
 from linear_pl.runner.internals import (
     CLASS_PATH_KEY,
-    PerEpochCallback,
     early_stopping_checks_on_train_epochs,
     epoch_about_to_run,
+    keeps_its_own_state,
     one_line,
+    option_action,
 )
 
 UPGRADE = "Lightning or jsonargparse changed an internal linear_pl relies on: see linear_pl/internals.py"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_epoch_about_to_run_counts_the_epoch_whose_end_is_being_saved():
@@ -44,52 +48,108 @@ def quiet_trainer(**kwargs) -> L.Trainer:
     )
 
 
-def test_lightning_skips_a_callback_hook_that_is_none():
-    class CountEpochs(PerEpochCallback):
-        epochs = 0
-
-        def on_train_epoch_end(self, trainer, pl_module):
-            self.epochs += 1
-
-    counter = CountEpochs()
-    assert counter.on_train_batch_end is None
-    try:
-        quiet_trainer(max_epochs=2, callbacks=[counter]).fit(LinearModel(lr=1e-6), SyntheticDataModule())
-    except TypeError as error:  # Lightning called None
-        raise AssertionError(f"{UPGRADE}: PerEpochCallback ({error})") from error
-    assert counter.epochs == 2
+def test_a_parsers_action_is_found_by_its_option_string():
+    for parser in (argparse.ArgumentParser(), LightningArgumentParser()):
+        added = parser.add_argument("--hidden_size", type=int, default=8)
+        assert option_action(parser, "--hidden_size") is added, f"{UPGRADE}: argparse's _option_string_actions"
+        assert option_action(parser, "--nothing") is None
 
 
-def test_the_data_hooks_are_chosen_once_and_the_data_modules_own_still_runs(monkeypatch):
-    asked = []
-    is_overridden = data_connector.is_overridden
-    monkeypatch.setattr(data_connector, "is_overridden", lambda *a, **k: asked.append(a[0]) or is_overridden(*a, **k))
+class KeepsItsState(DataLoader):
+    """A loader with its own state, as torchdata's StatefulDataLoader has."""
 
-    class CountedData(SyntheticDataModule):  # 10 samples at batch 1, one validation batch
-        transferred = 0
+    loaded: list = []
 
-        def on_after_batch_transfer(self, batch, dataloader_idx):
-            self.transferred += 1
-            return batch
+    def state_dict(self) -> dict:
+        return {"served": 3}
 
-    data = CountedData()
-    quiet_trainer(max_epochs=3).fit(LinearModel(lr=1e-6), data)
-    assert data.transferred == 3 * 10 + 1 + 3  # every training step, the sanity check, each validation
-    # Lightning alone asks 3 hooks x (1 or 2) questions at each of those 34 batches.
-    transfer_hooks = data_connector._DataHookSelector(model=None, datamodule=None)._valid_hooks  # the three
-    asked = [hook for hook in asked if hook in transfer_hooks]
-    assert len(asked) <= 6, f"{UPGRADE}: choose_data_hooks_once ({len(asked)} is_overridden calls)"
-    LinearModel().setup("predict")  # by hand, without a trainer: nothing to choose, no error
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.loaded.append(state_dict)
 
 
-def test_a_published_train_loss_reaches_lightnings_own_callbacks():
-    # EarlyStopping on train/loss with an unreachable threshold stops after the first epoch, if it sees
-    # the metric; without it, it would raise (strict).
-    stop = EarlyStopping("train/loss", stopping_threshold=float("inf"), check_on_train_epoch_end=True)
-    trainer = quiet_trainer(max_epochs=5, callbacks=[stop])
-    trainer.fit(LinearModel(lr=1e-6), SyntheticDataModule())
-    assert trainer.current_epoch == 1, f"{UPGRADE}: publish_metric (stopped after {trainer.current_epoch} epochs)"
-    assert trainer.callback_metrics["train/loss"].item() > 0
+class StatefulData(L.LightningDataModule):
+    def train_dataloader(self) -> DataLoader:
+        x = torch.randn(8, 7)
+        return KeepsItsState(TensorDataset(x, x.sum(dim=1)), batch_size=4)
+
+
+def test_lightning_saves_and_restores_the_state_of_a_loader_that_keeps_its_own(tmp_path):
+    assert keeps_its_own_state(KeepsItsState(TensorDataset(torch.zeros(2))))
+    assert not keeps_its_own_state(DataLoader(TensorDataset(torch.zeros(2))))
+    saved = tmp_path / "saved.ckpt"
+
+    class SaveAfterFirstStep(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == 1:
+                trainer.save_checkpoint(saved)  # within the epoch (2 batches): the loader's state matters
+
+    quiet_trainer(max_epochs=1, callbacks=[SaveAfterFirstStep()]).fit(LinearModel(lr=1e-6), StatefulData())
+    state = torch.load(saved, weights_only=True)["loops"]["fit_loop"]["state_dict"].get("combined_loader")
+    assert state == [{"served": 3}], f"{UPGRADE}: Lightning's _Stateful test of a train loader (saved {state})"
+    quiet_trainer(max_epochs=1).fit(LinearModel(lr=1e-6), StatefulData(), ckpt_path=saved)
+    assert KeepsItsState.loaded == [{"served": 3}], f"{UPGRADE}: Lightning's _Stateful test of a train loader"
+
+
+# The libraries whose private names only internals.py may use; argparse's and os._exit too.
+LIBRARIES = ("lightning", "pytorch_lightning", "lightning_fabric", "lightning_utilities", "jsonargparse", "optuna",
+             "optuna_integration", "argparse", "torch")  # fmt: skip
+NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_make", "_field_defaults"}  # public, despite the underscore
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_uses(sources: dict[str, str]) -> list[str]:
+    """``file:line name`` for each private name of another library that ``sources`` (file -> code) use.
+
+    An attribute is private when its name starts with one underscore and no file of ``sources`` defines that
+    name (a function, class, variable, argument or attribute it assigns): then it can only be a library's.
+    Also ``from X import _name``, a private module anywhere in an imported path, and ``os._exit``.
+    """
+    trees = {name: ast.parse(code) for name, code in sources.items()}
+    ours = set(NAMEDTUPLE_API)
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                ours.add(node.name)
+            elif isinstance(node, ast.Name | ast.Attribute) and isinstance(node.ctx, ast.Store):
+                ours.add(node.id if isinstance(node, ast.Name) else node.attr)
+            elif isinstance(node, ast.arg):
+                ours.add(node.arg)
+    found = []
+    for name, tree in trees.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and _private(node.attr) and node.attr not in ours - {"_exit"}:
+                found.append(f"{name}:{node.lineno} .{node.attr}")
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in LIBRARIES:
+                imported = [alias.name for alias in node.names]
+                if any(map(_private, [*node.module.split("."), *imported])):
+                    found.append(f"{name}:{node.lineno} from {node.module} import {', '.join(imported)}")
+            elif isinstance(node, ast.Import):
+                found += [f"{name}:{node.lineno} {a.name}" for a in node.names if any(map(_private, a.name.split(".")))]
+    return found
+
+
+def test_no_file_but_internals_uses_a_private_name_of_a_library():
+    files = [*(ROOT / "linear_pl").rglob("*.py"), *(ROOT / "scripts").glob("*.py")]
+    sources = {str(path.relative_to(ROOT)): path.read_text() for path in files}
+    found = [use for use in private_uses(sources) if not use.startswith("linear_pl/runner/internals.py:")]
+    assert found == [], f"private names outside linear_pl/runner/internals.py: {found}"
+
+
+def test_the_scan_finds_each_kind_of_private_use():
+    bad = {
+        "flags.py": "def f(parser):\n    return parser._option_string_actions\n",
+        "loader.py": "from lightning.fabric.utilities.types import _Stateful\n",
+        "storage.py": "from optuna.storages._heartbeat import BaseHeartbeat\n",
+        "exit.py": "import os\nos._exit(0)\n",
+        "module.py": "import torch._dynamo\n",
+    }
+    found = private_uses(bad)
+    assert [use.split(":")[0] for use in found] == list(bad), found
+    ours = "class A:\n    def __init__(self):\n        self._own = 1\n\n    def get(self):\n        return self._own\n"
+    assert private_uses({"ours.py": ours, "point.py": "def f(p):\n    return p._replace(x=1)\n"}) == []
 
 
 def test_lightning_cli_saves_the_class_path_in_the_hyperparameters(train):
@@ -117,18 +177,6 @@ def test_early_stopping_can_be_told_after_construction_to_check_at_training_epoc
 
     assert stopped_after(switch=False) == 20
     assert stopped_after(switch=True) < 5, f"{UPGRADE}: EarlyStopping._check_on_train_epoch_end"
-
-
-def test_shut_down_threads_stops_a_thread_pool_left_running():
-    """Python 3.11-3.13: ``threading._shutdown`` runs the ``threading._register_atexit`` hooks (how a
-    ``concurrent.futures`` pool stops its idle workers) before joining the threads. Run in a process of its
-    own: it ends the threading of the process that calls it."""
-    code = (
-        "from concurrent.futures import ThreadPoolExecutor; from linear_pl.runner.internals import shut_down_threads\n"
-        "pool = ThreadPoolExecutor(1); pool.submit(print, 'ran').result(); shut_down_threads(); print('stopped')"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.stdout == "ran\nstopped\n", f"{UPGRADE} (Python's threading._shutdown): {done.stderr}"
 
 
 # Optuna's internals (the sweep's), at the end of internals.py.

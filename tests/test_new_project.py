@@ -72,8 +72,8 @@ def test_linear_pl_new_writes_a_project_that_lints_whatever_the_length_of_its_na
     assert sorted(p.name for p in project.parent.iterdir()) == ["cancer"]  # the temporary folder is gone
     for path in ("Makefile", "pyproject.toml", "README.md", ".gitignore", ".ci/run", "space.yaml",
                  "scripts/train.py", "scripts/predict.py", "scripts/sweep.py", "tests/test_starter.py",
-                 "cancer_pl/__init__.py", "cancer_pl/__main__.py", "cancer_pl/profile.py", "cancer_pl/model.py",
-                 "cancer_pl/data.py", "cancer_pl/runner/cli.py", "cancer_pl/runner/profile.py",
+                 "cancer_pl/__init__.py", "cancer_pl/__main__.py", "cancer_pl/registry.py", "cancer_pl/model.py",
+                 "cancer_pl/data.py", "cancer_pl/runner/cli.py", "cancer_pl/runner/project.py",
                  "cancer_pl/sweep/command.py"):  # fmt: skip
         assert (project / path).is_file(), path
     # The runner's tests, the whole folder.
@@ -108,7 +108,7 @@ def test_the_project_is_named_for_its_package(project):
     main = (project / "cancer_pl/__main__.py").read_text()
     assert "cancer-pl" in main and '"new"' not in main and "new_project" not in main
     assert set((project / ".gitignore").read_text().split()) >= {"lightning_logs/", "sweeps/", ".venv/"}
-    profile = (project / "cancer_pl/profile.py").read_text()
+    profile = (project / "cancer_pl/registry.py").read_text()
     assert 'model="cancer_pl.model.StarterClassifier"' in profile and 'data="cancer_pl.data.StarterData"' in profile
 
 

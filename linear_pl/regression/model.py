@@ -20,7 +20,6 @@ from linear_pl.regression.conditioning import Precondition, Preconditioner, reso
 from linear_pl.regression.data_protocol import batch_size_of, moments_of, training_batches, training_sample
 from linear_pl.regression.networks import MLP, DotProduct
 from linear_pl.regression.report import WeightsReport
-from linear_pl.runner.internals import choose_data_hooks_once, publish_metric
 from linear_pl.runner.monitor import TRAIN_LOSS, has_validation_data
 
 # --baseline auto computes the least-squares baseline when it costs at most this fraction of the run.
@@ -58,8 +57,6 @@ class RegressionModel(L.LightningModule):
         self.baseline = baseline
         self.computes_baseline = baseline != "off"  # decided for the run's size at fit (see setup)
         self.stable_lr = math.inf  # the largest stable lr, where the model knows it (see LinearModel)
-        self._epoch_loss_sum: torch.Tensor | None = None  # see training_step
-        self._epoch_samples = 0
 
     # What a model without weights (the MLP) reports in their place.
     weight: torch.Tensor | None = None
@@ -81,11 +78,10 @@ class RegressionModel(L.LightningModule):
         attached once (a validate after fit asks again; the same ones are attached already)."""
         if not hasattr(self, "_extras"):
             self._extras = [WeightsReport(), ConvergenceStop(), LowerRateOnPlateau()]
-        attached = self._trainer is not None and any(c in self._trainer.callbacks for c in self._extras)
+        attached = any(c in self.trainer.callbacks for c in self._extras)
         return [] if attached else self._extras
 
     def setup(self, stage: str) -> None:
-        choose_data_hooks_once(self)  # a Lightning cost per step, paid once (see internals)
         if stage != "fit":
             return
         datamodule = self.trainer.datamodule
@@ -119,13 +115,6 @@ class RegressionModel(L.LightningModule):
             )
         return False
 
-    def on_train_epoch_start(self) -> None:
-        self._epoch_loss_sum = torch.zeros((), device=self.device)
-        self._epoch_samples = 0
-
-    # A run resumed within an epoch starts without on_train_epoch_start: the sum covers the steps since.
-    on_train_start = on_train_epoch_start
-
     def loss(self, prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The mean squared error; override it for another loss (training and validation both use it)."""
         if y.shape != prediction.shape:  # y may come as [B, 1]; a reshape every step costs 2% of a one-sample step
@@ -135,18 +124,9 @@ class RegressionModel(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch[0], batch[1]
         loss = self.loss(self(x), y)
-        # The epoch's loss is summed on the device: reading it back to the host every step would
-        # stall the device, and self.log every step costs ~0.2 ms.
-        self._epoch_loss_sum.add_(loss.detach(), alpha=len(x))
-        self._epoch_samples += len(x)
-        if batch_idx + 1 == self.trainer.num_training_batches:
-            # At the epoch's last step, not in on_train_epoch_end: callbacks run their
-            # on_train_epoch_end before the module's, and they read this value. Published, not
-            # self.log'd (see publish_metric); ProgressReport writes it to the loggers.
-            strategy = self.trainer.strategy  # under DDP: the mean over every rank's samples
-            total = strategy.reduce(self._epoch_loss_sum, reduce_op="sum")
-            count = strategy.reduce(torch.tensor(float(self._epoch_samples), device=self.device), reduce_op="sum")
-            publish_metric(self.trainer, "train/loss", total / count)
+        # The epoch's mean over its samples (batch_size weighs a shorter last batch) and, under DDP, over every
+        # rank's. logger=False: the progress line writes it to the loggers, with the weights, at its epochs.
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True, logger=False)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

@@ -16,18 +16,9 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from linear_pl.runner import run as runs
-from linear_pl.runner.checkpointing import check_checkpoint_fits, load_checkpoint_safely, resolve_checkpoint
-from linear_pl.runner.errors import (
-    OneLineErrorParser,
-    UsageError,
-    check_trainer_flags,
-    lightning_refused,
-    one_line,
-    raised_in_user_code,
-    root_cause,
-    silence_known_noise,
-    what_was_rejected,
-)
+from linear_pl.runner.blame import lightning_refused, raised_in_user_code
+from linear_pl.runner.checkpoint_files import check_checkpoint_fits, load_checkpoint_safely, resolve_checkpoint
+from linear_pl.runner.errors import UsageError, root_cause
 from linear_pl.runner.flags import (
     accept_short_names,
     as_flag,
@@ -37,10 +28,12 @@ from linear_pl.runner.flags import (
     init_parameters,
     nested_flat_flags,
     read_choices,
+    what_was_rejected,
 )
-from linear_pl.runner.internals import CLASS_PATH_KEY, PerEpochCallback
-from linear_pl.runner.profile import Profile, project_profile
-from linear_pl.runner.run_flags import add_predict_flags, add_run_flags
+from linear_pl.runner.internals import CLASS_PATH_KEY, one_line
+from linear_pl.runner.noise import silence_known_noise
+from linear_pl.runner.project import Project, registered_project
+from linear_pl.runner.run_flags import add_predict_flags, add_run_flags, check_trainer_flags
 
 HELP = {
     "fit": "fit: train (the default: `train.py` with no subcommand is `train.py fit`).",
@@ -52,8 +45,17 @@ HELP = {
 TRAINER_DEFAULTS = {"enable_progress_bar": False, "enable_model_summary": False}
 
 
-class SaveConfig(PerEpochCallback, SaveConfigCallback):
-    """LightningCLI's config.yaml writer, without per-batch hooks (it acts once, at setup)."""
+class OneLineErrorParser(LightningArgumentParser):
+    """jsonargparse prints the usage and a multi-line message; this raises :class:`UsageError` with the
+    message on one line."""
+
+    def error(self, message: str, ex: Exception | None = None) -> None:
+        if not self.exit_on_error:
+            return super().error(message, ex)
+        line = one_line(message)
+        # --seed is the command's name for LightningCLI's seed_everything.
+        seed = re.match(r'Parser key "seed_everything": .*Got value: (.*)', line)
+        raise UsageError(f"--seed {seed[1]}: must be an integer" if seed else line)
 
 
 class RunCLI(LightningCLI):
@@ -62,11 +64,11 @@ class RunCLI(LightningCLI):
     ``parse_only``: parse the flags (``self.config``), build nothing (a sweep checks its base flags so).
     """
 
-    def __init__(self, args: list[str], profile: Profile, classes: dict, parse_only: bool = False, **run) -> None:
+    def __init__(self, args: list[str], project: Project, classes: dict, parse_only: bool = False, **run) -> None:
         self.parse_only, self.run_options, self.run = parse_only, run, None
         self.asked = args[0]  # the subcommand: build_run puts it first
         self.classes = classes
-        self.profile = profile.for_model(classes["model"])  # the project's run settings travel with its own model
+        self.project = project.for_model(classes["model"])  # the project's run settings travel with its own model
         self.checkpoint = run.get("checkpoint")
         # validate, test and predict rebuild the checkpoint's model; fit resumes the model its flags describe.
         rebuilds = self.checkpoint is not None and args[0] != "fit"
@@ -74,10 +76,10 @@ class RunCLI(LightningCLI):
         # The project's defaults for its model go first, so that any config or flag after them overrides them.
         # (jsonargparse replaces init_args given in a subclass default by the class's own defaults.)
         taken = init_parameters(self.classes["model"])
-        args = [args[0], *(f"--model.{k}={v}" for k, v in self.profile.model_defaults.items() if k in taken), *args[1:]]
+        args = [args[0], *(f"--model.{k}={v}" for k, v in self.project.model_defaults.items() if k in taken), *args[1:]]
         kwargs = {"allow_abbrev": False, "formatter_class": argparse.RawDescriptionHelpFormatter}
         # The chosen model's project's description: another model's run is not described as the project's own.
-        description = self.profile.description
+        description = self.project.description
         described = {self.asked: {**kwargs, "description": f"{description}\n\n{HELP[self.asked]}"}}
         super().__init__(
             L.LightningModule,
@@ -88,9 +90,9 @@ class RunCLI(LightningCLI):
             args=args[1:] if parse_only else args,
             parser_class=OneLineErrorParser,
             parser_kwargs={**kwargs, "description": description, **described},
-            trainer_defaults={**TRAINER_DEFAULTS, **self.profile.trainer_defaults},
+            trainer_defaults={**TRAINER_DEFAULTS, **self.project.trainer_defaults},
             seed_everything_default=0,
-            save_config_callback=SaveConfig,
+            save_config_callback=SaveConfigCallback,
             save_config_kwargs={"overwrite": True},
         )
 
@@ -100,8 +102,8 @@ class RunCLI(LightningCLI):
         return {self.asked: LightningCLI.subcommands()[self.asked]}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        self.flat, self.shadowed = add_run_flags(parser, self.profile, self.classes, self.hparams)
-        accept_short_names(parser, self.profile)
+        self.flat, self.shadowed = add_run_flags(parser, self.project, self.classes, self.hparams)
+        accept_short_names(parser, self.project)
         if not self.parse_only and parser.description.endswith(HELP["predict"]):
             add_predict_flags(parser)
 
@@ -155,7 +157,8 @@ class RunCLI(LightningCLI):
         if self.subcommand != "fit":
             self.save_config_callback = None  # validate, test and predict write nothing
         self.run = runs.Run.start(self.subcommand, self.config[self.subcommand], **self.run_options)
-        kwargs.update(self.run.trainer_arguments(self._get(self.config_init, "trainer").get("callbacks") or []))
+        theirs = self.config_init[self.subcommand].trainer.get("callbacks") or []
+        kwargs.update(self.run.trainer_arguments(theirs))
         try:
             return super().instantiate_trainer(**kwargs)
         except Exception:
@@ -188,14 +191,14 @@ class RunCLI(LightningCLI):
     validate = test = predict = fit
 
 
-def build_run(args: list[str], profile: Profile | None = None, **run) -> "runs.Run":
+def build_run(args: list[str], project: Project | None = None, **run) -> "runs.Run":
     """Parse ``[subcommand] flags`` and build the run: trainer, model, data, checkpoints, monitor, run directory.
 
     ``run``: ``run_dir`` and ``callbacks`` for a caller that runs many in one process (a sweep's trials).
     """
-    profile = profile or project_profile()
+    project = project or registered_project()
     args = list(args) if args[:1] and args[0] in HELP else ["fit", *args]
-    choices = read_choices(args[1:], profile)
+    choices = read_choices(args[1:], project)
     checkpoint = resolve_checkpoint(choices.ckpt_path, choices.root)
     if checkpoint is not None and args[0] != "fit":
         # The checkpoint's own run: its config first, then anything the command line says.
@@ -203,32 +206,32 @@ def build_run(args: list[str], profile: Profile | None = None, **run) -> "runs.R
         if config.is_file():
             one_device = ["--trainer.devices", "1", "--trainer.strategy", "auto", "--trainer.num_nodes", "1"]
             args = [args[0], "--config", str(config), *one_device, *args[1:]]
-            choices = read_choices(args[1:], profile)
+            choices = read_choices(args[1:], project)
     classes = chosen_classes(choices)
-    if profile.silence is not None and profile.owns("data", classes["data"]):
-        profile.silence()
-    cli = RunCLI(args, profile, classes, checkpoint=checkpoint, given=args[1:], **run)
+    if project.silence is not None and project.owns("data", classes["data"]):
+        project.silence()
+    cli = RunCLI(args, project, classes, checkpoint=checkpoint, given=args[1:], **run)
     if cli.run.checkpoint is not None:
         check_checkpoint_fits(checkpoint, load_checkpoint_safely(checkpoint), cli.model)
     return cli.run
 
 
-def parse_flags(args: list[str], profile: Profile | None = None) -> RunCLI:
+def parse_flags(args: list[str], project: Project | None = None) -> RunCLI:
     """``fit``'s flags as LightningCLI parses them, nothing built (``.config``, ``.parser``, ``.classes``):
     for a sweep's checks, and its best.yaml."""
-    profile = profile or project_profile()
-    return RunCLI(["fit", *args], profile, chosen_classes(read_choices(args, profile)), parse_only=True)
+    project = project or registered_project()
+    return RunCLI(["fit", *args], project, chosen_classes(read_choices(args, project)), parse_only=True)
 
 
-def cli_main(args: list[str] | None = None, profile: Profile | None = None) -> int:
+def cli_main(args: list[str] | None = None, project: Project | None = None) -> int:
     """Run ``[fit|validate|test|predict] flags``; returns the exit status."""
     importable_from_cwd()
-    profile = profile or project_profile()
+    project = project or registered_project()
     silence_known_noise()
     args = sys.argv[1:] if args is None else list(args)
     run = None
     try:
-        run = build_run(args, profile)
+        run = build_run(args, project)
         return runs.execute(run)
     except UsageError as error:
         print(f"error: {one_line(str(error))}", file=sys.stderr)

@@ -11,10 +11,8 @@ from typing import Any
 
 import lightning as L
 
-from linear_pl.runner.internals import PerEpochCallback
 
-
-class RunExtra(PerEpochCallback):
+class RunExtra(L.Callback):
     """A model's addition to the run's report. Every method is optional."""
 
     # Keys this extra adds to results.json that the loggers pair with the hyperparameters (as hp/KEY).

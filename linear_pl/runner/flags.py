@@ -9,6 +9,7 @@ rebuild that run from its config.yaml).
 import argparse
 import inspect
 import os
+import re
 import sys
 import typing
 from importlib import import_module
@@ -18,8 +19,12 @@ import lightning as L
 import yaml
 from jsonargparse import ActionConfigFile
 
-from linear_pl.runner.errors import UsageError
-from linear_pl.runner.profile import Profile
+from linear_pl.runner.errors import UsageError, root_cause
+from linear_pl.runner.internals import one_line, option_action
+from linear_pl.runner.project import Project, class_path
+
+# Lightning's own Trainer arguments that every run has as flat flags: --max_epochs is --trainer.max_epochs.
+TRAINER_FLAGS = ("accelerator", "devices", "strategy", "num_nodes", "precision", "max_epochs", "default_root_dir")
 
 
 class _InOrder(argparse.Action):
@@ -50,18 +55,18 @@ class Choices(typing.NamedTuple):
     ckpt_path: str | None
 
 
-def read_choices(args: list[str], profile: Profile) -> Choices:
-    """The model and data class paths the flags and config files choose (the last one wins), or the profile's."""
+def read_choices(args: list[str], project: Project) -> Choices:
+    """The model and data class paths the flags and config files choose (the last one wins), or the project's."""
     known, _ = _pre_parser().parse_known_args(args, argparse.Namespace(given=[]))
-    chosen = {"model": profile.model, "data": profile.data}
+    chosen = {"model": project.model, "data": project.data}
     for kind, value in known.given:
         if kind in ("model", "data"):
-            chosen[kind] = resolve_short_name(kind, value, profile)
+            chosen[kind] = resolve_short_name(kind, value, project)
             continue
-        path = preset_path(value, profile) if kind == "preset" else Path(value)
+        path = preset_path(value, project) if kind == "preset" else Path(value)
         for group in ("model", "data"):
-            if (class_path := _class_in_config(path, group)) is not None:
-                chosen[group] = resolve_short_name(group, class_path, profile)
+            if (found := _class_in_config(path, group)) is not None:
+                chosen[group] = resolve_short_name(group, found, project)
     return Choices(chosen["model"], chosen["data"], Path(known.root or "."), known.ckpt_path)
 
 
@@ -73,9 +78,9 @@ def _class_in_config(path: Path, group: str) -> str | None:
     return entry if isinstance(entry, str) else entry.get("class_path") if isinstance(entry, dict) else None
 
 
-def resolve_short_name(group: str, value: str, profile: Profile) -> str:
+def resolve_short_name(group: str, value: str, project: Project) -> str:
     """A short name the project registered (``--model mlp``), as its class path; a class path or name as given."""
-    names = profile.model_names if group == "model" else profile.data_names
+    names = project.model_names if group == "model" else project.data_names
     if value in names:
         return names[value]
     if "." not in value and not value[:1].isupper():  # not a class name or path either
@@ -84,29 +89,29 @@ def resolve_short_name(group: str, value: str, profile: Profile) -> str:
     return value
 
 
-def preset_path(name: str, profile: Profile) -> Path:
-    path = profile.presets / f"{name}.yaml" if profile.presets else None
+def preset_path(name: str, project: Project) -> Path:
+    path = project.presets / f"{name}.yaml" if project.presets else None
     if path is None or not path.is_file():
-        known = ", ".join(profile.preset_names()) or "none here"
+        known = ", ".join(project.preset_names()) or "none here"
         raise UsageError(f"--preset {name!r}: unknown preset; choose one of {known}")
     return path
 
 
-def preset_action(profile: Profile) -> type[argparse.Action]:
+def preset_action(project: Project) -> type[argparse.Action]:
     """``--preset NAME``: the shipped NAME.yaml, read in place as ``--config`` would read it."""
 
     class Preset(argparse.Action):
         def __call__(self, parser, cfg, values, option_string=None):
-            ActionConfigFile.apply_config(parser, cfg, "config", str(preset_path(values, profile)))
+            ActionConfigFile.apply_config(parser, cfg, "config", str(preset_path(values, project)))
             cfg[self.dest] = values
 
     return Preset
 
 
-def accept_short_names(parser, profile: Profile) -> None:
-    """``--model NAME`` and ``--data NAME`` take the profile's short names, on LightningCLI's own actions."""
+def accept_short_names(parser, project: Project) -> None:
+    """``--model NAME`` and ``--data NAME`` take the project's short names, on LightningCLI's own actions."""
     for group in ("model", "data"):
-        action = parser._option_string_actions.get(f"--{group}")
+        action = option_action(parser, f"--{group}")
         if action is None:
             continue
         spelled = type(action)
@@ -114,7 +119,7 @@ def accept_short_names(parser, profile: Profile) -> None:
         class ShortNames(spelled):
             def __call__(self, parser, cfg, values, option_string=None, group=group):
                 if option_string == f"--{group}" and isinstance(values, str):
-                    values = resolve_short_name(group, values, profile)
+                    values = resolve_short_name(group, values, project)
                 return super().__call__(parser, cfg, values, option_string)
 
         action.__class__ = ShortNames
@@ -122,7 +127,7 @@ def accept_short_names(parser, profile: Profile) -> None:
 
 def chosen_classes(choices: Choices) -> dict[str, type | None]:
     """The model and data classes the choices name (a model is needed; data may come with the model)."""
-    if choices.model is None:  # a project without a profile names its model on every command
+    if choices.model is None:  # a project that registers none names its model on every command
         raise UsageError("--model: give the class path of a LightningModule (this project sets no default)")
     model = import_class(choices.model, "model", L.LightningModule)
     return {"model": model, "data": choices.data and import_class(choices.data, "data", L.LightningDataModule)}
@@ -170,17 +175,17 @@ def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
     return found
 
 
-def registered_arguments(profile: Profile) -> dict[str, tuple[str, list[str]]]:
-    """Each init argument of the profile's registered classes: its group and the short names that take it.
+def registered_arguments(project: Project) -> dict[str, tuple[str, list[str]]]:
+    """Each init argument of the project's registered classes: its group and the short names that take it.
 
     A registered class that cannot be imported is left out: it is not the one chosen (a project whose
-    starter was replaced, its profile not yet edited), and only the chosen classes must import."""
+    starter was replaced, its registry not yet edited), and only the chosen classes must import."""
     taken: dict[str, tuple[str, list[str]]] = {}
-    for group, names in (("model", profile.model_names), ("data", profile.data_names)):
+    for group, names in (("model", project.model_names), ("data", project.data_names)):
         base = L.LightningModule if group == "model" else L.LightningDataModule
-        for short, class_path in names.items():
+        for short, path in names.items():
             try:
-                cls = import_class(class_path, group, base)
+                cls = import_class(path, group, base)
             except UsageError:
                 continue
             for name in init_parameters(cls):
@@ -221,8 +226,7 @@ def add_flat_flags(
                 owners.setdefault(name, []).append(group)
     flat, shadowed = {}, {}
     for name, groups in owners.items():
-        if f"--{name}" in parser._option_string_actions:
-            action = parser._option_string_actions[f"--{name}"]
+        if (action := option_action(parser, f"--{name}")) is not None:
             if (
                 not _share(action, groups, classes) and len(groups) == 1
             ):  # the run's flag: its help names the key that reaches the class's argument
@@ -242,8 +246,8 @@ def add_flat_flags(
         flat[name] = group
     for name, (group, owners) in registered.items():
         cls = classes[group]
-        if f"--{name}" not in parser._option_string_actions and cls is not None and name not in init_parameters(cls):
-            action = _taken_elsewhere(f"{cls.__module__}.{cls.__qualname__}", group, owners)
+        if option_action(parser, f"--{name}") is None and cls is not None and name not in init_parameters(cls):
+            action = _taken_elsewhere(class_path(cls), group, owners)
             # Not in --help: a flag of a class that was not chosen.
             parser.add_argument(
                 f"--{name}", dest=name, action=action, nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS
@@ -299,6 +303,18 @@ def _share(action: argparse.Action, groups: list[str], classes: dict[str, type |
 
     action.__class__ = Shared
     return True
+
+
+def what_was_rejected(error: BaseException) -> str:
+    """A library's rejection of a flag, as one line: the reason at the bottom of any wrapping, led by
+    the flag where Lightning names a Trainer argument (``Trainer(devices='0')``)."""
+    error = root_cause(error)
+    message = one_line(str(error)) or type(error).__name__
+    argument = re.search(r"Trainer\((\w+)=([^)]*)\)", message)
+    if argument:
+        flag = argument[1] if argument[1] in TRAINER_FLAGS else f"trainer.{argument[1]}"
+        message = f"--{flag} {argument[2].strip(chr(39))}: {message}"
+    return message
 
 
 def as_flag(message: str, flat: dict[str, str], classes: dict[str, type | None]) -> str:

@@ -1,14 +1,15 @@
-"""The Lightning and jsonargparse internals linear_pl relies on: each one here, with why; each one tested.
+"""The internals of Lightning, torch, jsonargparse, Optuna and argparse that linear_pl relies on: each one here,
+with why; each one tested.
 
-Everything else uses public API. When an upgrade breaks one of these, tests/test_internals.py says
-which, in one line; the fix is local to this file.
+Everything else uses public API (tests/test_internals.py checks that no other file reaches for a private
+name). When an upgrade breaks one of these, tests/test_internals.py says which, in one line; the fix is
+local to this file.
 """
 
+import argparse
 import re
-import threading
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
 # LightningCLI stores the model's class path in its hyperparameters under this key (it is how
@@ -62,37 +63,24 @@ def set_iterator_served(iterator: object, count: int) -> None:
     iterator._num_yielded = count
 
 
-class PerEpochCallback(L.Callback):
-    """A callback that acts between epochs only: its per-batch hooks are None, so Lightning skips them.
+def keeps_its_own_state(loader: object) -> bool:
+    """Whether Lightning saves a train loader's own state in checkpoints and hands it back on resume: a loader
+    with ``state_dict`` and ``load_state_dict`` (torchdata's ``StatefulDataLoader``, loader_state's).
 
-    Lightning calls each per-batch hook of every callback at every step, whether or not the callback
-    overrides it: four callbacks with nothing to do cost 64 µs a step here, 15% of a step on the
-    smallest model's data. ``_call_callback_hooks`` skips a hook that is not callable; that check is the
-    internal relied on. A subclass that needs one of these hooks defines it as usual.
+    Lightning's own test is ``isinstance(loader, _Stateful)``, a private runtime-checkable Protocol of those two
+    methods; the same test is spelled out here with public Python.
     """
-
-    on_train_batch_start = on_train_batch_end = None
-    on_before_backward = on_after_backward = on_before_optimizer_step = on_before_zero_grad = None
-    on_validation_batch_start = on_validation_batch_end = None
-    on_test_batch_start = on_test_batch_end = on_predict_batch_start = on_predict_batch_end = None
+    return callable(getattr(loader, "state_dict", None)) and callable(getattr(loader, "load_state_dict", None))
 
 
-def choose_data_hooks_once(module: L.LightningModule) -> None:
-    """Decide once whose batch-transfer hooks run, the data module's or the model's, for the whole run.
+def option_action(parser: argparse.ArgumentParser, option: str) -> argparse.Action | None:
+    """The action a parser (argparse's or jsonargparse's) has for an option string such as ``--model``, or None.
 
-    With a LightningDataModule, Lightning asks at every step, for each of its three batch-transfer
-    hooks, whether the data module or the model overrides it: six ``is_overridden`` calls, 25 µs a
-    step here, 4% of a step on a tiny model's data. The answer cannot change during a run. The
-    internal relied on is ``trainer._data_connector._datahook_selector``, which Lightning makes
-    anew for each fit, validate or predict; its choice (and its warning when both override a hook)
-    is Lightning's own, asked once per hook.
+    argparse keeps them in ``_option_string_actions`` and has no public lookup; LightningCLI adds
+    ``--model``, ``--data``, ``--optimizer`` and the Trainer's flags itself, so their actions cannot be kept
+    from ``add_argument``'s return value. flags.py changes their help and their class through this.
     """
-    trainer = module._trainer  # None when setup() is called by hand: nothing to decide
-    selector = None if trainer is None else trainer._data_connector._datahook_selector
-    if selector is None or selector.datamodule is None:
-        return  # without a data module Lightning asks nothing
-    chosen = {hook: selector.get_instance(hook) for hook in selector._valid_hooks}
-    selector.get_instance = chosen.__getitem__  # Lightning asks only for these three
+    return parser._option_string_actions.get(option)
 
 
 def early_stopping_checks_on_train_epochs(callback: EarlyStopping, on_train_epochs: bool) -> None:
@@ -103,23 +91,6 @@ def early_stopping_checks_on_train_epochs(callback: EarlyStopping, on_train_epoc
     loss at epochs' ends (no validation ever ends). The attribute that argument sets is the internal.
     """
     callback._check_on_train_epoch_end = on_train_epochs
-
-
-def publish_metric(trainer: L.Trainer, name: str, value: torch.Tensor) -> None:
-    """Make ``value`` ``trainer.callback_metrics[name]``, as ``self.log(name, value, logger=False)`` would.
-
-    Where callbacks (ours, and a user's EarlyStopping, ModelCheckpoint or ReduceLROnPlateau) look for
-    a metric. ``self.log`` once an epoch cost 1.4 ms of Lightning bookkeeping here, as much as three
-    steps of a tiny model's data. The dict ``callback_metrics`` returns is the one Lightning keeps:
-    it only updates it with what was logged, and empties it when a run (or its sanity check) starts.
-    """
-    trainer.callback_metrics[name] = value
-
-
-# The wording of the messages Lightning 2.6 logs on every run that we drop (errors.silence_known_noise):
-# advertising, and "Seed set to N" (the seed is in config.yaml, and the line would precede any error
-# message). Under DDP the other ranks prefix it with "[rank: N] ".
-KNOWN_NOISE = re.compile(r"(\[rank: \d+\] )?(💡 Tip|Seed set to)")
 
 
 # jsonargparse's layout of a parse error: for a class chosen by --model or --data it lists why the
@@ -155,17 +126,6 @@ def one_line(message: str) -> str:
         given = next((line.removeprefix("Given value: ") for line in lines if line.startswith("Given value: ")), None)
         reason = f'Parser key "{key[1]}": {reason}' + (f". Got value: {given}" if given is not None else "")
     return " ".join(reason.split())
-
-
-def shut_down_threads() -> None:
-    """Stop and wait for the process's threads as Python's own exit does, before it ends at once (process_exit).
-
-    Python's exit first runs the hooks libraries register with ``threading._register_atexit`` -- how a
-    ``concurrent.futures`` thread pool (torch.compile's workers) stops its idle threads -- and only then
-    joins every non-daemon thread. Joining them without the hooks waits forever for such a pool.
-    ``threading._shutdown`` is that step of Python's exit; it must be called from the main thread.
-    """
-    threading._shutdown()
 
 
 # Optuna's internals the sweep relies on. Optuna is the sweep's extra, not the runner's: it is imported only when

@@ -26,11 +26,16 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.utilities.data import sized_len
-from lightning.fabric.utilities.types import _Stateful
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch.utils.data import DataLoader, IterableDataset
 
-from linear_pl.runner.internals import iterator_served, set_iterator_served, train_loader_source, train_loaders
+from linear_pl.runner.internals import (
+    iterator_served,
+    keeps_its_own_state,
+    set_iterator_served,
+    train_loader_source,
+    train_loaders,
+)
 
 _CLASSES: dict[type, type] = {}
 
@@ -138,7 +143,7 @@ def resumable(loaders: Any) -> Any:
 
 
 def _make_resumable(loader: DataLoader) -> DataLoader:
-    if isinstance(loader, _Stateful):  # keeps its own state (torchdata's StatefulDataLoader, ...)
+    if keeps_its_own_state(loader):  # torchdata's StatefulDataLoader, ...
         return loader
     cls = type(loader)
     if cls not in _CLASSES:
@@ -178,4 +183,4 @@ def undo_train_loaders_resumable(trainer: L.Trainer) -> None:
 
 def unresumable_loaders(trainer: L.Trainer) -> list[str]:
     """The type names of the train loaders that cannot resume within an epoch."""
-    return [type(loader).__name__ for loader in train_loaders(trainer) if not isinstance(loader, _Stateful)]
+    return [type(loader).__name__ for loader in train_loaders(trainer) if not keeps_its_own_state(loader)]

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from linear_pl.runner.internals import PerEpochCallback, publish_metric
+from linear_pl.runner.errors import UsageError
 
 # The training loss's name where the model logs none: the epoch's mean of what training_step returned.
 TRAIN_LOSS = "train/loss"
@@ -19,10 +19,6 @@ TRAIN_LOSS = "train/loss"
 TRAIN_LOSS_NAMES = (TRAIN_LOSS, "train_loss", "loss")
 
 Mode = Literal["min", "max"]
-
-
-class MonitorMissing(Exception):
-    """The model never logged the monitored metric: one line, exit 2 (checkpoints already written stay)."""
 
 
 class Monitor:
@@ -72,17 +68,18 @@ class Monitor:
         return self.on_training and (trainer.current_epoch + 1) % self.every == 0
 
     def value(self, trainer: L.Trainer, model_name: str, epoch: int) -> float:
-        """The metric's latest value, after ``epoch``; :class:`MonitorMissing` if the model has not logged it."""
+        """The metric's latest value, after ``epoch``; :class:`UsageError` if the model has not logged it (the
+        run ends in one line, and the checkpoints already written stay)."""
         metrics = trainer.callback_metrics
         if self.name not in metrics:
             logged = ", ".join(sorted(metrics)) or "nothing"
             if self.follows_train_loss:
-                raise MonitorMissing(
+                raise UsageError(
                     f"--monitor: without validation the run watches the training loss, and {model_name} logged "
                     f"none ({', '.join(TRAIN_LOSS_NAMES)}) nor returned one from training_step by epoch {epoch} "
                     f"(it logged: {logged}); give --monitor one of those"
                 )
-            raise MonitorMissing(
+            raise UsageError(
                 f"--monitor {self.name}: {model_name} logged no {self.name} by epoch {epoch} "
                 f"(it logged: {logged}); give one of those, or log it with self.log({self.name!r}, ...)"
             )
@@ -95,11 +92,11 @@ class Monitor:
         return best is None or (value < best if self.mode == "min" else value > best)
 
 
-class TrainingLoss(PerEpochCallback):
+class TrainingLoss(L.Callback):
     """Finds the training loss for the progress line, results.json, the divergence watch and the monitor.
 
     After the first epoch: the first of :data:`TRAIN_LOSS_NAMES` the model logged; where it logged none,
-    the mean of the loss its ``training_step`` returned, published as ``train/loss`` every epoch from then
+    the mean of the loss its ``training_step`` returned, logged as ``train/loss`` every epoch from then
     on. Runs before the run's other callbacks at an epoch's end; a name other than ``train/loss`` is said
     in one line.
     """
@@ -111,13 +108,12 @@ class TrainingLoss(PerEpochCallback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._sum, self._steps = None, 0
-        # The per-step hook only while it may be needed: the first epoch, or a model that logs no loss.
-        if self.monitor.train_loss is None or self.monitor.train_loss_returned:
-            self.on_train_batch_end = self._after_step
-        else:
-            vars(self).pop("on_train_batch_end", None)
 
-    def _after_step(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.monitor.train_loss is not None and not self.monitor.train_loss_returned:
+            return  # the model logs its training loss: nothing to sum
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         if torch.is_tensor(loss) and loss.numel() == 1:
             loss = loss.detach().reshape(())
@@ -142,8 +138,8 @@ class TrainingLoss(PerEpochCallback):
             if monitor.follows_train_loss:
                 monitor.say_watched(trainer)
         if monitor.train_loss_returned and self._sum is not None:
-            mean = trainer.strategy.reduce(self._sum / self._steps, reduce_op="mean")  # every rank's steps
-            publish_metric(trainer, TRAIN_LOSS, mean)
+            # The mean over every rank's steps; ProgressReport writes it to the loggers with its line.
+            pl_module.log(TRAIN_LOSS, self._sum / self._steps, sync_dist=True, logger=False)
 
 
 def why_no_validation(trainer: L.Trainer) -> str | None:

@@ -8,24 +8,22 @@ from typing import Any
 
 import lightning as L
 
-from linear_pl.runner.checkpointing import LONG_EPOCH_SECONDS
 from linear_pl.runner.extras import extras_of
-from linear_pl.runner.internals import PerEpochCallback
 from linear_pl.runner.monitor import TRAIN_LOSS, Monitor
 from linear_pl.runner.watch import first_lr
 
-# Within an epoch of at least LONG_EPOCH_SECONDS: a line this often on a terminal (rewritten in place),
-# and, in a log file, a plain line this often.
+# Within an epoch: a line this often on a terminal (rewritten in place), and, in a log file, a plain line
+# this often.
 TERMINAL_SECONDS, LOG_SECONDS = 2.0, 30.0
 
 
-class ProgressReport(PerEpochCallback):
+class ProgressReport(L.Callback):
     """Every ``log_every_n_epochs`` epochs: one line on stdout, and a few scalars to every logger.
 
     Plain lines, not a progress bar, so the output reads the same in a terminal and in a CI log. The
-    scalars are the learning rate, the training loss where the model put it in ``callback_metrics``
-    without logging it (a model may, to save Lightning's per-epoch bookkeeping), and
-    whatever the model's :class:`~linear_pl.runner.extras.RunExtra` callbacks add.
+    scalars are the learning rate, the training loss where it was logged with ``logger=False`` (the
+    example's, and TrainingLoss's), and whatever the model's :class:`~linear_pl.runner.extras.RunExtra`
+    callbacks add: at the step of the line, so that the loggers' curves match the lines printed.
     """
 
     def __init__(self, log_every_n_epochs: int = 10, monitor: Monitor | None = None) -> None:
@@ -34,25 +32,20 @@ class ProgressReport(PerEpochCallback):
         self.last_reported_epoch = 0
         self.terminal = sys.stdout.isatty()
         self.every_seconds = TERMINAL_SECONDS if self.terminal else LOG_SECONDS
-        self._epoch_seconds: float | None = None
-        self._epoch_start = self._last_line = 0.0
+        self._last_line = 0.0
         self._last_step = 0
         self._in_place = False  # a line on the terminal waits to be overwritten
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # The per-step hook only in long epochs (see RunCheckpoints): a few percent of a tiny step.
-        if self._epoch_seconds is None or self._epoch_seconds >= LONG_EPOCH_SECONDS:
-            self.on_train_batch_end = self._after_step
-        else:
-            vars(self).pop("on_train_batch_end", None)
-        self._epoch_start = self._last_line = time.monotonic()
+        self._last_line = time.monotonic()
         self._last_step = trainer.global_step
 
     on_train_start = on_train_epoch_start  # a resumed run may start within an epoch
 
-    def _after_step(
+    def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        """A step line once ``every_seconds`` have passed in the epoch under way: only a long epoch has one."""
         now = time.monotonic()
         if now - self._last_line < self.every_seconds or not trainer.is_global_zero:
             return
@@ -72,7 +65,6 @@ class ProgressReport(PerEpochCallback):
         self._last_line, self._last_step = now, trainer.global_step
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._epoch_seconds = time.monotonic() - self._epoch_start
         if self._in_place:  # the epoch's line replaces the step line
             print("\r\x1b[K", end="", flush=True)
             self._in_place = False
@@ -96,7 +88,7 @@ class ProgressReport(PerEpochCallback):
             scalars[TRAIN_LOSS] = float(metrics[TRAIN_LOSS])
         for extra in extras_of(trainer):
             scalars.update(extra.scalars(trainer, pl_module))
-        # Straight to every logger: cheaper than self.log, and allowed after fit as well.
+        # Straight to every logger: this also runs after fit (the final report), where self.log is refused.
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=trainer.global_step)
 

@@ -10,11 +10,11 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from linear_pl.runner.checkpointing import RunCheckpoints
 from linear_pl.runner.errors import RunFilesError
 from linear_pl.runner.extras import extras_of
 from linear_pl.runner.monitor import TRAIN_LOSS, serves_batches
 from linear_pl.runner.progress import ProgressReport
+from linear_pl.runner.run_checkpoints import RunCheckpoints
 
 # The final values each logger's hyperparameters are paired with (TensorBoard's HPARAMS tab), where present.
 HP_METRICS = ("best_value", "best_val_loss", "final_train_loss", "final_val_loss")

@@ -13,20 +13,18 @@ import lightning as L
 import torch
 from jsonargparse import Namespace
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from linear_pl.runner.checkpointing import (
-    AtomicCheckpointIO,
-    RunCheckpoints,
-    load_checkpoint_safely,
-    ours,
-    version_of,
-)
-from linear_pl.runner.errors import RunFilesError, UsageError, what_was_rejected
+from linear_pl.runner.checkpoint_files import load_checkpoint_safely, version_of
+from linear_pl.runner.checkpoint_io import AtomicCheckpointIO, ours
+from linear_pl.runner.errors import RunFilesError, UsageError
 from linear_pl.runner.extras import extras_of
-from linear_pl.runner.monitor import Monitor, MonitorMissing, TrainingLoss
+from linear_pl.runner.flags import what_was_rejected
+from linear_pl.runner.monitor import Monitor, TrainingLoss
 from linear_pl.runner.predict import predict_lines, rows_of
 from linear_pl.runner.progress import ProgressReport
 from linear_pl.runner.results import report_run
+from linear_pl.runner.run_checkpoints import RunCheckpoints
 from linear_pl.runner.run_dir import choose_run_dir, continue_command, release_run_dir
 from linear_pl.runner.watch import LossWatch, TrainingDiverged, early_stopping, warn_about_clashes
 
@@ -163,7 +161,7 @@ def fit(run: Run) -> Outcome:
         except SystemExit as error:  # a second Ctrl-C (Lightning exits 1) or SIGTERM mid-epoch
             if trainer.state.status != "interrupted":
                 raise
-            interrupted = signal.SIGTERM if type(error).__name__ == "SIGTERMException" else signal.SIGINT
+            interrupted = signal.SIGTERM if isinstance(error, SIGTERMException) else signal.SIGINT
         fit_seconds = time.perf_counter() - start
         if trainer.fast_dev_run:
             return Outcome(0, message="fast_dev_run: no run directory written (no results.json, no checkpoints)")
@@ -171,7 +169,7 @@ def fit(run: Run) -> Outcome:
         stopped_because = "interrupted" if interrupted else why_it_stopped(run, diverged is not None)
         seed = run.config.seed_everything
         results = report_run(trainer, model, run.progress, run.checkpoints, run_dir, fit_seconds, stopped_because, seed)
-    except MonitorMissing as error:
+    except UsageError as error:  # the monitored metric was never logged: what is kept
         return Outcome(2, message=f"error: {error}; {run.kept_checkpoints()}")
     except RunFilesError as error:  # a full disk, a lost mount: what failed, and what is kept
         return Outcome(1, message=f"error: writing the run's files failed: {error}; {run.kept_checkpoints()}")

@@ -1,19 +1,22 @@
 """The flags every run has, beside LightningCLI's own: the everyday Trainer flags, the seed, what best.ckpt
-and early stopping follow, checkpoints, presets, and the arguments of the chosen classes as flat flags."""
+and early stopping follow, checkpoints, presets, and the arguments of the chosen classes as flat flags; and
+the checks of the Trainer's flags that fail in one line before anything starts."""
 
 from typing import Literal
 
+from jsonargparse import Namespace
+from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.cli import LightningArgumentParser, LRSchedulerTypeTuple
 from torch.optim import Optimizer
 
-from linear_pl.runner.errors import TRAINER_FLAGS
-from linear_pl.runner.flags import add_flat_flags, init_parameters, preset_action, registered_arguments
-from linear_pl.runner.profile import Profile
+from linear_pl.runner.errors import UsageError
+from linear_pl.runner.flags import TRAINER_FLAGS, add_flat_flags, init_parameters, preset_action, registered_arguments
+from linear_pl.runner.project import Project, class_path
 from linear_pl.runner.sizing import num_features_of
 
 
 def add_run_flags(
-    parser: LightningArgumentParser, profile: Profile, classes: dict[str, type | None], hparams: dict
+    parser: LightningArgumentParser, project: Project, classes: dict[str, type | None], hparams: dict
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Add the run's flags to a subcommand's parser; returns the flat flags of the classes, by group, and the
     arguments a run flag shadows, with their nested flags (flags.add_flat_flags).
@@ -22,12 +25,12 @@ def add_run_flags(
     """
     for group, cls in classes.items():  # the chosen class starts from its own defaults, not another's
         if cls is not None:
-            parser.set_defaults({group: {"class_path": f"{cls.__module__}.{cls.__qualname__}"}})
+            parser.set_defaults({group: {"class_path": class_path(cls)}})
     for name in TRAINER_FLAGS:  # the flat flag's default must equal the nested one, or it would overwrite it
         parser.add_argument(f"--{name}", dest=f"trainer.{name}", default=parser.get_default(f"trainer.{name}"))
     add = parser.add_argument
     add("--seed", dest="seed_everything", type=int, default=0, help="the run's one seed: data, weights, order")
-    add("--log_every_n_epochs", type=int, default=profile.log_every_n_epochs, help="print, validate every N epochs")
+    add("--log_every_n_epochs", type=int, default=project.log_every_n_epochs, help="print, validate every N epochs")
     add("--monitor", type=str, default="val/loss", help="the metric best.ckpt and early stopping follow")
     add("--mode", type=Literal["min", "max"], default="min", help="whether lower or higher is better")
     add("--patience", type=int | None, default=10, help="stop after N validations without a better value (null: never)")
@@ -36,8 +39,8 @@ def add_run_flags(
     add(
         "--compile", type=bool, nargs="?", const=True, default=False, help="compile the model's forward (torch.compile)"
     )
-    presets = ", ".join(profile.preset_names()) or "none here"
-    add("--preset", action=preset_action(profile), help=f"a shipped config: {presets}")
+    presets = ", ".join(project.preset_names()) or "none here"
+    add("--preset", action=preset_action(project), help=f"a shipped config: {presets}")
     # A model that takes num_features sizes itself from the data (a checkpoint's model keeps the width it was
     # trained with: LightningCLI passes on its hyperparameters); the run's one seed also seeds the data.
     linked = set()
@@ -54,7 +57,7 @@ def add_run_flags(
     # name then shares the flag (see flags.add_flat_flags).
     parser.add_optimizer_args((Optimizer,))
     parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
-    return add_flat_flags(parser, classes, linked, registered_arguments(profile))
+    return add_flat_flags(parser, classes, linked, registered_arguments(project))
 
 
 def add_predict_flags(parser: LightningArgumentParser) -> None:
@@ -62,3 +65,33 @@ def add_predict_flags(parser: LightningArgumentParser) -> None:
     parser.add_argument("--x", type=str | None, default=None, help='rows: "[1, 1, 1]" or "[[1, 1, 1], [2, 0, 1]]"')
     parser.add_argument("--input", type=str | None, default=None, help="a CSV file of rows, or - for stdin")
     parser.add_argument("--output", type=str | None, default=None, help="also write the predictions to this file")
+
+
+def check_accelerator(name: object) -> None:
+    """Fail in one line, before anything starts, when the accelerator is unknown or absent here."""
+    registry = AcceleratorRegistry.available_accelerators()
+    known = ["auto", "cpu", "gpu", *sorted(set(registry) - {"cpu"})]
+    if isinstance(name, str) and name not in known:
+        raise UsageError(f"--accelerator {name}: unknown; choose one of {', '.join(known)}")
+    available = {n: AcceleratorRegistry[n]["accelerator"].is_available() for n in sorted(registry)}
+    have = ", ".join(n for n, ok in available.items() if ok)
+    if name == "gpu" and not (available.get("cuda") or available.get("mps")):
+        raise UsageError(f"--accelerator gpu: no GPU is available on this machine (available: {have})")
+    if name in available and not available[name]:
+        raise UsageError(f"--accelerator {name}: not available on this machine (available: {have})")
+
+
+def check_trainer_flags(trainer: Namespace) -> None:
+    """Fail in one line, before anything starts, on Trainer flags that cannot work here."""
+    check_accelerator(trainer.accelerator)
+    if trainer.max_epochs is not None and trainer.max_epochs < 1:
+        raise UsageError(f"--max_epochs {trainer.max_epochs}: must be >= 1")
+    # Lightning takes these when the Trainer is built and divides by them once training starts.
+    accumulate = trainer.get("accumulate_grad_batches")
+    if isinstance(accumulate, int) and accumulate < 1:
+        raise UsageError(f"--trainer.accumulate_grad_batches {accumulate}: must be >= 1")
+    interval = trainer.get("val_check_interval")
+    if isinstance(interval, int | float) and interval <= 0:
+        raise UsageError(
+            f"--trainer.val_check_interval {interval}: must be > 0 (no validation: --trainer.limit_val_batches 0)"
+        )

@@ -7,7 +7,7 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from linear_pl.runner.extras import extras_of
-from linear_pl.runner.internals import PerEpochCallback, early_stopping_checks_on_train_epochs
+from linear_pl.runner.internals import early_stopping_checks_on_train_epochs
 from linear_pl.runner.monitor import Monitor
 
 
@@ -25,7 +25,7 @@ def first_lr(trainer: L.Trainer) -> float | None:
     return trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
 
 
-class LossWatch(PerEpochCallback):
+class LossWatch(L.Callback):
     """After each epoch: :class:`TrainingDiverged` if the training loss is not finite, or has grown
     ``growth`` times beyond the first epoch's. Raising (rather than stopping) lets the checkpoints
     keep the last good one and the command exit with status 1. Reads the training loss the monitor's
@@ -56,7 +56,7 @@ class LossWatch(PerEpochCallback):
         self.first_loss = state_dict["first_loss"]
 
 
-class PlateauStop(PerEpochCallback, EarlyStopping):
+class PlateauStop(EarlyStopping):
     """Lightning's EarlyStopping on the run's monitor: after each validation, or, without validation
     data, on the training loss at the epochs validation would have run."""
 

@@ -5,7 +5,7 @@ Needs the ``sweep`` extra: ``pip install -e ".[sweep]"`` (Optuna, optuna-integra
 
 import sys
 
-from linear_pl.runner.usage import UsageError
+from linear_pl.runner.errors import UsageError
 from linear_pl.sweep.flags import parse_sweep_flags
 
 

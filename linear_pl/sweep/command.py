@@ -23,9 +23,10 @@ from optuna.distributions import CategoricalDistribution, distribution_to_json
 from optuna.trial import TrialState
 
 from linear_pl.runner.cli import RunCLI, parse_flags
-from linear_pl.runner.errors import UsageError, silence_known_noise
+from linear_pl.runner.errors import UsageError
 from linear_pl.runner.flags import importable_from_cwd, init_parameters, without_flag
 from linear_pl.runner.internals import one_line
+from linear_pl.runner.noise import silence_known_noise
 from linear_pl.runner.run import EXIT_STATUS
 from linear_pl.runner.run_dir import how_started
 from linear_pl.sweep.flags import STORAGE_ENV, parse_sweep_flags

@@ -4,7 +4,7 @@ at once, in one line, exit status 2. The train.py flags among them are checked l
 import argparse
 from pathlib import Path
 
-from linear_pl.runner.usage import OneLineArgumentParser, UsageError
+from linear_pl.runner.errors import OneLineArgumentParser, UsageError
 
 # A shared database's URL carries its password: from this variable it appears in no command line.
 STORAGE_ENV = "LINEAR_PL_STORAGE"

@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances
 
-from linear_pl.runner.checkpointing import write_atomically
+from linear_pl.runner.checkpoint_io import write_atomically
 from linear_pl.runner.cli import parse_flags
 from linear_pl.runner.internals import one_line
 from linear_pl.sweep.space import as_flags, shown

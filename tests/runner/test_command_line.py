@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from linear_pl.runner import progress
 from linear_pl.runner.cli import build_run, cli_main
 from linear_pl.runner.flags import init_parameters, registered_arguments
-from linear_pl.runner.profile import Profile, project_profile
+from linear_pl.runner.project import Project, registered_project
 from runner.commands import assert_clean
 from runner.lit_classifier import CLASSIFIER, Blobs, Classifier, InjectedClassifier
 
@@ -184,7 +184,7 @@ def test_a_bad_argument_value_is_still_one_line(train):
 def test_without_a_profile_the_model_must_be_named(train, monkeypatch):
     import linear_pl.runner.cli as cli  # noqa: PLC0415 -- the module whose profile lookup is replaced
 
-    monkeypatch.setattr(cli, "project_profile", Profile)
+    monkeypatch.setattr(cli, "registered_project", Project)
     run = train("--max_epochs", "1")
     assert run.status == 2
     assert run.stderr == "error: --model: give the class path of a LightningModule (this project sets no default)\n"
@@ -246,9 +246,9 @@ def test_a_run_flag_that_shadows_a_model_argument_names_the_key_that_reaches_it(
     assert "--batch_size BATCH_SIZE int, default: 32 (--data.batch_size)" in shown
     # Not the flags of the project's own classes, which were not chosen, nor its description.
     taken = {*init_parameters(InjectedClassifier), *init_parameters(Blobs), "lr_scheduler"}  # and LightningCLI's
-    others = [name for name in registered_arguments(project_profile()) if name not in taken]
+    others = [name for name in registered_arguments(registered_project()) if name not in taken]
     assert not [name for name in others if f"--{name} " in shown]
-    assert " ".join(Profile().description.split()) in shown  # the runner's own, for a model of the user's
+    assert " ".join(Project().description.split()) in shown  # the runner's own, for a model of the user's
     assert "(not InjectedClassifier's optimizer: --model.optimizer)" in shown
     assert "(not InjectedClassifier's compile: --model.compile)" in shown
     run = train(*INJECTED, "--compile", "abc")
@@ -300,9 +300,9 @@ def test_a_registered_class_that_is_not_chosen_is_never_needed(train, monkeypatc
     # A generated project whose starter was replaced, its profile not yet edited.
     import linear_pl.runner.cli as cli  # noqa: PLC0415 -- the module whose profile lookup is replaced
 
-    gone = Profile(model="pkg.model.Starter", data="pkg.data.Starter", model_names={"starter": "pkg.model.Starter"},
+    gone = Project(model="pkg.model.Starter", data="pkg.data.Starter", model_names={"starter": "pkg.model.Starter"},
                    data_names={"starter": "pkg.data.Starter"})  # fmt: skip
-    monkeypatch.setattr(cli, "project_profile", lambda: gone)
+    monkeypatch.setattr(cli, "registered_project", lambda: gone)
     run = train(*CLASSIFIER, "--num_samples", "600", "--max_epochs", "1")
     assert run.status == 0, run.stderr
     assert run.results["model"] == "Classifier"

@@ -14,7 +14,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import linear_pl.runner.checkpointing
+import linear_pl.runner.checkpoint_io
 from linear_pl.runner.cli import cli_main
 from runner.commands import assert_clean
 from runner.lit_classifier import CLASSIFIER, Blobs, Classifier, LogsTrainLoss, TwoPlayers
@@ -200,7 +200,7 @@ def test_larger_model_habits(train, flags):
 
 
 def test_a_full_disk_is_one_line_naming_the_intact_last_checkpoint(train, monkeypatch):
-    write = linear_pl.runner.checkpointing.write_atomically
+    write = linear_pl.runner.checkpoint_io.write_atomically
     calls = []
 
     def fill_up_after_two(path, checkpoint):
@@ -209,7 +209,7 @@ def test_a_full_disk_is_one_line_naming_the_intact_last_checkpoint(train, monkey
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         write(path, checkpoint)
 
-    monkeypatch.setattr(linear_pl.runner.checkpointing, "write_atomically", fill_up_after_two)
+    monkeypatch.setattr(linear_pl.runner.checkpoint_io, "write_atomically", fill_up_after_two)
     run = train(*CLASSIFIER, *SMALL, "--max_epochs", "10", "--checkpoint_every_seconds", "0", "--patience", "null")
     assert run.status == 1
     (line,) = run.stderr.strip().splitlines()[-1:]

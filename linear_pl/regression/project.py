@@ -1,4 +1,4 @@
-"""The regression example's registration with the run machinery: its classes as the default, their short
+"""The regression example as a project of the run machinery: its classes as the default, their short
 names, the tutorials' presets, and the tutorial's run (up to 3000 epochs, a line and a validation every 10,
 stop once converged)."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from linear_pl.regression import csv_data, data, model
-from linear_pl.runner.profile import Profile
+from linear_pl.runner.project import Project
 
 # Where these modules lived before the split: configs and checkpoints written then name their classes by
 # these paths (linear_pl.model.LinearModel), and still load.
@@ -40,7 +40,7 @@ def silence_example_noise() -> None:
     warnings.filterwarnings("ignore", message=short_epochs, category=PossibleUserWarning)
 
 
-PROFILE = Profile(
+PROJECT = Project(
     model="linear_pl.regression.model.LinearModel",
     data="linear_pl.regression.data.SyntheticDataModule",
     model_names={"linear": "linear_pl.regression.model.LinearModel", "mlp": "linear_pl.regression.model.MLPModel"},

@@ -1,7 +1,7 @@
 """What a project tells the run machinery about itself: its default model and data, their short names,
-its presets and its own defaults. The runner knows no model; a project registers one profile.
+its presets and its own defaults. The runner knows no model; a project registers one :class:`Project`.
 
-The project registers it in ``profile.py`` beside ``runner/`` (``PROFILE = Profile(...)``). Without that
+The project registers it in ``registry.py`` beside ``runner/`` (``PROJECT = Project(...)``). Without that
 file the runner has Lightning's own defaults, and ``--model`` and ``--data`` must be given.
 """
 
@@ -18,8 +18,13 @@ best.ckpt and early stopping follow. `validate|test|predict --ckpt_path best|las
 checkpoint's run."""
 
 
+def class_path(cls: type) -> str:
+    """How a class is named in a project's registry, on the command line and in a config: ``package.module.Class``."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 @dataclass(frozen=True)
-class Profile:
+class Project:
     """A project's defaults for the command line. Every field is optional."""
 
     model: str | None = None  # the default --model class path
@@ -35,28 +40,29 @@ class Profile:
     silence: Callable[[], None] | None = None  # warning filters for the project's own data only
 
     def owns(self, group: str, cls: type | None) -> bool:
-        """Whether the class is one this profile registers (its default, or a short name's), by whatever path
+        """Whether the class is one this project registers (its default, or a short name's), by whatever path
         it was named (a module may be importable under an older name too)."""
         names = self.model_names if group == "model" else self.data_names
-        return cls is not None and f"{cls.__module__}.{cls.__qualname__}" in {getattr(self, group), *names.values()}
+        return cls is not None and class_path(cls) in {getattr(self, group), *names.values()}
 
-    def for_model(self, cls: type) -> "Profile":
-        """This profile for its own models; for any other, Lightning's defaults (with the names and presets)."""
+    def for_model(self, cls: type) -> "Project":
+        """This project's settings for its own models; for any other, Lightning's defaults (with the names and
+        presets)."""
         if self.owns("model", cls):
             return self
-        return Profile(model_names=self.model_names, data_names=self.data_names, presets=self.presets)
+        return Project(model_names=self.model_names, data_names=self.data_names, presets=self.presets)
 
     def preset_names(self) -> list[str]:
         return sorted(p.stem for p in self.presets.glob("*.yaml")) if self.presets else []
 
 
-def project_profile() -> Profile:
-    """The profile of the package this runner sits in (its ``profile.PROFILE``), or Lightning's defaults."""
-    name = f"{__name__.split('.')[0]}.profile"
+def registered_project() -> Project:
+    """The project this runner sits in, as its ``registry.PROJECT`` registers it, or Lightning's defaults."""
+    name = f"{__name__.split('.')[0]}.registry"
     try:
         module = import_module(name)
     except ModuleNotFoundError as error:
         if error.name != name:
-            raise  # the profile is there, and imports something missing: the project's bug, shown whole
-        return Profile()
-    return module.PROFILE
+            raise  # the registry is there, and imports something missing: the project's bug, shown whole
+        return Project()
+    return module.PROJECT

@@ -1,48 +1,38 @@
-"""Checkpoints: last.ckpt and best.ckpt written so that a kill loses nothing, and found and loaded safely."""
+"""RunCheckpoints: the run's last.ckpt and best.ckpt, refreshed within a budget of the training time, saved
+when training stops on an exception or a signal, and holding what Lightning's checkpoints lack (the random
+states) so that a resumed run continues as an uninterrupted one would."""
 
-import os
-import random
-import shutil
-import signal
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
-from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import Checkpoint
-from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from linear_pl.runner.errors import RunFilesError, UsageError
-from linear_pl.runner.internals import PerEpochCallback, resumed_mid_epoch
+from linear_pl.runner.checkpoint_io import ours
+from linear_pl.runner.errors import RunFilesError
+from linear_pl.runner.internals import resumed_mid_epoch
 from linear_pl.runner.loader_state import (
     make_train_loaders_resumable,
     undo_train_loaders_resumable,
     unresumable_loaders,
 )
 from linear_pl.runner.monitor import Monitor
+from linear_pl.runner.rng_state import rng_states, set_rng_states
+from linear_pl.runner.stop_signal import StopSignal
 from linear_pl.runner.watch import TrainingDiverged
 
-# An epoch at least this long gets the per-step hooks (saves and stops between steps); a shorter one
-# is handled between epochs only, as the per-step hooks would cost a few percent of a tiny step.
+# An epoch at least this long (or the first of a fit, whose length is not known yet) is saved and stopped
+# between steps as well; a shorter one between epochs only.
 LONG_EPOCH_SECONDS = 1.0
 # Under DDP the ranks agree on a save or a stop with two collectives; they check about this often.
 DDP_CHECK_SECONDS = 0.2
 
 # Lightning's warning for a loader that cannot resume within an epoch: replaced by one line of ours.
 NOT_RESUMABLE_WARNING = "You're resuming from a checkpoint that ended before the epoch ended"
-
-
-class Interrupted(SystemExit):
-    """Raised after a step to stop on SIGINT (SIGTERM raises Lightning's SIGTERMException): the fit
-    ends as on Lightning's own interrupt, and the run's report follows."""
-
 
 # A save's cost (the training thread's wait, and the writer's CPU time where it shares the training's
 # cores) is kept to this share of the training time: the interval between saves stretches to fit it.
@@ -55,109 +45,6 @@ GUESSED_SECONDS_PER_GIB = {"host": 4.0, "accelerator": 1.0}
 GIB = 1 << 30
 
 
-def to_host(value: Any) -> Any:
-    """A copy of a checkpoint in host memory: every tensor copied (training goes on changing the
-    originals in place), every dict, list and tuple rebuilt; other values are shared."""
-    if torch.is_tensor(value):
-        return value.detach().to(device="cpu", copy=True)  # host memory, whatever the accelerator
-    if isinstance(value, dict):  # OrderedDict, Lightning's AttributeDict: their type kept
-        copied = type(value)((k, to_host(v)) for k, v in value.items())
-        if hasattr(value, "__dict__"):
-            vars(copied).update(vars(value))  # a state_dict's _metadata
-        return copied
-    if type(value) in (list, tuple):
-        return type(value)(to_host(v) for v in value)
-    return value
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint so that a kill at any moment leaves either the old file or the new one, in the
-    background: training goes on while it is written.
-
-    Lightning's own save goes through a temporary file in $TMPDIR and then moves it; when $TMPDIR is
-    on another filesystem the move is a plain copy, and a kill during it leaves a truncated file.
-    Here the temporary file sits beside its target, is flushed to disk, then renamed over it.
-
-    ``save_checkpoint`` copies the checkpoint to host memory and hands the copy to a thread that writes
-    it; one write at a time, so host memory holds at most one copy (a save waits for the write before
-    it). :meth:`link` gives a written file a second name (no second write); :meth:`wait` waits for the
-    write in flight and raises its error, if any.
-    Loading always uses torch's safe loader: a checkpoint may come from anywhere.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._thread: threading.Thread | None = None
-        self._error: OSError | None = None
-        self._lock = threading.Lock()
-        self._writing: Path | None = None  # the file being written, until its write and links are done
-        self._then_link: list[Path] = []  # second names for it, made by the writer once it is on disk
-        self.writer_cpu_seconds = 0.0  # of the latest finished write
-        self.writer_cpu_total = 0.0  # of all of them
-        self.writes: list[tuple[float, float]] = []  # (when its state was taken, when it was on disk), monotonic
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        if get_filesystem(path).protocol not in ("file", ("file", "local")):
-            return super().save_checkpoint(checkpoint, path)
-        self.wait()
-        taken = time.monotonic()
-        copy = to_host(checkpoint)
-        self._writing = Path(path)
-        self._thread = threading.Thread(target=self._write, args=(copy, Path(path), taken), name="checkpoint")
-        self._thread.start()
-
-    def _write(self, checkpoint: dict[str, Any], path: Path, taken: float) -> None:
-        start = time.thread_time()
-        try:
-            write_atomically(path, checkpoint)
-            self.writes.append((taken, time.monotonic()))
-            with self._lock:  # no name is added once the writer has taken them
-                names, self._then_link, self._writing = self._then_link, [], None
-            for name in names:
-                link_atomically(path, name)
-        except OSError as error:
-            self._error = error
-        finally:
-            with self._lock:
-                self._writing, self._then_link = None, []
-            self.writer_cpu_seconds = time.thread_time() - start
-            self.writer_cpu_total += self.writer_cpu_seconds
-
-    def link(self, source: Path, path: Path) -> None:
-        """``path`` as a second name of ``source``: no second write. Where ``source`` is being written, the
-        writer makes it once the write is done, and training does not wait for that."""
-        with self._lock:
-            if self._writing == source:
-                self._then_link.append(path)
-                return
-        self.wait()
-        try:
-            link_atomically(source, path)
-        except OSError as error:
-            raise RunFilesError.of(error) from error
-
-    def busy(self) -> bool:
-        """Whether a write is in flight."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def wait(self) -> None:
-        """Wait for the write in flight; a failed write's error here, once, as :class:`RunFilesError`."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        error, self._error = self._error, None
-        if error is not None:
-            raise RunFilesError.of(error) from error
-
-    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
-        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
-
-
-def ours(io: object) -> bool:
-    """Whether the trainer's checkpoint IO is the run's own (a local directory's writer in the background)."""
-    return isinstance(io, AtomicCheckpointIO)
-
-
 def state_bytes(trainer: L.Trainer) -> int:
     """The bytes of the tensors a checkpoint holds: the model's and the optimizers' state."""
     tensors = list(trainer.lightning_module.state_dict().values())
@@ -166,7 +53,7 @@ def state_bytes(trainer: L.Trainer) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-class RunCheckpoints(PerEpochCallback, Checkpoint):
+class RunCheckpoints(Checkpoint):
     """Two files in the run's ``checkpoints/``: ``last.ckpt`` and ``best.ckpt`` (the best value of the
     run's :class:`Monitor`).
 
@@ -191,8 +78,7 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
     def __init__(self, min_interval: float = 5.0, monitor: Monitor | None = None, dirpath: Path | None = None) -> None:
         self.min_interval, self.monitor = min_interval, monitor or Monitor()
         self.dirpath = dirpath
-        self.signal: int | None = None  # SIGINT or SIGTERM, once one has asked training to stop
-        self._handlers: dict[int, object] = {}
+        self.stop_signal = StopSignal()
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self._last_save_time = self._train_start = time.monotonic()
@@ -209,6 +95,7 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
         self.checked_step: int | None = None  # the step at which the monitored value was last checked
         self.best_step: int | None = None
         self._epoch_seconds: float | None = None  # the previous epoch's length
+        self._long_epoch = True  # saved and stopped between steps too: the previous epoch was long, or none ran
         self._check_every = 1  # steps between checks (under DDP)
         self._loaded_rng: dict | None = None
         self.stopped_at: str | None = None  # where a signal stopped training within an epoch
@@ -308,18 +195,13 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_save_time = self._train_start = self._epoch_start = time.monotonic()
-        # Ctrl-C or SIGTERM: finish the step (in a long epoch) or the epoch under way, save, stop.
-        # Lightning's own handling stops where it is and saves nothing. A second signal gets
-        # Lightning's handling: stop now, save on the exception.
-        if threading.current_thread() is threading.main_thread():  # the only thread that may set handlers
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._handlers[signum] = signal.signal(signum, self._stop_soon)
-        self._step_hooks(True)  # the first epoch's length is not known yet
+        self.stop_signal.listen()
+        self._long_epoch = True  # the first epoch's length is not known yet
         if resumed_mid_epoch(trainer):
             # The loaders replayed their own draws from the random state; whatever ran since the
             # checkpoint was loaded (building the loaders, hooks) must not shift what the steps draw.
             if self._loaded_rng is not None:
-                _set_rng_states(self._loaded_rng)
+                set_rng_states(self._loaded_rng)
             cannot = unresumable_loaders(trainer)
             if cannot:
                 warnings.filterwarnings("ignore", message=NOT_RESUMABLE_WARNING)  # said here, in one line
@@ -334,20 +216,9 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
                     )
         self._loaded_rng = None
 
-    def _stop_soon(self, signum: int, frame: object) -> None:
-        self.signal = signum
-        self._restore_handlers()
-
-    def _step_hooks(self, on: bool) -> None:
-        """Switch the per-step hook on (a long epoch) or off (PerEpochCallback's None: Lightning skips it)."""
-        if on:
-            self.on_train_batch_end = self._after_step
-        else:
-            vars(self).pop("on_train_batch_end", None)
-
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         now = time.monotonic()
-        self._step_hooks(self._epoch_seconds is None or self._epoch_seconds >= LONG_EPOCH_SECONDS)
+        self._long_epoch = self._epoch_seconds is None or self._epoch_seconds >= LONG_EPOCH_SECONDS
         if trainer.world_size > 1 and self._epoch_seconds:  # the ranks must check at the same steps
             steps_per_second = trainer.num_training_batches / self._epoch_seconds
             self._check_every = trainer.strategy.broadcast(max(1, int(DDP_CHECK_SECONDS * steps_per_second)))
@@ -355,39 +226,41 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
             self._check_every = 10
         self._epoch_start = now
 
-    def _after_step(
+    def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         """Within a long epoch: refresh last.ckpt every ``min_interval`` seconds, and stop on a signal."""
-        if batch_idx + 1 >= trainer.num_training_batches:
+        if not self._long_epoch or batch_idx + 1 >= trainer.num_training_batches:
             return  # the epoch's end saves and stops (a checkpoint of its last step would restart it)
         if (batch_idx + 1) % trainer.accumulate_grad_batches:
             return  # accumulated gradients are in no checkpoint: only between optimizer steps
         if trainer.world_size > 1 and trainer.global_step % self._check_every:
             return
-        stop = trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)
+        stop = self.stop_signal.agreed(trainer)
         due = trainer.strategy.broadcast(self.due(trainer))
         # A step whose loss is not finite has left weights no checkpoint should keep: last.ckpt stays the last
         # good one, and the loss watch stops the run at the epoch's end (a collective: every rank decides alike).
         if (stop or due) and trainer.strategy.reduce_boolean_decision(_finite(outputs), all=True):
             self.save(trainer, "last")
         if stop:
-            self.signal = self.signal or signal.SIGTERM  # a rank that did not receive it stops as well
-            self._restore_handlers()
             self.stopped_at = (
                 f"at step {trainer.global_step} (batch {batch_idx + 1}/{trainer.num_training_batches} "
                 f"of epoch {trainer.current_epoch + 1})"
             )
-            raise SIGTERMException() if self.signal == signal.SIGTERM else Interrupted()
+            self.stop_signal.stop_now()
+
+    @property
+    def signal(self) -> int | None:
+        """SIGINT or SIGTERM, once one has asked training to stop (a sweep sets it to stop its trial)."""
+        return self.stop_signal.received
+
+    @signal.setter
+    def signal(self, signum: int | None) -> None:
+        self.stop_signal.received = signum
 
     def where_stopped(self, trainer: L.Trainer) -> str:
         """Where a signal stopped training: within an epoch, or after one."""
         return self.stopped_at or f"after epoch {trainer.current_epoch}"
-
-    def _restore_handlers(self) -> None:
-        for signum, handler in self._handlers.items():
-            signal.signal(signum, handler)
-        self._handlers = {}
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_seconds = time.monotonic() - self._epoch_start
@@ -396,11 +269,10 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
             self.check_best(trainer, pl_module, defer=ending)
         # Every rank must take part in a save: stop if a signal reached any rank; rank 0's clock decides.
         # The fit's last epoch saves at the training's end.
-        stop = trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)
+        stop = self.stop_signal.agreed(trainer)
         if stop or trainer.strategy.broadcast(not ending and self.due(trainer)):
             self.save(trainer, "last")
         if stop:
-            self.signal = self.signal or signal.SIGTERM  # a rank that did not receive it stops as well
             trainer.should_stop = True
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -433,7 +305,7 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
                 self.save(trainer, "best")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore_handlers()
+        self.stop_signal.restore()
         self.save(trainer, "last")
         if self._best_pending:
             self._best_pending = False
@@ -441,7 +313,7 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
                 self.save(trainer, "best")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._restore_handlers()
+        self.stop_signal.restore()
         if self._best_pending and not isinstance(exception, RunFilesError):  # validated weights: keep them
             self._best_pending = False
             self.save(trainer, "best")
@@ -455,14 +327,14 @@ class RunCheckpoints(PerEpochCallback, Checkpoint):
     def state_dict(self) -> dict[str, Any]:
         return {
             "best_score": self.best_score, "best_epoch": self.best_epoch, "best_step": self.best_step,
-            "rng": _rng_states(),
+            "rng": rng_states(),
         }  # fmt: skip
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_score, self.best_epoch = state_dict["best_score"], state_dict["best_epoch"]
         self.best_step = state_dict.get("best_step")  # not in checkpoints written before it was kept
         if "rng" in state_dict:  # checkpoints written before the random states were kept have none
-            _set_rng_states(state_dict["rng"])
+            set_rng_states(state_dict["rng"])
             self._loaded_rng = state_dict["rng"]  # set again at on_train_start after a mid-epoch save
 
 
@@ -470,126 +342,3 @@ def _finite(outputs: Any) -> bool:
     """Whether a training step's loss is finite (True for a step that returned none)."""
     loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
     return not torch.is_tensor(loss) or bool(torch.isfinite(loss.detach()).all())
-
-
-def _rng_states() -> dict[str, Any]:
-    """The global random states, in types torch's safe loader accepts (no numpy objects)."""
-    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-    states = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def _set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, position, has_gauss, cached_gaussian = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def write_atomically(path: Path, checkpoint: dict[str, Any] | bytes) -> None:
-    """A checkpoint, or any bytes (one already serialized, a sweep's file), to ``path`` through a flushed
-    temporary file beside it: a reader never sees half a file, nor a crash leaves one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            if isinstance(checkpoint, bytes):
-                f.write(checkpoint)
-            else:
-                torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_directory(path.parent)
-
-
-def link_atomically(source: Path, path: Path) -> None:
-    """``path`` as a second name of the written file ``source``: a hard link made beside ``path`` and
-    renamed over it (a flushed copy where the filesystem has no hard links)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_directory(path.parent)
-
-
-def fsync_directory(folder: Path) -> None:
-    """Make a rename in ``folder`` itself durable."""
-    directory = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def resolve_checkpoint(ckpt_path: str | None, root: Path) -> Path | None:
-    """``last`` or ``best``: that file of the newest run under ``root`` that has one; anything else is a path.
-
-    Lightning's own ckpt_path="last" looks only in the new run's (empty) folder and silently trains
-    from scratch, which is why this exists.
-    """
-    if ckpt_path is None:
-        return None
-    if ckpt_path in ("last", "best"):
-        runs = list((root / "lightning_logs").glob(f"version_*/checkpoints/{ckpt_path}.ckpt"))
-        if not runs:
-            raise UsageError(
-                f"--ckpt_path {ckpt_path}: no earlier run with a checkpoint under {root / 'lightning_logs'}"
-            )
-        return max(runs, key=lambda p: int(p.parent.parent.name.removeprefix("version_")))
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise UsageError(f"--ckpt_path {ckpt_path}: no such file")
-    return path
-
-
-def load_checkpoint_safely(path: Path) -> dict:
-    """torch.load with weights_only=True: a checkpoint that would run code when unpickled is refused."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, not a checkpoint, or unsafe to unpickle: all unusable
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(f"--ckpt_path {path}: not a usable checkpoint ({reason})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise UsageError(f"--ckpt_path {path}: not a usable checkpoint (no state_dict)")
-    return checkpoint
-
-
-def check_checkpoint_fits(path: Path, checkpoint: dict, model: torch.nn.Module) -> None:
-    """Fail in one line when the checkpoint's parameters do not fit this run's model."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
-    if expected != found:
-        raise UsageError(
-            f"--ckpt_path {path}: holds parameters {found}, but this run's model has {expected} "
-            "(give the --model, --data and the arguments it was trained with)"
-        )
-
-
-def version_of(checkpoint: Path | None, root: Path) -> int | None:
-    """The run version a checkpoint belongs to, if it lies in root/lightning_logs/version_N/checkpoints."""
-    if checkpoint is None:
-        return None
-    run_dir = checkpoint.resolve().parent.parent
-    if run_dir.parent == (root / "lightning_logs").resolve() and run_dir.name.startswith("version_"):
-        return int(run_dir.name.removeprefix("version_"))
-    return None

@@ -1,8 +1,0 @@
-"""The one place this project registers its model with the run machinery (``linear_pl.runner``).
-
-Replace the example: point this at your own Profile, or delete this file and name --model and --data.
-"""
-
-from linear_pl.regression.profile import PROFILE
-
-__all__ = ["PROFILE"]
