@@ -33,14 +33,17 @@ from linear_pl.runner.flags import (
 from linear_pl.runner.internals import CLASS_PATH_KEY, one_line
 from linear_pl.runner.noise import silence_known_noise
 from linear_pl.runner.project import Project, registered_project
-from linear_pl.runner.run_flags import add_predict_flags, add_run_flags, check_trainer_flags
+from linear_pl.runner.run_flags import add_predict_flags, add_run_flags, add_serve_flags, check_trainer_flags
 
 HELP = {
     "fit": "fit: train (the default: `train.py` with no subcommand is `train.py fit`).",
     "validate": "validate --ckpt_path best|last|PATH: that checkpoint's run, on its validation data.",
     "test": "test --ckpt_path best|last|PATH: that checkpoint's run, on its test data.",
     "predict": "predict --ckpt_path best|last|PATH (--x ROWS | --input FILE | its data): print predictions.",
+    "serve": "serve --ckpt_path best|last|PATH [--format eager|pt2|onnx]: an HTTP server of its predictions.",
 }
+# Commands that are not Trainer methods: LightningCLI parses and builds them as this one, the run knows its own.
+BUILT_AS = {"serve": "predict"}
 # The run prints its own plain progress lines (ProgressReport), and no model summary.
 TRAINER_DEFAULTS = {"enable_progress_bar": False, "enable_model_summary": False}
 
@@ -66,7 +69,9 @@ class RunCLI(LightningCLI):
 
     def __init__(self, args: list[str], project: Project, classes: dict, parse_only: bool = False, **run) -> None:
         self.parse_only, self.run_options, self.run = parse_only, run, None
-        self.asked = args[0]  # the subcommand: build_run puts it first
+        self.command = args[0]  # the subcommand: build_run puts it first
+        self.asked = BUILT_AS.get(self.command, self.command)  # the Trainer's method LightningCLI parses it as
+        args = [self.asked, *args[1:]]
         self.classes = classes
         self.project = project.for_model(classes["model"])  # the project's run settings travel with its own model
         self.checkpoint = run.get("checkpoint")
@@ -80,7 +85,7 @@ class RunCLI(LightningCLI):
         kwargs = {"allow_abbrev": False, "formatter_class": argparse.RawDescriptionHelpFormatter}
         # The chosen model's project's description: another model's run is not described as the project's own.
         description = self.project.description
-        described = {self.asked: {**kwargs, "description": f"{description}\n\n{HELP[self.asked]}"}}
+        described = {self.asked: {**kwargs, "description": f"{description}\n\n{HELP[self.command]}"}}
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
@@ -106,6 +111,8 @@ class RunCLI(LightningCLI):
         accept_short_names(parser, self.project)
         if not self.parse_only and parser.description.endswith(HELP["predict"]):
             add_predict_flags(parser)
+        if not self.parse_only and parser.description.endswith(HELP["serve"]):
+            add_serve_flags(parser)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: list[str]) -> None:
         try:
@@ -156,7 +163,7 @@ class RunCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs) -> Trainer:
         if self.subcommand != "fit":
             self.save_config_callback = None  # validate, test and predict write nothing
-        self.run = runs.Run.start(self.subcommand, self.config[self.subcommand], **self.run_options)
+        self.run = runs.Run.start(self.command, self.config[self.subcommand], **self.run_options)
         theirs = self.config_init[self.subcommand].trainer.get("callbacks") or []
         kwargs.update(self.run.trainer_arguments(theirs))
         try:
@@ -224,7 +231,7 @@ def parse_flags(args: list[str], project: Project | None = None) -> RunCLI:
 
 
 def cli_main(args: list[str] | None = None, project: Project | None = None) -> int:
-    """Run ``[fit|validate|test|predict] flags``; returns the exit status."""
+    """Run ``[fit|validate|test|predict|serve] flags``; returns the exit status."""
     importable_from_cwd()
     project = project or registered_project()
     silence_known_noise()
