@@ -120,6 +120,7 @@ def test_its_dependencies_and_torch_pin_are_this_repositorys(project):
     ours_only = {"polars>=1.0", "ruff>=0.17,<0.18"}
     assert theirs["dependencies"] == [d for d in ours["dependencies"] if d not in ours_only]
     assert theirs["optional-dependencies"]["sweep"] == ours["optional-dependencies"]["sweep"]
+    assert theirs["optional-dependencies"]["export"] == ours["optional-dependencies"]["export"]
 
     def pin(makefile: Path) -> str:
         return next(line for line in makefile.read_text().splitlines() if line.startswith("TORCH ?="))
