@@ -31,6 +31,7 @@ from pathlib import Path
 import lightning as L
 import litserve as ls
 import torch
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from linear_pl.runner.errors import UsageError
 from linear_pl.runner.internals import one_line
@@ -189,17 +190,15 @@ class ModelAPI(ls.LitAPI):
 
 def stored_rows(datamodule: L.LightningDataModule | None) -> torch.Tensor:
     """A few of the data's inputs: its test split's, or its validation's, or its predict loader's."""
-    if datamodule is not None:
-        splits = (("test", "test_dataloader"), ("validate", "val_dataloader"), ("predict", "predict_dataloader"))
-        for stage, loader in splits:
-            datamodule.setup(stage)
-            try:
-                batch = next(iter(getattr(datamodule, loader)()), None)
-            except (NotImplementedError, AttributeError, TypeError, ValueError):
-                continue  # the data has no such split
-            x = batch[0] if isinstance(batch, list | tuple) else batch
-            if isinstance(x, torch.Tensor) and x.dim() >= 1 and len(x):
-                return x[:REPLAY_ROWS].cpu()
+    splits = (("test", "test_dataloader"), ("validate", "val_dataloader"), ("predict", "predict_dataloader"))
+    for stage, loader in splits if datamodule is not None else ():
+        if not is_overridden(loader, datamodule):
+            continue
+        datamodule.setup(stage)
+        batch = next(iter(getattr(datamodule, loader)()), None)
+        x = batch[0] if isinstance(batch, list | tuple) else batch
+        if isinstance(x, torch.Tensor) and x.dim() >= 1 and len(x):
+            return x[:REPLAY_ROWS].cpu()
     raise UsageError("serve: the data has no test, validation or predict inputs (tensors) to check the server with")
 
 

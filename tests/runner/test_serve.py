@@ -52,10 +52,11 @@ class Server:
         return Run(self.process.returncode, "".join(self.stdout), self.stderr.read_text(), self.stderr.parent)
 
 
-def start_server(*flags: str, cwd: Path) -> Server:
-    """``train.py serve FLAGS`` on a free port, once it says it is ready (a bound of minutes, not a timing)."""
+def start_server(*flags: str, cwd: Path, logs: Path | None = None) -> Server:
+    """``train.py serve FLAGS`` in cwd on a free port, once it says it is ready (a bound of minutes, not a timing);
+    its stderr in ``logs`` (cwd by default)."""
     port = free_port()
-    stderr = cwd / "serve.err"
+    stderr = (logs or cwd) / "serve.err"
     command = script_command("train", "serve", *flags, "--port", str(port))
     with stderr.open("w") as err:
         process = subprocess.Popen(command, cwd=cwd, env=process_env(PYTHONWARNINGS="default"), stdout=subprocess.PIPE,
