@@ -339,7 +339,7 @@ def serve(run) -> int:
     check = {"path": "/predict", "max_bytes": math.floor(config.max_request_mb * 2**20), "inputs": inputs}
     # restart_workers: LitServe starts a dead worker again (and fails its requests in flight).
     server = ls.LitServer(
-        api, accelerator=device.type, devices=1, restart_workers=True,
+        api, accelerator=device.type, devices=1, restart_workers=True, fast_queue=True,
         middlewares=[(RequestCheck, {**check, "decode": decode})],
     )  # fmt: skip
     host = "[::1]" if config.host == "::" else "127.0.0.1" if config.host == "0.0.0.0" else config.host
