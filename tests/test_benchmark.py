@@ -148,6 +148,7 @@ def test_sweep_runs_a_grid_and_tpe_with_and_without_pruning(benchmark, tmp_path)
         (["--sweep_trials", "0"], "--sweep_trials 0: must be >= 1"),
         (["--sweep_epochs", "0"], "--sweep_epochs 0: must be >= 1"),
         (["--every_n_steps", "0"], "--every_n_steps 0: must be >= 1"),
+        (["--serve_seconds", "0"], "--serve_seconds 0.0: must be > 0"),
         (["--repeats", "x"], "argument --repeats: invalid int value: 'x'"),
         (["--sections", "floor"], "unrecognized arguments: --sections floor"),
     ],

@@ -239,8 +239,13 @@ def execute(run: Run) -> int:
     if run.checkpoint is None:
         raise UsageError(f"{run.command} needs --ckpt_path best, last or a path")
     if run.command == "serve":
-        from linear_pl.runner.serve import serve  # noqa: PLC0415 -- LitServe only for `serve`
-
+        try:
+            from linear_pl.runner.serve import serve  # noqa: PLC0415 -- LitServe only for `serve`
+        except ImportError as error:
+            if (error.name or "").split(".")[0] not in ("litserve", "fastapi", "uvicorn", "onnxruntime"):
+                raise
+            install = 'pip install -e ".[serve]"'
+            raise UsageError(f"serve needs the serve extra ({error.name} is missing): {install}") from None
         return serve(run)
     if run.command == "predict":
         lines = predict(run)

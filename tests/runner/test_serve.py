@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -221,3 +222,11 @@ def test_refused_before_it_starts(checkpoint, capsys):
         taken.listen()
         port = taken.getsockname()[1]
         assert serve("--port", str(port)) == (2, f"error: --port {port}: cannot listen there (Address already in use)")
+
+
+def test_without_the_serve_extra_it_says_what_to_install(checkpoint, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "litserve", None)  # as without the serve extra
+    monkeypatch.delitem(sys.modules, "linear_pl.runner.serve")
+    status = cli_main(["serve", "--ckpt_path", str(checkpoint)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (status, err) == (2, 'error: serve needs the serve extra (litserve is missing): pip install -e ".[serve]"')
