@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from linear_pl.runner.cli import cli_main
 from linear_pl.runner.serve import call
@@ -230,3 +231,44 @@ def test_without_the_serve_extra_it_says_what_to_install(checkpoint, capsys, mon
     status = cli_main(["serve", "--ckpt_path", str(checkpoint)])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert (status, err) == (2, 'error: serve needs the serve extra (litserve is missing): pip install -e ".[serve]"')
+
+
+def csv_rows(body: bytes, content_type: str) -> list:
+    """A --decode hook: a text/csv body of rows, one input a line."""
+    if content_type != "text/csv":
+        raise ValueError(f"expected text/csv, not {content_type}")
+    return [[float(v) for v in line.split(",")] for line in body.decode().splitlines()]
+
+
+def test_a_decode_hook_turns_another_body_into_inputs(capsys, checkpoint):
+    """``--decode``'s function reads the body (in the HTTP process, before batching); its inputs are checked as
+    JSON ones are and reach the worker as ``{"x": INPUTS}``. (In this process: the middleware alone.)"""
+    import asyncio  # noqa: PLC0415
+
+    from linear_pl.runner.serve import Inputs, RequestCheck  # noqa: PLC0415
+
+    def through(body: bytes, content_type: bytes) -> tuple[int | None, bytes]:
+        reached, sent = [], []
+
+        async def app(scope, receive, send):
+            reached.append((await receive())["body"])
+
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        check = RequestCheck(app, path="/predict", max_bytes=1000, inputs=Inputs((2,), torch.float32), decode=csv_rows)
+        scope = {"type": "http", "path": "/predict", "method": "POST", "headers": [(b"content-type", content_type)]}
+        asyncio.run(check(scope, receive, send))
+        return (sent[0]["status"], sent[1]["body"]) if sent else (None, reached[0])
+
+    assert through(b"1,1\n2,0\n", b"text/csv") == (None, b'{"x": [[1.0, 1.0], [2.0, 0.0]]}')
+    status, body = through(b"1,1,1\n", b"text/csv")
+    assert status == 422 and b"x has shape [1, 3]; expected one input of shape [2]" in body
+    assert through(b"1,1", b"application/json")[0] == 422
+    assert through(b"1," * 600, b"text/csv")[0] == 413
+    status = cli_main(["serve", "--ckpt_path", str(checkpoint), "--decode", "runner.nowhere.rows"])
+    assert (status, capsys.readouterr().err.splitlines()[-1]) == (
+        2, "error: --decode runner.nowhere.rows: cannot import it (No module named 'runner.nowhere')")  # fmt: skip
