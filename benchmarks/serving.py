@@ -143,7 +143,7 @@ def lines(report: dict) -> list[str]:
             rate, p50, p99 = c["requests_per_second"], c["p50_ms"], c["p99_ms"]
             rows.append(f"{name:<17} {c['clients']:>7} {rate:>10.0f} {p50:>7.1f} {p99:>7.1f}")
     seconds = report["seconds"]
-    rows.append(f"(DigitsCNN, an 8x8 image a request, {seconds:g} s a cell, loopback, clients on the same cores)")
+    rows.append(f"(DigitsCNN, one 8x8 image a request, {seconds:g} s a cell; clients on the same cores)")
     return rows
 
 
