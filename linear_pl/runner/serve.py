@@ -4,15 +4,10 @@
 the batch dimension, and answers ``{"predictions": [...]}``, one per input: the model's own ``predict_step`` on
 ``[x]``, the values ``predict`` prints. ``GET /health`` is 200 while the inference worker is alive and ready.
 
-A request is read, decoded and checked in the HTTP process (:class:`RequestCheck`), before LitServe queues it:
-LitServe decodes a batch's requests together, and one that raised there would fail its whole batch. Other
-inputs than JSON rows (image files, text) go through ``--decode MODULE.FUNCTION``, a function
-``decode(body: bytes, content_type: str)`` that returns the inputs, with their batch dimension
-(:func:`decode_json` is the default). The shape is then checked against the data's own inputs.
+Requests are checked, and bad ones refused alone, before LitServe batches them (serve_requests.py).
 """
 
 import hashlib
-import importlib
 import json
 import math
 import multiprocessing
@@ -25,7 +20,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -34,7 +28,7 @@ import torch
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from linear_pl.runner.errors import UsageError
-from linear_pl.runner.internals import one_line
+from linear_pl.runner.serve_requests import Inputs, RequestCheck, decode_json, import_decode
 
 REPLAY_ROWS = 8  # the data's test rows sent through the HTTP path at start
 # Eager, the export and another device agree within this (the export's own tolerance; a class must be equal).
@@ -42,94 +36,6 @@ RTOL, ATOL = 1e-3, 1e-5
 # The worker's heartbeat: /health says unhealthy once the worker has been silent this long. LitServe itself
 # notices a dead worker only at its next check (every 2 s), and says "ok" until then.
 BEAT_EVERY, SILENT_AFTER = 0.1, 1.0
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """What one input is: the shape without the batch dimension, and the dtype (the data's own)."""
-
-    shape: tuple[int, ...]
-    dtype: torch.dtype
-
-    def expected(self) -> str:
-        one = ", ".join(map(str, self.shape))
-        return f"one input of shape [{one}] or a list of them (shape [N, {one}])"
-
-    def check(self, x: object) -> torch.Tensor:
-        """The inputs as a batch, or ValueError naming the expected shape."""
-        try:
-            batch = torch.as_tensor(x, dtype=self.dtype)
-        except (TypeError, ValueError, RuntimeError) as error:
-            why = one_line(str(error))
-            raise ValueError(f"x is not numbers of one shape ({why}); expected {self.expected()}") from None
-        batch = batch.unsqueeze(0) if tuple(batch.shape) == self.shape else batch
-        if tuple(batch.shape[1:]) != self.shape or len(batch) == 0:
-            raise ValueError(f"x has shape {list(batch.shape)}; expected {self.expected()}")
-        if batch.is_floating_point() and not bool(batch.isfinite().all()):
-            raise ValueError(f"x has a value that is not finite; expected {self.expected()}")
-        return batch
-
-
-def decode_json(body: bytes, content_type: str) -> object:
-    """The default decode: ``{"x": INPUTS}``. Malformed JSON raises json.JSONDecodeError (400), the rest ValueError
-    (422)."""
-    request = json.loads(body)
-    if not isinstance(request, dict) or "x" not in request:
-        raise ValueError('expected a JSON object {"x": INPUTS}')
-    return request["x"]
-
-
-def reply(status: int, detail: str) -> tuple[dict, list[list[bytes]]]:
-    body = json.dumps({"detail": detail}).encode()
-    headers = [[b"content-type", b"application/json"], [b"content-length", str(len(body)).encode()]]
-    return {"type": "http.response.start", "status": status, "headers": headers}, body
-
-
-class RequestCheck:
-    """ASGI middleware on ``POST /predict``: 413 for a body over ``max_bytes``, 400 for malformed JSON, 422 for
-    inputs of the wrong shape or type; a good request goes on as ``{"x": INPUTS}`` with its batch dimension."""
-
-    def __init__(self, app, *, path: str, max_bytes: int, inputs: Inputs, decode: Callable) -> None:
-        self.app, self.path, self.max_bytes, self.inputs, self.decode = app, path, max_bytes, inputs, decode
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
-            return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])
-        too_large = f"the request is over --max_request_mb ({self.max_bytes} bytes)"
-        if int(headers.get(b"content-length", b"0") or 0) > self.max_bytes:
-            return await self.refuse(send, 413, too_large)
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                return await self.refuse(send, 413, too_large)
-        try:
-            x = self.inputs.check(self.decode(body, headers.get(b"content-type", b"").decode("latin-1")))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            return await self.refuse(send, 400, f"malformed JSON: {error}")
-        except (ValueError, TypeError) as error:
-            return await self.refuse(send, 422, str(error))
-        body = json.dumps({"x": x.tolist()}).encode()
-        headers.update({b"content-type": b"application/json", b"content-length": str(len(body)).encode()})
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if sent:
-                return await receive()  # the client's disconnect, where the app waits for one
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app({**scope, "headers": list(headers.items())}, replay, send)
-
-    @staticmethod
-    async def refuse(send, status: int, detail: str) -> None:
-        start, body = reply(status, detail)
-        await send(start)
-        await send({"type": "http.response.body", "body": body})
 
 
 def exported_forward(fmt: str, path: Path, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -200,18 +106,6 @@ def stored_rows(datamodule: L.LightningDataModule | None) -> torch.Tensor:
         if isinstance(x, torch.Tensor) and x.dim() >= 1 and len(x):
             return x[:REPLAY_ROWS].cpu()
     raise UsageError("serve: the data has no test, validation or predict inputs (tensors) to check the server with")
-
-
-def import_decode(path: str) -> Callable:
-    """``--decode MODULE.FUNCTION``: the function, or one line naming what is missing."""
-    module, _, name = path.rpartition(".")
-    try:
-        decode = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise UsageError(f"--decode {path}: cannot import it ({error})") from None
-    if not callable(decode):
-        raise UsageError(f"--decode {path}: not a function decode(body, content_type)")
-    return decode
 
 
 def sha256_of(path: Path) -> str:
@@ -328,7 +222,9 @@ def serve(run) -> int:
     decode = decode_json if config.decode is None else import_decode(config.decode)
     export = export_of(config.format, run.checkpoint)
     model, device = run.model.eval(), run.trainer.strategy.root_device
+    # Numbers in the model's own float type (no float64 on a device that has none), the data's other types as they are.
     rows = stored_rows(run.datamodule)
+    rows = rows.to(model.dtype) if rows.is_floating_point() else rows
     with torch.inference_mode():
         expected = torch.as_tensor(model.to(device).predict_step([rows.to(device)], 0)).cpu()
     model.cpu()  # the worker moves it to its device

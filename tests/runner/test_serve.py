@@ -245,7 +245,7 @@ def test_a_decode_hook_turns_another_body_into_inputs(capsys, checkpoint):
     JSON ones are and reach the worker as ``{"x": INPUTS}``. (In this process: the middleware alone.)"""
     import asyncio  # noqa: PLC0415
 
-    from linear_pl.runner.serve import Inputs, RequestCheck  # noqa: PLC0415
+    from linear_pl.runner.serve_requests import Inputs, RequestCheck  # noqa: PLC0415
 
     def through(body: bytes, content_type: bytes) -> tuple[int | None, bytes]:
         reached, sent = [], []
@@ -272,3 +272,44 @@ def test_a_decode_hook_turns_another_body_into_inputs(capsys, checkpoint):
     status = cli_main(["serve", "--ckpt_path", str(checkpoint), "--decode", "runner.nowhere.rows"])
     assert (status, capsys.readouterr().err.splitlines()[-1]) == (
         2, "error: --decode runner.nowhere.rows: cannot import it (No module named 'runner.nowhere')")  # fmt: skip
+
+
+def test_a_server_whose_answer_is_not_the_models_is_stopped_not_ready(capsys, monkeypatch):
+    """The start's replay, against a stand-in server that answers wrongly: one line, and the server is stopped
+    (SIGTERM to itself, which serve turns into LitServe's own shutdown and exit 1). In this process."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: PLC0415
+
+    from linear_pl.runner import serve  # noqa: PLC0415
+
+    class Wrong(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.answer(b"ok")
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.answer(json.dumps({"predictions": [2, 2]}).encode())
+
+        def answer(self, body):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    stand_in = ThreadingHTTPServer(("127.0.0.1", 0), Wrong)
+    threading.Thread(target=stand_in.serve_forever, daemon=True).start()
+    signals, failed = [], []
+    monkeypatch.setattr(serve.os, "kill", lambda pid, signum: signals.append((pid, signum)))
+    try:
+        rows = torch.tensor([[1.0, 1.0], [2.0, 0.0]])
+        serve.replay(f"http://127.0.0.1:{stand_in.server_port}", rows, torch.tensor([0, 1]), failed)
+    finally:
+        stand_in.shutdown()
+    out, err = capsys.readouterr()
+    assert signals == [(os.getpid(), signal.SIGTERM)] and out == "" and err.count("\n") == 1
+    assert err == (
+        "error: the server's answer for the data's test rows is not the model's: "
+        "got 200 {'predictions': [2, 2]}, expected {'predictions': [0, 1]}\n"
+    )
