@@ -33,8 +33,8 @@ from linear_pl.runner.serve_requests import Inputs, RequestCheck, decode_json, i
 REPLAY_ROWS = 8  # the data's test rows sent through the HTTP path at start
 # Eager, the export and another device agree within this (the export's own tolerance; a class must be equal).
 RTOL, ATOL = 1e-3, 1e-5
-# The worker's heartbeat: /health says unhealthy once the worker has been silent this long. LitServe itself
-# notices a dead worker only at its next check (every 2 s), and says "ok" until then.
+# The worker's heartbeat: /health says unhealthy once the worker has been silent this long, or is gone. LitServe
+# itself notices a dead worker only at its next check (every 2 s), and says "ok" until then.
 BEAT_EVERY, SILENT_AFTER = 0.1, 1.0
 
 
@@ -58,24 +58,26 @@ def exported_forward(fmt: str, path: Path, device: torch.device) -> Callable[[to
 class ModelAPI(ls.LitAPI):
     """The inference worker: the model's ``predict_step`` on ``[x]`` over a batch of requests' inputs."""
 
-    def __init__(self, model: L.LightningModule, inputs: Inputs, export: tuple[str, Path] | None, beat, **batching):
+    def __init__(self, model: L.LightningModule, inputs: Inputs, export: tuple[str, Path] | None, life, **batching):
         super().__init__(**batching)
-        self.model, self.inputs, self.export, self.beat = model, inputs, export, beat
+        # life: shared with the HTTP processes, [the worker's pid, its last heartbeat (time.monotonic)].
+        self.model, self.inputs, self.export, self.life = model, inputs, export, life
 
     def setup(self, device: str) -> None:
         self.on = torch.device(device)
         self.model = self.model.to(self.on).eval()
         if self.export is not None:  # predictions still go through the model's own predict_step
             self.model.forward = exported_forward(*self.export, self.on)
+        self.life[0] = os.getpid()
         threading.Thread(target=self.beating, daemon=True).start()
 
     def beating(self) -> None:
         while True:
-            self.beat.value = time.monotonic()
+            self.life[1] = time.monotonic()
             time.sleep(BEAT_EVERY)
 
     def health(self) -> bool:
-        return time.monotonic() - self.beat.value < SILENT_AFTER
+        return alive(int(self.life[0])) and time.monotonic() - self.life[1] < SILENT_AFTER
 
     def decode_request(self, request: dict) -> torch.Tensor:
         return torch.tensor(request["x"], dtype=self.inputs.dtype)  # checked by RequestCheck
@@ -92,6 +94,23 @@ class ModelAPI(ls.LitAPI):
 
     def encode_response(self, output: torch.Tensor) -> dict:
         return {"predictions": output.tolist()}
+
+
+def alive(pid: int) -> bool:
+    """Whether the worker runs: a killed one is at once gone, or a zombie until LitServe's monitor reaps it. Where
+    there is no /proc (macOS), the heartbeat alone says it."""
+    if pid <= 0:
+        return False  # not started yet
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def stored_rows(datamodule: L.LightningDataModule | None) -> torch.Tensor:
@@ -229,9 +248,9 @@ def serve(run) -> int:
         expected = torch.as_tensor(model.to(device).predict_step([rows.to(device)], 0)).cpu()
     model.cpu()  # the worker moves it to its device
     inputs = Inputs(tuple(rows.shape[1:]), rows.dtype)
-    beat = multiprocessing.get_context("spawn").RawValue("d", 0.0)  # LitServe spawns its worker
+    life = multiprocessing.get_context("spawn").RawArray("d", 2)  # LitServe spawns its worker
     batching = {"max_batch_size": config.max_batch_size, "batch_timeout": config.batch_timeout}
-    api = ModelAPI(model, inputs, export, beat, **batching)
+    api = ModelAPI(model, inputs, export, life, **batching)
     check = {"path": "/predict", "max_bytes": math.floor(config.max_request_mb * 2**20), "inputs": inputs}
     # restart_workers: LitServe starts a dead worker again (and fails its requests in flight).
     server = ls.LitServer(
