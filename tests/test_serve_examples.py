@@ -64,7 +64,8 @@ def test_the_regression_example_served_from_its_pt2(tmp_path):
 def test_the_digits_cnn_served_from_its_onnx(tmp_path):
     from examples.digits import Digits, DigitsCNN  # noqa: PLC0415
 
-    flags = ["--model", "examples.digits.DigitsCNN", "--data", "examples.digits.Digits", "--max_epochs", "1"]
+    flags = ["--model", "examples.digits.DigitsCNN", "--data", "examples.digits.Digits", "--max_epochs", "1",
+             "--trainer.limit_train_batches", "2"]  # fmt: skip
     checkpoint = trained(tmp_path, *flags)
     model = DigitsCNN.load_from_checkpoint(checkpoint, weights_only=True).eval()
     data = Digits()
