@@ -1,13 +1,15 @@
-"""The ``linear-pl`` command (also ``python -m linear_pl``): ``linear-pl fit|validate|test|predict|export|sweep [flags]``.
+"""The ``linear-pl`` command (also ``python -m linear_pl``): ``linear-pl COMMAND [flags]``.
 
-``fit``, ``validate``, ``test``, ``predict`` and ``export`` are ``scripts/train.py``'s (``predict`` is also ``scripts/predict.py``),
-and ``sweep`` is ``scripts/sweep.py``: the same functions, the same flags.
+``fit``, ``validate``, ``test``, ``predict`` and ``export`` are ``scripts/train.py``'s (``predict`` is also
+``scripts/predict.py``), and ``sweep`` is ``scripts/sweep.py``: the same functions, the same flags.
 """
 
 import gc
 import sys
 
-USAGE = "usage: linear-pl {fit,validate,test,predict,export,sweep} [flags]   (linear-pl fit --help, linear-pl sweep --help)"
+USAGE = (
+    "usage: linear-pl {fit,validate,test,predict,export,sweep} [flags]   (linear-pl fit --help, linear-pl sweep --help)"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     if command in ("-h", "--help"):
         print(USAGE)
         return 0
-    print(f"error: {command or 'no command'}: choose fit, validate, test, predict, export or sweep\n{USAGE}", file=sys.stderr)
+    choices = "fit, validate, test, predict, export or sweep"
+    print(f"error: {command or 'no command'}: choose {choices}\n{USAGE}", file=sys.stderr)
     return 2
 
 

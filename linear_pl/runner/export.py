@@ -243,7 +243,8 @@ def summary(final: Path, report: dict) -> str:
     def metric(name: str) -> str:
         return "  ".join(f"{k} {v:.6g}" for k, v in (report["metrics"][name] or {}).items())
 
-    lines = [f"{final}: batches from {report['inputs_from']}, sizes {', '.join(report['formats'][FORMATS[0]]['max_diff'])}"]
+    sizes = ", ".join(report["formats"][FORMATS[0]]["max_diff"])
+    lines = [f"{final}: batches from {report['inputs_from']}, sizes {sizes}"]
     for name in FORMATS:
         diffs = report["formats"][name]["max_diff"].values()
         worst_abs, worst_rel = max(d["abs"] for d in diffs), max(d["rel"] for d in diffs)

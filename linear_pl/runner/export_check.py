@@ -61,7 +61,7 @@ def check_format(
         worst_abs = worst_rel = 0.0
         for g, w in zip(got, want, strict=True):
             if g.shape != w.shape:
-                raise Mismatch(f"{name} at batch {n}: output shape {list(g.shape)} differs from eager's {list(w.shape)}")
+                raise Mismatch(f"{name} at batch {n}: output shape {list(g.shape)}, eager's {list(w.shape)}")
             w = w if w.is_floating_point() else w.float()
             diff = (g.to(w) - w).abs()
             if not bool((diff <= config.atol + config.rtol * w.abs()).all()):
