@@ -47,10 +47,10 @@ HELP = {
 TRAINER_DEFAULTS = {"enable_progress_bar": False, "enable_model_summary": False}
 
 
+# Lightning's Trainer with the commands this project adds to its four: LightningCLI makes a subcommand of a Trainer
+# method of that name (its arguments become flags). The run, not the Trainer, does the work. (No docstring: --help
+# heads the Trainer's flags with the class's, and Trainer's is the one to show.)
 class RunTrainer(Trainer):
-    """Lightning's Trainer with the commands this project adds to its four: LightningCLI makes a subcommand of a
-    Trainer method of that name (its arguments become flags). The run, not the Trainer, does the work."""
-
     # weights_only: the flag of Lightning's own commands, which a checkpoint's config.yaml (fit's) holds.
     def export(self, model: L.LightningModule, datamodule: L.LightningDataModule | None = None,
                ckpt_path: str | None = None, weights_only: bool | None = None) -> None:  # fmt: skip
