@@ -12,7 +12,6 @@ onnx, onnxscript and onnxruntime (the ``export`` extra) are imported here only: 
 
 import contextlib
 import hashlib
-import importlib.metadata
 import importlib.util
 import io
 import json
@@ -50,6 +49,8 @@ def export(run) -> int:
     missing = [name for name in EXTRA if importlib.util.find_spec(name) is None]
     if missing:
         raise UsageError(f"export needs {', '.join(missing)}: pip install 'linear_pl[export]'")
+    if run.config.rtol < 0 or run.config.atol < 0:
+        raise UsageError(f"--rtol {run.config.rtol:g} --atol {run.config.atol:g}: each must be >= 0")
     device = run.trainer.strategy.root_device
     model = run.model.to(device).eval()
     split, loader = input_loader(run)
@@ -143,7 +144,7 @@ def export_onnx(program: torch.export.ExportedProgram, path: Path) -> int:
             if not type(error).__module__.startswith(("torch", "onnx")):
                 raise
             raise UsageError(f"torch.onnx refused the exported program: {refusal(error)}") from None
-    onnx_program.save(path, external_data=False)
+    onnx_program.save(path)  # the weights in a file beside it (model.onnx.data) only where over 2 GB
     return next(o.version for o in onnx_program.model_proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
@@ -205,7 +206,11 @@ def torch_log_handlers() -> list[logging.Handler]:
 
 def describe(run, split: str, example: torch.Tensor, opset: int) -> dict:
     """export.json, less what the checks add: versions, opset, the input, the checkpoint."""
-    versions = {name: importlib.metadata.version(name) for name in ("torch", "onnx", "onnxruntime")}
+    import onnx  # noqa: PLC0415 -- the export extra, imported by an export only
+    import onnxruntime  # noqa: PLC0415
+
+    # The modules' own: a distribution may be named otherwise (onnxruntime-gpu).
+    versions = {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
     return {
         "versions": versions,
         "opset": opset,

@@ -47,7 +47,7 @@ def outputs_of(value) -> list[torch.Tensor]:
         return [value]
     if isinstance(value, tuple | list):
         return [t for v in value for t in outputs_of(v)]
-    raise Mismatch(f"the model's forward returns {type(value).__name__}; export checks tensors or tuples of them")
+    raise UsageError(f"the model's forward returns {type(value).__name__}; export checks tensors or tuples of them")
 
 
 def check_format(

@@ -3,7 +3,7 @@ and what a failed export says and leaves (on the example and the digits CNN, and
 tests/test_export.py)."""
 
 import hashlib
-import importlib.metadata
+import importlib
 import inspect
 import json
 import shutil
@@ -84,7 +84,9 @@ def test_both_formats_match_the_model_at_four_batch_sizes_and_export_json_says_s
     assert sorted(p.name for p in folder.iterdir()) == ["export.json", "model.onnx", "model.pt2"]
     assert not list(fit.run_dir.glob(".export*"))  # nothing left of the temporary folder
     report = json.loads((folder / "export.json").read_text())
-    assert report["versions"] == {name: importlib.metadata.version(name) for name in ("torch", "onnx", "onnxruntime")}
+    assert report["versions"] == {
+        name: importlib.import_module(name).__version__ for name in ("torch", "onnx", "onnxruntime")
+    }
     assert isinstance(report["opset"], int) and report["opset"] >= 18
     assert report["input"] == {"shape": ["batch", 2], "dtype": "float32"}
     best = fit.run_dir / "checkpoints" / "best.ckpt"
@@ -155,7 +157,9 @@ def test_a_batch_dimension_made_constant_is_said_exit_2(trained, capsys, tmp_pat
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["model.ckpt"]
 
 
-def test_batches_it_cannot_read_and_a_missing_extra_are_one_line_exit_2(trained, capsys, tmp_path, monkeypatch):
+def test_unreadable_batches_a_negative_tolerance_and_a_missing_extra_are_one_line_exit_2(
+    trained, capsys, tmp_path, monkeypatch
+):
     checkpoint = as_model(trained, Classifier, tmp_path / "d")
     status, out, err = export(capsys, "--ckpt_path", checkpoint, "--data", "runner.test_export.DictBatches")
     assert (status, out) == (2, "")
@@ -163,6 +167,8 @@ def test_batches_it_cannot_read_and_a_missing_extra_are_one_line_exit_2(trained,
         "error: export: the test loader's batches are dict; export supports a tensor batch or a tuple/list whose "
         "first element is the model's input tensor [batch, ...]\n"
     )
+    status, out, err = export(capsys, "--ckpt_path", checkpoint, "--data", CLASSIFIER[3], "--rtol", "-0.1")
+    assert (status, out, err) == (2, "", "error: --rtol -0.1 --atol 1e-05: each must be >= 0\n")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     status, out, err = export(capsys, "--ckpt_path", checkpoint, "--data", CLASSIFIER[3])
     assert (status, out, err) == (2, "", "error: export needs onnxruntime: pip install 'linear_pl[export]'\n")
