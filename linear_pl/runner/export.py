@@ -158,21 +158,17 @@ def refusal(error: Exception) -> str:
     return f"{first} (at {where[1]}:{where[2]}: {where[3].strip()})" if where else first
 
 
-# torch.onnx's dynamo exporter logs, on every export, the torchvision operators it skips where torchvision is
-# not installed: torchvision's own detection models are not this project's.
-KNOWN_EXPORT_NOISE = re.compile(r"torchvision is not installed\. Skipping")
-
-
 @contextlib.contextmanager
 def quiet_torch():
-    """Hold back what torch prints while it exports, and print it afterwards less the known noise: unless
-    torch refused the model (a UsageError), whose one line says it all. torch.export prints the partial graph
-    of a model it refuses to stderr, beside its logged warnings."""
+    """Hold back what torch prints while it exports, and print it afterwards (its loggers' filters drop the known
+    noise: noise.py), unless torch refused the model (a UsageError), whose one line says it all. torch.export
+    prints the partial graph of a model it refuses to stderr, beside its logged warnings."""
     held: list[logging.LogRecord] = []
     handlers = torch_log_handlers()
 
     def hold(record: logging.LogRecord) -> bool:
-        held.append(record)
+        if record not in held:  # a record may reach more than one handler
+            held.append(record)
         return False
 
     for handler in handlers:
@@ -190,8 +186,7 @@ def quiet_torch():
             handler.removeFilter(hold)
         if not refused:
             for record in held:
-                if not KNOWN_EXPORT_NOISE.search(record.getMessage()):
-                    logging.getLogger(record.name).handle(record)
+                logging.getLogger(record.name).handle(record)
             sys.stderr.write(stderr.getvalue())
 
 
