@@ -24,13 +24,16 @@ def batch_sizes(loader_batch: int) -> list[int]:
 
 def check_stays_dynamic(program: torch.export.ExportedProgram, inputs: dict[int, torch.Tensor]) -> None:
     """torch.export may turn the batch dimension into a constant (an example batch of size 0 or 1 does:
-    pytorch #151582, #157621); the program's input must keep a symbolic first dimension and run at every
-    size checked (exit 2: the model cannot be exported with a batch of any size)."""
+    pytorch #151582, #157621): the program's input must keep a symbolic first dimension, whose range holds
+    1, and run at every size checked (exit 2: the model cannot be exported with a batch of any size)."""
     (name,) = program.graph_signature.user_inputs
     node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == name)
     first = node.meta["val"].shape[0]
     if not isinstance(first, torch.SymInt):
         raise UsageError(f"model.pt2: the batch dimension became the constant {first}: the program takes no other")
+    bounds = program.range_constraints.get(first.node.expr)
+    if bounds is not None and bounds.lower > 1:
+        raise UsageError(f"model.pt2: the batch dimension starts at {bounds.lower}: the program takes no batch of 1")
     module = program.module()
     with torch.no_grad():
         for n, x in inputs.items():
@@ -38,7 +41,8 @@ def check_stays_dynamic(program: torch.export.ExportedProgram, inputs: dict[int,
                 module(x)
             except Exception as error:
                 line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise UsageError(f"model.pt2 at batch {n}: the program refuses it ({line})") from None
+                raise UsageError(f"model.pt2 at batch {n}: the program refuses it ({line}): its batch dimension is not "
+                                 "dynamic") from None  # fmt: skip
 
 
 def outputs_of(value) -> list[torch.Tensor]:

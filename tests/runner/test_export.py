@@ -14,6 +14,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from linear_pl.runner.cli import cli_main
+from linear_pl.runner.errors import UsageError
+from linear_pl.runner.export_check import BATCH, batch_sizes, check_stays_dynamic
 from runner.commands import run_quietly
 from runner.lit_classifier import CLASSIFIER, Blobs, Classifier
 
@@ -173,3 +175,20 @@ def test_unreadable_batches_a_negative_tolerance_and_a_missing_extra_are_one_lin
     status, out, err = export(capsys, "--ckpt_path", checkpoint, "--data", CLASSIFIER[3])
     assert (status, out, err) == (2, "", "error: export needs onnxruntime: pip install 'linear_pl[export]'\n")
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["model.ckpt"]
+
+
+def test_a_program_whose_batch_is_constant_or_bounded_is_caught_after_export():
+    """torch.export.Dim("batch") makes torch refuse a forward that fixes the batch (above). A program exported
+    otherwise (no dynamic dimension, Dim.AUTO, which specializes silently, a minimum of 2) is caught after."""
+    inputs = {n: torch.randn(n, 2) for n in batch_sizes(32)}
+    static = torch.export.export(Classifier().eval(), (inputs[32],))
+    with pytest.raises(UsageError, match=r"^model\.pt2: the batch dimension became the constant 32: "):
+        check_stays_dynamic(static, inputs)
+    auto = torch.export.export(FixedBatch().eval(), (inputs[32],), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    with pytest.raises(UsageError, match=r"^model\.pt2 at batch 1: the program refuses it \(.*== 32\): its batch "):
+        check_stays_dynamic(auto, inputs)
+    at_least_2 = torch.export.Dim("batch", min=2)
+    bounded = torch.export.export(Classifier().eval(), (inputs[32],), dynamic_shapes=({0: at_least_2},))
+    with pytest.raises(UsageError, match=r"^model\.pt2: the batch dimension starts at 2: "):
+        check_stays_dynamic(bounded, inputs)
+    check_stays_dynamic(torch.export.export(Classifier().eval(), (inputs[32],), dynamic_shapes=({0: BATCH},)), inputs)
