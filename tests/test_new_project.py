@@ -100,7 +100,7 @@ def test_the_project_is_named_for_its_package(project):
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["name"] == "cancer_pl"
     assert pyproject["project"]["scripts"] == {"cancer-pl": "cancer_pl.__main__:main"}
-    assert "cancer_pl[sweep]" in pyproject["project"]["optional-dependencies"]["test"]
+    assert {"cancer_pl[sweep]", "cancer_pl[export]"} <= set(pyproject["project"]["optional-dependencies"]["test"])
     assert pyproject["tool"]["setuptools"]["packages"]["find"]["include"] == ["cancer_pl*"]
     # The environment variables and the sweep's workers are the new package's.
     assert 'STORAGE_ENV = "CANCER_PL_STORAGE"' in (project / "cancer_pl/sweep/flags.py").read_text()
@@ -120,6 +120,7 @@ def test_its_dependencies_and_torch_pin_are_this_repositorys(project):
     ours_only = {"polars>=1.0", "ruff>=0.17,<0.18"}
     assert theirs["dependencies"] == [d for d in ours["dependencies"] if d not in ours_only]
     assert theirs["optional-dependencies"]["sweep"] == ours["optional-dependencies"]["sweep"]
+    assert theirs["optional-dependencies"]["export"] == ours["optional-dependencies"]["export"]
 
     def pin(makefile: Path) -> str:
         return next(line for line in makefile.read_text().splitlines() if line.startswith("TORCH ?="))

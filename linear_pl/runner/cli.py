@@ -33,16 +33,29 @@ from linear_pl.runner.flags import (
 from linear_pl.runner.internals import CLASS_PATH_KEY, one_line
 from linear_pl.runner.noise import silence_known_noise
 from linear_pl.runner.project import Project, registered_project
-from linear_pl.runner.run_flags import add_predict_flags, add_run_flags, check_trainer_flags
+from linear_pl.runner.run_flags import add_export_flags, add_predict_flags, add_run_flags, check_trainer_flags
 
 HELP = {
     "fit": "fit: train (the default: `train.py` with no subcommand is `train.py fit`).",
     "validate": "validate --ckpt_path best|last|PATH: that checkpoint's run, on its validation data.",
     "test": "test --ckpt_path best|last|PATH: that checkpoint's run, on its test data.",
     "predict": "predict --ckpt_path best|last|PATH (--x ROWS | --input FILE | its data): print predictions.",
+    "export": "export --ckpt_path best|last|PATH: write export/ (model.pt2, model.onnx, export.json) beside its "
+    "checkpoints, each format checked against the model (--rtol, --atol) on its test data or --x/--input rows.",
 }
 # The run prints its own plain progress lines (ProgressReport), and no model summary.
 TRAINER_DEFAULTS = {"enable_progress_bar": False, "enable_model_summary": False}
+
+
+# Lightning's Trainer with the commands this project adds to its four: LightningCLI makes a subcommand of a Trainer
+# method of that name (its arguments become flags). The run, not the Trainer, does the work. (No docstring: --help
+# heads the Trainer's flags with the class's, and Trainer's is the one to show.)
+class RunTrainer(Trainer):
+    # weights_only: the flag of Lightning's own commands, which a checkpoint's config.yaml (fit's) holds.
+    def export(self, model: L.LightningModule, datamodule: L.LightningDataModule | None = None,
+               ckpt_path: str | None = None, weights_only: bool | None = None) -> None:  # fmt: skip
+        """Export the checkpoint's model: linear_pl.runner.export (``train.py export``)."""
+        raise NotImplementedError("`train.py export` exports: linear_pl.runner.export.export(run)")
 
 
 class OneLineErrorParser(LightningArgumentParser):
@@ -84,6 +97,7 @@ class RunCLI(LightningCLI):
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
+            trainer_class=RunTrainer if self.asked not in LightningCLI.subcommands() else Trainer,
             subclass_mode_model=True,
             subclass_mode_data=True,
             run=not parse_only,
@@ -99,13 +113,16 @@ class RunCLI(LightningCLI):
     def subcommands(self) -> dict[str, set[str]]:
         # The one asked for: LightningCLI builds all four parsers, each with every Trainer, model and data flag,
         # 0.1 s of each run's start (each sweep trial's too). Its staticmethod is only called on the instance.
-        return {self.asked: LightningCLI.subcommands()[self.asked]}
+        # A command of RunTrainer's is handed the model and data as test is.
+        return {self.asked: LightningCLI.subcommands().get(self.asked, {"model", "datamodule"})}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         self.flat, self.shadowed = add_run_flags(parser, self.project, self.classes, self.hparams)
         accept_short_names(parser, self.project)
         if not self.parse_only and parser.description.endswith(HELP["predict"]):
             add_predict_flags(parser)
+        if not self.parse_only and parser.description.endswith(HELP["export"]):
+            add_export_flags(parser)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: list[str]) -> None:
         try:
@@ -188,7 +205,7 @@ class RunCLI(LightningCLI):
     def fit(self, **kwargs) -> None:
         pass
 
-    validate = test = predict = fit
+    validate = test = predict = export = fit
 
 
 def build_run(args: list[str], project: Project | None = None, **run) -> "runs.Run":
@@ -224,7 +241,7 @@ def parse_flags(args: list[str], project: Project | None = None) -> RunCLI:
 
 
 def cli_main(args: list[str] | None = None, project: Project | None = None) -> int:
-    """Run ``[fit|validate|test|predict] flags``; returns the exit status."""
+    """Run ``[fit|validate|test|predict|export] flags``; returns the exit status."""
     importable_from_cwd()
     project = project or registered_project()
     silence_known_noise()
