@@ -33,19 +33,41 @@ from linear_pl.runner.flags import (
 from linear_pl.runner.internals import CLASS_PATH_KEY, one_line
 from linear_pl.runner.noise import silence_known_noise
 from linear_pl.runner.project import Project, registered_project
-from linear_pl.runner.run_flags import add_predict_flags, add_run_flags, add_serve_flags, check_trainer_flags
+from linear_pl.runner.run_flags import (
+    add_export_flags,
+    add_predict_flags,
+    add_run_flags,
+    add_serve_flags,
+    check_trainer_flags,
+)
 
 HELP = {
     "fit": "fit: train (the default: `train.py` with no subcommand is `train.py fit`).",
     "validate": "validate --ckpt_path best|last|PATH: that checkpoint's run, on its validation data.",
     "test": "test --ckpt_path best|last|PATH: that checkpoint's run, on its test data.",
     "predict": "predict --ckpt_path best|last|PATH (--x ROWS | --input FILE | its data): print predictions.",
+    "export": "export --ckpt_path best|last|PATH: write export/ (model.pt2, model.onnx, export.json) beside its "
+    "checkpoints, each format checked against the model (--rtol, --atol) on its test data or --x/--input rows.",
     "serve": "serve --ckpt_path best|last|PATH [--format eager|pt2|onnx]: an HTTP server of its predictions.",
 }
-# Commands that are not Trainer methods: LightningCLI parses and builds them as this one, the run knows its own.
-BUILT_AS = {"serve": "predict"}
 # The run prints its own plain progress lines (ProgressReport), and no model summary.
 TRAINER_DEFAULTS = {"enable_progress_bar": False, "enable_model_summary": False}
+
+
+# Lightning's Trainer with the commands this project adds to its four: LightningCLI makes a subcommand of a Trainer
+# method of that name (its arguments become flags). The run, not the Trainer, does the work. (No docstring: --help
+# heads the Trainer's flags with the class's, and Trainer's is the one to show.)
+class RunTrainer(Trainer):
+    # weights_only: the flag of Lightning's own commands, which a checkpoint's config.yaml (fit's) holds.
+    def export(self, model: L.LightningModule, datamodule: L.LightningDataModule | None = None,
+               ckpt_path: str | None = None, weights_only: bool | None = None) -> None:  # fmt: skip
+        """Export the checkpoint's model: linear_pl.runner.export (``train.py export``)."""
+        raise NotImplementedError("`train.py export` exports: linear_pl.runner.export.export(run)")
+
+    def serve(self, model: L.LightningModule, datamodule: L.LightningDataModule | None = None,
+              ckpt_path: str | None = None, weights_only: bool | None = None) -> None:  # fmt: skip
+        """Serve the checkpoint's model over HTTP: linear_pl.runner.serve (``train.py serve``)."""
+        raise NotImplementedError("`train.py serve` serves: linear_pl.runner.serve.serve(run)")
 
 
 class OneLineErrorParser(LightningArgumentParser):
@@ -69,9 +91,7 @@ class RunCLI(LightningCLI):
 
     def __init__(self, args: list[str], project: Project, classes: dict, parse_only: bool = False, **run) -> None:
         self.parse_only, self.run_options, self.run = parse_only, run, None
-        self.command = args[0]  # the subcommand: build_run puts it first
-        self.asked = BUILT_AS.get(self.command, self.command)  # the Trainer's method LightningCLI parses it as
-        args = [self.asked, *args[1:]]
+        self.asked = args[0]  # the subcommand: build_run puts it first
         self.classes = classes
         self.project = project.for_model(classes["model"])  # the project's run settings travel with its own model
         self.checkpoint = run.get("checkpoint")
@@ -85,10 +105,11 @@ class RunCLI(LightningCLI):
         kwargs = {"allow_abbrev": False, "formatter_class": argparse.RawDescriptionHelpFormatter}
         # The chosen model's project's description: another model's run is not described as the project's own.
         description = self.project.description
-        described = {self.asked: {**kwargs, "description": f"{description}\n\n{HELP[self.command]}"}}
+        described = {self.asked: {**kwargs, "description": f"{description}\n\n{HELP[self.asked]}"}}
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
+            trainer_class=RunTrainer if self.asked not in LightningCLI.subcommands() else Trainer,
             subclass_mode_model=True,
             subclass_mode_data=True,
             run=not parse_only,
@@ -104,13 +125,16 @@ class RunCLI(LightningCLI):
     def subcommands(self) -> dict[str, set[str]]:
         # The one asked for: LightningCLI builds all four parsers, each with every Trainer, model and data flag,
         # 0.1 s of each run's start (each sweep trial's too). Its staticmethod is only called on the instance.
-        return {self.asked: LightningCLI.subcommands()[self.asked]}
+        # A command of RunTrainer's is handed the model and data as test is.
+        return {self.asked: LightningCLI.subcommands().get(self.asked, {"model", "datamodule"})}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         self.flat, self.shadowed = add_run_flags(parser, self.project, self.classes, self.hparams)
         accept_short_names(parser, self.project)
         if not self.parse_only and parser.description.endswith(HELP["predict"]):
             add_predict_flags(parser)
+        if not self.parse_only and parser.description.endswith(HELP["export"]):
+            add_export_flags(parser)
         if not self.parse_only and parser.description.endswith(HELP["serve"]):
             add_serve_flags(parser)
 
@@ -163,7 +187,7 @@ class RunCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs) -> Trainer:
         if self.subcommand != "fit":
             self.save_config_callback = None  # validate, test and predict write nothing
-        self.run = runs.Run.start(self.command, self.config[self.subcommand], **self.run_options)
+        self.run = runs.Run.start(self.subcommand, self.config[self.subcommand], **self.run_options)
         theirs = self.config_init[self.subcommand].trainer.get("callbacks") or []
         kwargs.update(self.run.trainer_arguments(theirs))
         try:
@@ -195,7 +219,7 @@ class RunCLI(LightningCLI):
     def fit(self, **kwargs) -> None:
         pass
 
-    validate = test = predict = fit
+    validate = test = predict = export = serve = fit
 
 
 def build_run(args: list[str], project: Project | None = None, **run) -> "runs.Run":
@@ -231,7 +255,7 @@ def parse_flags(args: list[str], project: Project | None = None) -> RunCLI:
 
 
 def cli_main(args: list[str] | None = None, project: Project | None = None) -> int:
-    """Run ``[fit|validate|test|predict|serve] flags``; returns the exit status."""
+    """Run ``[fit|validate|test|predict|export|serve] flags``; returns the exit status."""
     importable_from_cwd()
     project = project or registered_project()
     silence_known_noise()

@@ -10,8 +10,18 @@ import warnings
 KNOWN_NOISE = re.compile(r"(\[rank: \d+\] )?(💡 Tip|Seed set to)")
 
 
+# torch.onnx's exporter (the export command) logs on every export the torchvision operators it skips where
+# torchvision is not installed: torchvision's detection models are not this project's.
+KNOWN_ONNX_NOISE = re.compile(r"torchvision is not installed\. Skipping torchvision::")
+ONNX_REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
+
+
 def _not_noise(record: logging.LogRecord) -> bool:
     return not KNOWN_NOISE.match(record.getMessage())
+
+
+def _not_onnx_noise(record: logging.LogRecord) -> bool:
+    return not KNOWN_ONNX_NOISE.match(record.getMessage())
 
 
 def silence_known_noise() -> None:
@@ -36,3 +46,4 @@ def silence_known_noise() -> None:
     )
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
         logging.getLogger(name).addFilter(_not_noise)  # a set: added once however often this runs
+    logging.getLogger(ONNX_REGISTRATION_LOGGER).addFilter(_not_onnx_noise)

@@ -46,7 +46,7 @@ class Outcome:
 class Run:
     """One command's run, built: its parts, and the callbacks of ours that follow it."""
 
-    command: str  # fit, validate, test, predict or serve
+    command: str  # fit, validate, test, predict, export or serve
     config: Namespace  # the subcommand's parsed flags
     args: list[str]  # the flags as given, for the continue command
     checkpoint: Path | None = None  # --ckpt_path, resolved
@@ -238,6 +238,10 @@ def execute(run: Run) -> int:
         return outcome.status
     if run.checkpoint is None:
         raise UsageError(f"{run.command} needs --ckpt_path best, last or a path")
+    if run.command == "export":
+        from linear_pl.runner.export import export  # noqa: PLC0415 -- torch.onnx and the export extra: exports only
+
+        return export(run)
     if run.command == "serve":
         try:
             from linear_pl.runner.serve import serve  # noqa: PLC0415 -- LitServe only for `serve`

@@ -60,11 +60,24 @@ def add_run_flags(
     return add_flat_flags(parser, classes, linked, registered_arguments(project))
 
 
-def add_predict_flags(parser: LightningArgumentParser) -> None:
-    """``predict``'s rows and output."""
+def add_rows_flags(parser: LightningArgumentParser) -> None:
+    """Rows of inputs, for ``predict`` and ``export``."""
     parser.add_argument("--x", type=str | None, default=None, help='rows: "[1, 1, 1]" or "[[1, 1, 1], [2, 0, 1]]"')
     parser.add_argument("--input", type=str | None, default=None, help="a CSV file of rows, or - for stdin")
+
+
+def add_predict_flags(parser: LightningArgumentParser) -> None:
+    """``predict``'s rows and output."""
+    add_rows_flags(parser)
     parser.add_argument("--output", type=str | None, default=None, help="also write the predictions to this file")
+
+
+def add_export_flags(parser: LightningArgumentParser) -> None:
+    """``export``'s rows (in place of its data's) and the tolerance each format must meet."""
+    add_rows_flags(parser)
+    # Lightning's own to_onnx test compares ONNX Runtime with eager at these.
+    parser.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance of each format against eager")
+    parser.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance of each format against eager")
 
 
 def add_serve_flags(parser: LightningArgumentParser) -> None:

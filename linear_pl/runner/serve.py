@@ -7,7 +7,6 @@ the batch dimension, and answers ``{"predictions": [...]}``, one per input: the 
 Requests are checked, and bad ones refused alone, before LitServe batches them (serve_requests.py).
 """
 
-import hashlib
 import json
 import math
 import multiprocessing
@@ -28,6 +27,7 @@ import torch
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from linear_pl.runner.errors import UsageError
+from linear_pl.runner.export import sha256
 from linear_pl.runner.serve_requests import Inputs, RequestCheck, decode_json, import_decode
 
 REPLAY_ROWS = 8  # the data's test rows sent through the HTTP path at start
@@ -127,14 +127,6 @@ def stored_rows(datamodule: L.LightningDataModule | None) -> torch.Tensor:
     raise UsageError("serve: the data has no test, validation or predict inputs (tensors) to check the server with")
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def export_of(fmt: str, checkpoint: Path) -> tuple[str, Path] | None:
     """``--format pt2|onnx``: the run's export of this very checkpoint (export/export.json's sha256 says so)."""
     if fmt == "eager":
@@ -144,7 +136,7 @@ def export_of(fmt: str, checkpoint: Path) -> tuple[str, Path] | None:
     if not path.is_file() or not meta.is_file():
         raise UsageError(f"--format {fmt}: no {path} (write it with: export --ckpt_path {checkpoint})")
     recorded = json.loads(meta.read_text()).get("checkpoint", {}).get("sha256")
-    if recorded != sha256_of(checkpoint):
+    if recorded != sha256(checkpoint):
         raise UsageError(f"--format {fmt}: {path} was exported from another checkpoint than {checkpoint}; export again")
     return fmt, path
 
