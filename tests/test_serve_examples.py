@@ -2,9 +2,9 @@
 export of the checkpoint answers through the model's own ``predict_step`` what ``predict`` prints for the same
 inputs. (tests/runner/test_serve.py tests the server itself on the fixture classifier, eager.)
 
-The exports are written here with torch.export and torch.onnx.export, as ``export`` writes them."""
+The regression's export is written by ``export``; the CNN's .onnx here, by torch.onnx.export as ``export`` writes
+it, without the checks ``export`` makes of it (tests/test_export.py)."""
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from runner.commands import ROOT, run_quietly
 from runner.test_serve import lines_of, start_server
 
 from linear_pl.runner.cli import cli_main
+from linear_pl.runner.export import sha256
 
 
 @pytest.fixture(autouse=True)
@@ -22,18 +23,13 @@ def from_the_repository(monkeypatch):
     monkeypatch.chdir(ROOT)
 
 
-def write_export(checkpoint: Path, model: torch.nn.Module, example: torch.Tensor, fmt: str) -> None:
-    """export/model.pt2 or model.onnx with a dynamic batch dimension, and export.json with the checkpoint's sha256."""
+def write_onnx(checkpoint: Path, model: torch.nn.Module, example: torch.Tensor) -> None:
+    """export/model.onnx with a dynamic batch dimension, and export.json with the checkpoint's sha256."""
     export = checkpoint.parents[1] / "export"
-    export.mkdir(exist_ok=True)
+    export.mkdir()
     batch = {0: torch.export.Dim("batch")}
-    if fmt == "pt2":
-        torch.export.save(torch.export.export(model, (example,), dynamic_shapes=(batch,)), export / "model.pt2")
-    else:
-        torch.onnx.export(model, (example,), export / "model.onnx", dynamo=True, dynamic_shapes=(batch,),
-                          verbose=False)  # fmt: skip
-    sha256 = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    (export / "export.json").write_text(json.dumps({"checkpoint": {"sha256": sha256}}))
+    torch.onnx.export(model, (example,), export / "model.onnx", dynamo=True, dynamic_shapes=(batch,), verbose=False)
+    (export / "export.json").write_text(json.dumps({"checkpoint": {"sha256": sha256(checkpoint)}}))
 
 
 def trained(tmp_path: Path, *flags: str) -> Path:
@@ -43,12 +39,10 @@ def trained(tmp_path: Path, *flags: str) -> Path:
 
 
 def test_the_regression_example_served_from_its_pt2(tmp_path):
-    from linear_pl.regression.model import LinearModel  # noqa: PLC0415
-
     checkpoint = trained(tmp_path, "--max_epochs", "5")
-    model = LinearModel.load_from_checkpoint(checkpoint, weights_only=True).eval()
+    exported = run_quietly(cli_main, "export", "--ckpt_path", str(checkpoint), root=tmp_path)
+    assert exported.status == 0, exported.stderr
     rows = [[float(v) for v in range(1 + i, 8 + i)] for i in range(5)]
-    write_export(checkpoint, model, torch.tensor(rows[:3]), "pt2")
     server = start_server("--ckpt_path", str(checkpoint), "--format", "pt2", cwd=tmp_path)
     try:
         assert "(pt2, cpu," in server.stdout[0] and server.stdout[1].startswith("ready: ")
@@ -71,7 +65,7 @@ def test_the_digits_cnn_served_from_its_onnx(tmp_path):
     data = Digits()
     data.setup("predict")
     images = data.predict_set.tensors[0][:32]
-    write_export(checkpoint, model, images[:3], "onnx")
+    write_onnx(checkpoint, model, images[:3])
     server = start_server("--ckpt_path", str(checkpoint), "--format", "onnx", cwd=ROOT, logs=tmp_path)
     try:
         assert "(onnx, cpu," in server.stdout[0] and server.stdout[1].startswith("ready: ")

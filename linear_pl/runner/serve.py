@@ -207,8 +207,8 @@ def replay(base: str, rows: torch.Tensor, expected: torch.Tensor, failed: list[s
         print(f"error: the server's answer for the data's test rows is not the model's: {failed[0]}", file=sys.stderr)
         os.kill(os.getpid(), signal.SIGTERM)  # stop() below: workers and HTTP processes end
         return
-    n = len(rows)
-    print(f"ready: {base}/predict ({n} test rows replayed through HTTP match the model's predictions)", flush=True)
+    said = f"{len(rows)} rows of its data replayed through HTTP match the model's predictions"
+    print(f"ready: {base}/predict ({said})", flush=True)
 
 
 def stopper(owner: int) -> Callable:

@@ -111,7 +111,7 @@ def server(checkpoint):
 
 def test_sixteen_concurrent_clients_get_predicts_answers(server, checkpoint):
     assert server.stdout[0].startswith(f"serving {checkpoint} (eager, cpu, batches of up to 16) on 127.0.0.1:")
-    assert "8 test rows replayed through HTTP match the model's predictions" in server.stdout[1]
+    assert "8 rows of its data replayed through HTTP match the model's predictions" in server.stdout[1]
     expected = predicted("--ckpt_path", str(checkpoint), "--x", json.dumps(ROWS), root=checkpoint.parents[3])
     # Client i sends a list of rows, or (odd i) one row alone: both come back as a list of predictions.
     requests = [ROWS[i % 8 :] + ROWS[: i % 8] if i % 2 == 0 else ROWS[i % 8] for i in range(16)]
