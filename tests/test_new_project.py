@@ -39,7 +39,7 @@ def written(tmp_path_factory):
     which the tests that only read it or run from it share."""
     target = tmp_path_factory.mktemp("generated") / "cancer"
     target.mkdir()  # an empty folder is used
-    return run_quietly(linear_pl_main, "new", str(target), "--package", NAME, root=target)
+    return run_quietly(linear_pl_main, "new", str(target), "--package", NAME, "--sweep", root=target)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,9 @@ def newest_run(root: Path) -> Path:
 # --- the command -----------------------------------------------------------------------------------
 
 
-def test_linear_pl_new_writes_a_project_that_lints_whatever_the_length_of_its_name(written, project, tmp_path):
+def test_linear_pl_new_writes_a_project_that_lints_and_passes_its_tests_with_or_without_the_sweep(
+    written, project, tmp_path
+):
     assert written.stdout.splitlines()[0] == f"wrote {project}: package cancer_pl, command cancer-pl", written.stdout
     assert written.stderr == ""
     assert sorted(p.name for p in project.parent.iterdir()) == ["cancer"]  # the temporary folder is gone
@@ -86,14 +88,44 @@ def test_linear_pl_new_writes_a_project_that_lints_whatever_the_length_of_its_na
     assert os.access(project / ".ci/run", os.X_OK)
     assert not list(project.rglob("__pycache__")) and not (project / ".ruff_cache").exists()
 
-    # Its lint passes. A longer name than linear_pl lengthens lines: the copy is reformatted, and lint allows what
-    # it cannot split.
+    # Without --sweep: no sweep package, script, tests or space, and its README says how to add them.
     longer = tmp_path / "long"
     assert write_project(longer, "a_much_longer_package_name") == longer  # a new folder
+    for path in ("a_much_longer_package_name/sweep", "scripts/sweep.py", "space.yaml", "tests/runner/test_sweep.py"):
+        assert not (longer / path).exists(), path
+    assert files(longer / new_project.RUNNER_TESTS) == [f for f in files(runner_tests) if f != "test_sweep.py"]
+    assert "## Adding the hyperparameter sweep" in (longer / "README.md").read_text()
+    assert "## Adding" not in (project / "README.md").read_text()
+    extras = tomllib.loads((longer / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert not [extra for extra in extras["test"] if "sweep" in extra]
+
+    # Its lint passes. A longer name than linear_pl lengthens lines: the copy is reformatted, and lint allows what
+    # it cannot split.
     for root in (project, longer):
         for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
             done = run_in(root, "-m", "ruff", *command, cwd=root)
             assert done.returncode == 0, done.stdout + done.stderr
+
+    # Its `make test`, in part, in one process (this suite's workers already use both cores): every test file
+    # there imports and collects (one that does not fails the run), and the starter's tests (its run learns and
+    # predicts) and the runner's command-line tests pass. The runner's other tests pass here, from the same files
+    # on the same runner: running them all again there would test the same code twice. No __pycache__ left in
+    # the project the other tests read.
+    done = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET, "tests", cwd=project,
+                  PYTHONDONTWRITEBYTECODE="1")  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    counts = re.search(r"\b(\d+) passed, (\d+) deselected\b", done.stdout)
+    assert counts, done.stdout[-3000:]
+    assert int(counts[1]) > 10 and int(counts[2]) > 50  # the runner's other tests, collected and left out
+    # Without the sweep, every test file collects too.
+    done = run_in(longer, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only", "tests", cwd=longer,
+                  PYTHONDONTWRITEBYTECODE="1")  # fmt: skip
+    assert done.returncode == 0 and re.search(r"\b\d{2,} tests collected\b", done.stdout), done.stdout[-3000:]
+
+    # .ci/run's last command reruns its own tests alone (all but tests/runner/, which pin no learned figure),
+    # under MKL's generic kernels and one thread.
+    rerun = (project / ".ci/run").read_text().splitlines()[-1]
+    assert rerun == "MKL_CBWR=COMPATIBLE OMP_NUM_THREADS=1 .venv/bin/python -m pytest -q --ignore=tests/runner tests"
 
 
 def test_the_project_is_named_for_its_package(project):
@@ -149,8 +181,8 @@ def test_nothing_in_it_names_linear_pl_or_the_example(project):
 def test_a_copied_file_naming_the_example_fails_loudly_and_writes_nothing(tmp_path, monkeypatch):
     render = new_project.render_template
 
-    def render_and_leave_a_word(into: Path, package: str) -> None:
-        render(into, package)
+    def render_and_leave_a_word(into: Path, package: str, sweep: bool) -> None:
+        render(into, package, sweep)
         (into / package / "extra.py").write_text("# fits the true_weights\n")
 
     monkeypatch.setattr(new_project, "render_template", render_and_leave_a_word)
@@ -206,28 +238,6 @@ def test_missing_arguments_are_one_line(tmp_path, capsys):
         out, err = capsys.readouterr()
         assert status == 2 and out == "" and err.count("\n") == 1 and err.startswith("error: "), err
     assert list(tmp_path.iterdir()) == []
-
-
-# --- the project works --------------------------------------------------------------------------------
-
-
-def test_its_own_tests_pass_and_every_runner_test_collects(project):
-    """Its `make test`, in part, in one process (this suite's workers already use both cores): every test file
-    there imports and collects (one that does not fails the run), and the starter's tests (its run learns and
-    predicts) and the runner's command-line tests pass. The runner's other tests pass here, from the same files
-    on the same runner: running them all again there would test the same code twice. And .ci/run's last command
-    reruns its own tests alone (all but tests/runner/, which pin no learned figure), under MKL's generic kernels
-    and one thread."""
-    # No __pycache__ left in the project the other tests read.
-    done = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET, "tests", cwd=project,
-                  PYTHONDONTWRITEBYTECODE="1")  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:]
-    counts = re.search(r"\b(\d+) passed, (\d+) deselected\b", done.stdout)
-    assert counts, done.stdout[-3000:]
-    assert int(counts[1]) > 10 and int(counts[2]) > 50  # the runner's other tests, collected and left out
-
-    rerun = (project / ".ci/run").read_text().splitlines()[-1]
-    assert rerun == "MKL_CBWR=COMPATIBLE OMP_NUM_THREADS=1 .venv/bin/python -m pytest -q --ignore=tests/runner tests"
 
 
 # --- a user's own model, dropped into it ----------------------------------------------------------------

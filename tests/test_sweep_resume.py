@@ -24,9 +24,9 @@ LONG = ["--preset", "mlp-sine", "--max_epochs", "150", "--num_samples", "200", "
 N_TRIALS = 4
 
 
-def start(tmp_path: Path) -> subprocess.Popen:
-    """A worker: the sweep command in tmp_path."""
-    command = script_command("sweep", "--space", "space.yaml", "--n_trials", str(N_TRIALS), *LONG)
+def start(tmp_path: Path, study: str) -> subprocess.Popen:
+    """A worker of ``study``: the sweep command in tmp_path."""
+    command = script_command("sweep", "--space", "space.yaml", "--study", study, "--n_trials", str(N_TRIALS), *LONG)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -50,10 +50,10 @@ def kill_in_trial(worker: subprocess.Popen, trial_dir: Path) -> int:
     return torch.load(trial_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] + 1  # "epoch" counts from 0
 
 
-def assert_resumed(tmp_path: Path, dead: int, saved_epochs: int) -> int:
-    """The study holds N_TRIALS counted trials, none running; ``dead`` is FAIL and continued, from its
+def assert_resumed(tmp_path: Path, study: str, dead: int, saved_epochs: int) -> int:
+    """``study`` holds N_TRIALS counted trials, none running; ``dead`` is FAIL and continued, from its
     last.ckpt (``saved_epochs`` trained), by exactly one trial, which ran to its end. That trial's number."""
-    study_dir = tmp_path / "sweeps" / "space"
+    study_dir = tmp_path / "sweeps" / study
     study = load_study(study_dir)
     assert not [t.number for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     (retry,) = [t for t in study.trials if t.system_attrs.get("retry_history") == [dead]]
@@ -62,7 +62,7 @@ def assert_resumed(tmp_path: Path, dead: int, saved_epochs: int) -> int:
     assert len(counted) == N_TRIALS and all(study.trials[n].state == TrialState.COMPLETE for n in counted)
     assert retry.params == study.trials[dead].params and retry.user_attrs["resumed_from"] == dead
     log = (study_dir / f"trial_{retry.number}" / "train.log").read_text()
-    assert log.splitlines()[0].endswith(f" --ckpt_path sweeps/space/trial_{dead}/checkpoints/last.ckpt")
+    assert log.splitlines()[0].endswith(f" --ckpt_path sweeps/{study}/trial_{dead}/checkpoints/last.ckpt")
     assert "Restored all states from the checkpoint" in log
     # It trained only the epochs the dead trial had not: its first progress line (every 10 epochs) is the first
     # after the checkpoint's epochs, at least the 20th (from the start it would be the 10th).
@@ -83,34 +83,34 @@ def assert_resumed(tmp_path: Path, dead: int, saved_epochs: int) -> int:
 
 
 @pytest.mark.slow
-def test_a_live_worker_resumes_the_trial_of_a_worker_killed_mid_trial(tmp_path):
+def test_a_live_worker_or_the_same_command_again_resumes_the_trial_of_a_worker_killed_mid_trial(tmp_path, sweep):
     (tmp_path / "space.yaml").write_text(SPACE)
-    victim = start(tmp_path)
-    trial_0 = tmp_path / "sweeps" / "space" / "trial_0"
+    # Study "live": a worker killed in its trial 0 while another, started separately (as on another machine), runs.
+    victim = start(tmp_path, "live")
+    trial_0 = tmp_path / "sweeps" / "live" / "trial_0"
     wait_for(lambda: (trial_0 / "train.log").is_file(), "the first worker's trial 0")
-    survivor = start(tmp_path)  # started separately, as on another machine
+    survivor = start(tmp_path, "live")
     saved_epochs = kill_in_trial(victim, trial_0)
     killed_at = time.time()
+    # Study "again", meanwhile: its only worker killed in its trial 1.
+    worker = start(tmp_path, "again")
+    again_saved_epochs = kill_in_trial(worker, tmp_path / "sweeps" / "again" / "trial_1")
+
     out, err = survivor.communicate(timeout=600)
     assert survivor.returncode == 0, err
     assert "Traceback" not in err and "Warning" not in err
-    retry = assert_resumed(tmp_path, dead=0, saved_epochs=saved_epochs)
+    retry = assert_resumed(tmp_path, "live", dead=0, saved_epochs=saved_epochs)
     assert retry in trial_numbers(out) and "resumed from trial 0's last.ckpt" in out
     assert "(4 complete, 0 pruned, 0 failed, 1 whose worker died, resumed):" in out
     # Noticed within a few heartbeats (3 s of silence here), not at the end of the study.
-    started = load_study(tmp_path / "sweeps" / "space").trials[retry].datetime_start.timestamp()
+    started = load_study(tmp_path / "sweeps" / "live").trials[retry].datetime_start.timestamp()
     assert started - killed_at < 60
 
-
-@pytest.mark.slow
-def test_the_same_command_again_resumes_the_trial_of_a_killed_worker(tmp_path, sweep):
-    (tmp_path / "space.yaml").write_text(SPACE)
-    worker = start(tmp_path)
-    saved_epochs = kill_in_trial(worker, tmp_path / "sweeps" / "space" / "trial_1")
-    again = sweep("--n_trials", str(N_TRIALS), *LONG)  # in this process (what a process prints: the test above)
+    # The same command again, in this process (what a process prints: the survivor's, above).
+    again = sweep("--study", "again", "--n_trials", str(N_TRIALS), *LONG)
     out, err = again.stdout, again.stderr
     assert again.status == 0, err
     assert "Traceback" not in err and "Warning" not in err
-    retry = assert_resumed(tmp_path, dead=1, saved_epochs=saved_epochs)
-    assert out.startswith("Study 'space': 4 trials of val/loss (min), 2 done;")  # trial 1 counted, running or dead
+    retry = assert_resumed(tmp_path, "again", dead=1, saved_epochs=again_saved_epochs)
+    assert out.startswith("Study 'again': 4 trials of val/loss (min), 2 done;")  # trial 1 counted, running or dead
     assert f"Trial {retry:>3}  " in out and "resumed from trial 1's last.ckpt" in out
