@@ -63,11 +63,89 @@ def newest_run(root: Path) -> Path:
     return max((root / "lightning_logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
 
 
-# --- the command -----------------------------------------------------------------------------------
+# --- a user's own model, dropped into it ----------------------------------------------------------------
+
+USERS_MODULE = '''\
+"""A user's own pair: an MLP fitting a noisy sine, in plain Lightning."""
+
+import lightning as L
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
 
 
-def test_linear_pl_new_writes_a_project_that_lints_and_passes_its_tests_with_or_without_the_sweep(
-    written, project, tmp_path
+class SineFit(L.LightningModule):
+    def __init__(self, width: int = 16, dropout: float = 0.0, learning_rate: float = 0.01) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = nn.Sequential(nn.Linear(1, width), nn.Tanh(), nn.Dropout(dropout), nn.Linear(width, 1))
+
+    def forward(self, x):
+        return self.net(x).squeeze(-1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.mse_loss(self(x), y)
+        self.log("train/loss", loss, on_epoch=True, on_step=False)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val/loss", F.mse_loss(self(x), y))
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("test/loss", F.mse_loss(self(x), y))
+
+    def predict_step(self, batch, batch_idx):
+        (x,) = batch
+        return self(x)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate)
+
+
+class SineData(L.LightningDataModule):
+    def __init__(self, num_points: int = 256, noise: float = 0.1, batch_size: int = 32, seed: int = 0) -> None:
+        super().__init__()
+        self.num_points, self.noise, self.batch_size, self.seed = num_points, noise, batch_size, seed
+
+    def setup(self, stage=None):
+        generator = torch.Generator().manual_seed(self.seed)
+        x = 6 * torch.rand(self.num_points, 1, generator=generator) - 3
+        y = torch.sin(x[:, 0]) + self.noise * torch.randn(self.num_points, generator=generator)
+        cut = self.num_points * 3 // 4
+        self.train_set, self.val_set = TensorDataset(x[:cut], y[:cut]), TensorDataset(x[cut:], y[cut:])
+
+    def train_dataloader(self):
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
+
+    def val_dataloader(self):
+        return DataLoader(self.val_set, batch_size=self.batch_size)
+
+    def test_dataloader(self):
+        return self.val_dataloader()
+'''
+USERS = ["--model", "cancer_pl.sine.SineFit", "--data", "cancer_pl.sine.SineData"]
+USERS_FLAGS = ["--width", "8", "--dropout", "0.1", "--num_points", "128", "--trainer.max_epochs", "3"]
+
+
+@pytest.fixture(scope="module")
+def users_project(project, tmp_path_factory) -> Path:
+    """A copy of the project with the user's module dropped into its package."""
+    copy = tmp_path_factory.mktemp("users") / "cancer"
+    shutil.copytree(project, copy)
+    (copy / NAME / "sine.py").write_text(USERS_MODULE)
+    return copy
+
+
+# --- the whole project: its lint, its tests, a user's model ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_linear_pl_new_writes_a_project_that_lints_passes_its_tests_and_runs_a_users_model(
+    written, project, users_project, tmp_path
 ):
     assert written.stdout.splitlines()[0] == f"wrote {project}: package cancer_pl, command cancer-pl", written.stdout
     assert written.stderr == ""
@@ -126,6 +204,37 @@ def test_linear_pl_new_writes_a_project_that_lints_and_passes_its_tests_with_or_
     # under MKL's generic kernels and one thread.
     rerun = (project / ".ci/run").read_text().splitlines()[-1]
     assert rerun == "MKL_CBWR=COMPATIBLE OMP_NUM_THREADS=1 .venv/bin/python -m pytest -q --ignore=tests/runner tests"
+
+    # A user's own model, dropped into the project's package, trains, and sweeps with two workers, with its own flags.
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    trained = script(users_project, "train", *USERS, *USERS_FLAGS, cwd=runs)
+    assert trained.returncode == 0, trained.stderr
+    run_dir = newest_run(runs)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"]["init_args"] == {"width": 8, "dropout": 0.1, "learning_rate": 0.01}
+    assert config["data"]["init_args"]["num_points"] == 128
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["model"] == "SineFit" and results["epochs"] == 3
+
+    assert torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)["hyper_parameters"]["width"] == 8
+    # (test and predict rebuild a checkpoint's model and data, no --model, no --data: runner/test_command_line.py,
+    # which passes in the generated project above.)
+
+    space = runs / "space.yaml"
+    space.write_text("model.width: {type: categorical, choices: [4, 8]}\n")
+    done = script(users_project, "sweep", "--space", str(space), "--n_trials", "2", "--n_jobs", "2",
+                  *USERS, "--num_points", "64", "--trainer.max_epochs", "2", cwd=runs)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    trials = sorted((runs / "sweeps" / "space").glob("trial_*"))
+    results = [json.loads((trial / "results.json").read_text()) for trial in trials]
+    assert sorted(r["trial"] for r in results) == [0, 1] and {r["model"] for r in results} == {"SineFit"}
+    assert all(set(r["params"]) == {"model.width"} for r in results)
+    configs = [yaml.safe_load((trial / "config.yaml").read_text()) for trial in trials]
+    assert all(c["data"]["init_args"]["num_points"] == 64 for c in configs)  # the user's flag, every trial's base
+
+
+# --- the command -----------------------------------------------------------------------------------
 
 
 def test_the_project_is_named_for_its_package(project):
@@ -238,108 +347,3 @@ def test_missing_arguments_are_one_line(tmp_path, capsys):
         out, err = capsys.readouterr()
         assert status == 2 and out == "" and err.count("\n") == 1 and err.startswith("error: "), err
     assert list(tmp_path.iterdir()) == []
-
-
-# --- a user's own model, dropped into it ----------------------------------------------------------------
-
-USERS_MODULE = '''\
-"""A user's own pair: an MLP fitting a noisy sine, in plain Lightning."""
-
-import lightning as L
-import torch
-from torch import nn
-from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
-
-
-class SineFit(L.LightningModule):
-    def __init__(self, width: int = 16, dropout: float = 0.0, learning_rate: float = 0.01) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.net = nn.Sequential(nn.Linear(1, width), nn.Tanh(), nn.Dropout(dropout), nn.Linear(width, 1))
-
-    def forward(self, x):
-        return self.net(x).squeeze(-1)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.mse_loss(self(x), y)
-        self.log("train/loss", loss, on_epoch=True, on_step=False)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("val/loss", F.mse_loss(self(x), y))
-
-    def test_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("test/loss", F.mse_loss(self(x), y))
-
-    def predict_step(self, batch, batch_idx):
-        (x,) = batch
-        return self(x)
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate)
-
-
-class SineData(L.LightningDataModule):
-    def __init__(self, num_points: int = 256, noise: float = 0.1, batch_size: int = 32, seed: int = 0) -> None:
-        super().__init__()
-        self.num_points, self.noise, self.batch_size, self.seed = num_points, noise, batch_size, seed
-
-    def setup(self, stage=None):
-        generator = torch.Generator().manual_seed(self.seed)
-        x = 6 * torch.rand(self.num_points, 1, generator=generator) - 3
-        y = torch.sin(x[:, 0]) + self.noise * torch.randn(self.num_points, generator=generator)
-        cut = self.num_points * 3 // 4
-        self.train_set, self.val_set = TensorDataset(x[:cut], y[:cut]), TensorDataset(x[cut:], y[cut:])
-
-    def train_dataloader(self):
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
-
-    def val_dataloader(self):
-        return DataLoader(self.val_set, batch_size=self.batch_size)
-
-    def test_dataloader(self):
-        return self.val_dataloader()
-'''
-USERS = ["--model", "cancer_pl.sine.SineFit", "--data", "cancer_pl.sine.SineData"]
-USERS_FLAGS = ["--width", "8", "--dropout", "0.1", "--num_points", "128", "--trainer.max_epochs", "3"]
-
-
-@pytest.fixture(scope="module")
-def users_project(project, tmp_path_factory) -> Path:
-    """A copy of the project with the user's module dropped into its package."""
-    copy = tmp_path_factory.mktemp("users") / "cancer"
-    shutil.copytree(project, copy)
-    (copy / NAME / "sine.py").write_text(USERS_MODULE)
-    return copy
-
-
-@pytest.mark.slow
-def test_a_users_model_trains_tests_predicts_and_sweeps_with_two_workers_with_its_own_flags(users_project, tmp_path):
-    trained = script(users_project, "train", *USERS, *USERS_FLAGS, cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
-    run_dir = newest_run(tmp_path)
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["model"]["init_args"] == {"width": 8, "dropout": 0.1, "learning_rate": 0.01}
-    assert config["data"]["init_args"]["num_points"] == 128
-    results = json.loads((run_dir / "results.json").read_text())
-    assert results["model"] == "SineFit" and results["epochs"] == 3
-
-    assert torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)["hyper_parameters"]["width"] == 8
-    # (test and predict rebuild a checkpoint's model and data, no --model, no --data: runner/test_command_line.py,
-    # which passes in the generated project above.)
-
-    space = tmp_path / "space.yaml"
-    space.write_text("model.width: {type: categorical, choices: [4, 8]}\n")
-    done = script(users_project, "sweep", "--space", str(space), "--n_trials", "2", "--n_jobs", "2",
-                  *USERS, "--num_points", "64", "--trainer.max_epochs", "2", cwd=tmp_path)  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    trials = sorted((tmp_path / "sweeps" / "space").glob("trial_*"))
-    results = [json.loads((trial / "results.json").read_text()) for trial in trials]
-    assert sorted(r["trial"] for r in results) == [0, 1] and {r["model"] for r in results} == {"SineFit"}
-    assert all(set(r["params"]) == {"model.width"} for r in results)
-    configs = [yaml.safe_load((trial / "config.yaml").read_text()) for trial in trials]
-    assert all(c["data"]["init_args"]["num_points"] == 64 for c in configs)  # the user's flag, every trial's base

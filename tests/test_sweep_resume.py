@@ -50,11 +50,11 @@ def kill_in_trial(worker: subprocess.Popen, trial_dir: Path) -> int:
     return torch.load(trial_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] + 1  # "epoch" counts from 0
 
 
-def assert_resumed(tmp_path: Path, study: str, dead: int, saved_epochs: int) -> int:
-    """``study`` holds N_TRIALS counted trials, none running; ``dead`` is FAIL and continued, from its
+def assert_resumed(tmp_path: Path, name: str, dead: int, saved_epochs: int) -> int:
+    """Study ``name`` holds N_TRIALS counted trials, none running; ``dead`` is FAIL and continued, from its
     last.ckpt (``saved_epochs`` trained), by exactly one trial, which ran to its end. That trial's number."""
-    study_dir = tmp_path / "sweeps" / study
-    study = load_study(study_dir)
+    study_dir = tmp_path / "sweeps" / name
+    study = load_study(study_dir, name)
     assert not [t.number for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     (retry,) = [t for t in study.trials if t.system_attrs.get("retry_history") == [dead]]
     assert study.trials[dead].state == TrialState.FAIL and retry.state == TrialState.COMPLETE
@@ -62,7 +62,7 @@ def assert_resumed(tmp_path: Path, study: str, dead: int, saved_epochs: int) -> 
     assert len(counted) == N_TRIALS and all(study.trials[n].state == TrialState.COMPLETE for n in counted)
     assert retry.params == study.trials[dead].params and retry.user_attrs["resumed_from"] == dead
     log = (study_dir / f"trial_{retry.number}" / "train.log").read_text()
-    assert log.splitlines()[0].endswith(f" --ckpt_path sweeps/{study}/trial_{dead}/checkpoints/last.ckpt")
+    assert log.splitlines()[0].endswith(f" --ckpt_path sweeps/{name}/trial_{dead}/checkpoints/last.ckpt")
     assert "Restored all states from the checkpoint" in log
     # It trained only the epochs the dead trial had not: its first progress line (every 10 epochs) is the first
     # after the checkpoint's epochs, at least the 20th (from the start it would be the 10th).
@@ -103,7 +103,7 @@ def test_a_live_worker_or_the_same_command_again_resumes_the_trial_of_a_worker_k
     assert retry in trial_numbers(out) and "resumed from trial 0's last.ckpt" in out
     assert "(4 complete, 0 pruned, 0 failed, 1 whose worker died, resumed):" in out
     # Noticed within a few heartbeats (3 s of silence here), not at the end of the study.
-    started = load_study(tmp_path / "sweeps" / "live").trials[retry].datetime_start.timestamp()
+    started = load_study(tmp_path / "sweeps" / "live", "live").trials[retry].datetime_start.timestamp()
     assert started - killed_at < 60
 
     # The same command again, in this process (what a process prints: the survivor's, above).

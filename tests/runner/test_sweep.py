@@ -334,6 +334,24 @@ def trial_numbers(stdout: str) -> list[int]:
     return [int(m[1]) for line in stdout.splitlines() if (m := TRIAL_LINE.match(line))]
 
 
+@pytest.mark.slow
+def test_two_workers_started_separately_finish_one_study_together(tmp_path):
+    (tmp_path / "space.yaml").write_text(SPACE)
+    workers = [start(tmp_path, "--n_trials", "8", *FAST) for _ in range(2)]
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err
+        assert "Traceback" not in err and "locked" not in out + err and "LockError" not in out + err
+    numbers = [trial_numbers(out) for out, _ in outputs]
+    assert all(numbers), outputs  # both workers ran trials
+    assert sorted(numbers[0] + numbers[1]) == list(range(8))  # none lost, none numbered twice
+    study = load_study(tmp_path / "sweeps" / "space")
+    ran = [t for t in study.trials if not t.user_attrs.get("surplus")]
+    assert [t.number for t in ran] == list(range(8)) and all(t.state.is_finished() for t in study.trials)
+    trial_dirs = sorted(p.name for p in (tmp_path / "sweeps" / "space").glob("trial_*"))
+    assert trial_dirs == sorted(f"trial_{n}" for n in range(8))
+
+
 def test_a_waiting_worker_goes_on_when_the_other_workers_trial_ends_not_a_heartbeat_later():
     """The worker with nothing left to run waits for the others' running trials (above: its summary counts
     them); it looks at the study every second, so it goes on soon after the last one ends."""
@@ -400,31 +418,15 @@ def test_ctrl_c_records_the_running_trial_and_the_printed_command_continues(swee
 
 
 @pytest.mark.slow
-def test_workers_started_separately_or_by_n_jobs_share_the_study_and_sigterm_reaches_them_once(
-    tmp_path, capfd, monkeypatch
-):
+def test_n_jobs_workers_share_the_study_and_sigterm_reaches_them_once(tmp_path, capfd, monkeypatch):
     (tmp_path / "space.yaml").write_text(SPACE)
-    # A worker started separately, as on another machine, beside the command with --n_jobs 2: the command in this
-    # process, its workers processes of their own (capfd: they print to its stdout).
+    # The command in this process, its workers processes of their own (capfd: they print to its stdout).
     monkeypatch.setattr(sys, "argv", [str(ROOT / "scripts" / "sweep.py")])  # as a user started it
     monkeypatch.setenv("PYTHONPATH", process_env()["PYTHONPATH"])  # the workers import the classifier from tests/
-    separate = start(tmp_path, "--n_trials", "8", *FAST)
-    status = sweep_main(["--space", "space.yaml", "--n_trials", "8", "--n_jobs", "2", *FAST])
-    separate_out, separate_err = separate.communicate(timeout=600)
+    status = sweep_main(["--space", "space.yaml", "--n_trials", "4", "--n_jobs", "2", *FAST])
     out, err = capfd.readouterr()
     assert status == 0, err
-    assert separate.returncode == 0, separate_err
-    for text in (out + err, separate_out + separate_err):
-        assert "Traceback" not in text and "locked" not in text and "LockError" not in text
-    numbers = [trial_numbers(out), trial_numbers(separate_out)]
-    assert all(numbers), (out, separate_out)  # both commands ran trials
-    assert sorted(numbers[0] + numbers[1]) == list(range(8))  # none lost, none numbered twice
-    study = load_study(tmp_path / "sweeps" / "space")
-    ran = [t for t in study.trials if not t.user_attrs.get("surplus")]
-    assert [t.number for t in ran] == list(range(8)) and all(t.state.is_finished() for t in study.trials)
-    trial_dirs = sorted(p.name for p in (tmp_path / "sweeps" / "space").glob("trial_*"))
-    assert trial_dirs == sorted(f"trial_{n}" for n in range(8))
-    assert out.count("Rerun it with") == 1  # the command's, not one for each of its workers
+    assert sorted(trial_numbers(out)) == [0, 1, 2, 3] and out.count("Rerun it with") == 1
     # train.py beside the sweep.py that was started, as it was given.
     assert f"Rerun it with: python {ROOT / 'scripts' / 'train.py'} --config sweeps/space/best.yaml" in out
     assert "Traceback" not in err
