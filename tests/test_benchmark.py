@@ -10,6 +10,7 @@ import runpy
 import subprocess
 import sys
 import time
+import warnings
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,10 @@ def in_process(monkeypatch):
     mains = {"train.py": cli_main, "sweep.py": sweep_main}
 
     def in_this_process(argv: list[str], cwd=None, env=None) -> str:
-        out = io.StringIO()
-        with monkeypatch.context() as m, redirect_stdout(out), redirect_stderr(io.StringIO()):
+        out, err = io.StringIO(), io.StringIO()
+        # A command's warnings went to its own stderr, which the section never shows.
+        with monkeypatch.context() as m, redirect_stdout(out), redirect_stderr(err), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             m.chdir(cwd or os.getcwd())
             for name, value in (env or {}).items():
                 m.setenv(name, value)
@@ -64,10 +67,11 @@ def in_process(monkeypatch):
                 m.setattr(sys, "argv", argv[1:])
                 exec(argv[1], {"__name__": "__main__"})  # noqa: S102 -- the section's own code
             elif Path(argv[0]).name in mains:
-                assert mains[Path(argv[0]).name](argv[1:]) == 0
+                status = mains[Path(argv[0]).name](argv[1:])
             else:
                 m.setattr(sys, "argv", argv)
                 runpy.run_path(argv[0], run_name="__main__")
+        assert argv[0] == "-c" or Path(argv[0]).name not in mains or status == 0, err.getvalue()
         return out.getvalue()
 
     def run_command(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, int]:
