@@ -18,7 +18,8 @@ from test_sweep import SPACE, trial_numbers
 
 # Trials of a few seconds, last.ckpt at every epoch, no pruner (every trial runs to its end); a heartbeat
 # every second, so that a trial silent for 3 s is taken as dead.
-LONG = ["--preset", "mlp-sine", "--max_epochs", "150", "--num_samples", "200", "--num_val_samples", "50",
+EPOCHS = 60  # a kill comes at the 20th
+LONG = ["--preset", "mlp-sine", "--max_epochs", str(EPOCHS), "--num_samples", "200", "--num_val_samples", "50",
         "--log_every_n_epochs", "10", "--checkpoint_every_seconds", "0", "--pruner", "none",
         "--heartbeat", "1"]  # fmt: skip
 N_TRIALS = 4
@@ -75,7 +76,7 @@ def assert_resumed(tmp_path: Path, name: str, dead: int, saved_epochs: int) -> i
     assert sorted(table) == sorted([*counted, dead])
     died = ("FAIL", f"its worker died; resumed as trial {retry.number}")
     assert (table[dead]["state"], table[dead]["reason"]) == died
-    assert table[retry.number]["resumed_from"] == str(dead) and table[retry.number]["epochs"] == "150"
+    assert table[retry.number]["resumed_from"] == str(dead) and table[retry.number]["epochs"] == str(EPOCHS)
     assert [r["resumed_from"] for n, r in table.items() if n != retry.number] == [""] * N_TRIALS
     with open(study_dir / "trials.csv", newline="") as file:
         assert "resumed_from" in next(csv.reader(file))
