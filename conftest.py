@@ -26,9 +26,12 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 # The files that take longest, longest first. `--dist loadfile` gives each worker two files, then another
 # each time one is done, in collection order (`--no-loadscope-reorder`, from pytest-xdist 3.8: not by how
 # many tests a file has); a long file last in line kept one worker busy while the other had nothing left.
-LONGEST_FIRST = ("tests/test_benchmark.py", "tests/runner/test_sweep.py", "docs/sweeps.md",
-                 "tests/test_new_project.py", "tests/runner/test_long_epochs.py", "tests/test_side_by_side.py",
-                 "tests/test_sweep_postgres.py")  # fmt: skip
+LONGEST_FIRST = ("tests/runner/test_long_epochs.py", "tests/runner/test_reliability.py", "tests/runner/test_sweep.py",
+                 "docs/example.md", "tests/test_side_by_side.py", "tests/test_sweep_resume.py",
+                 "tests/test_new_project.py", "tests/test_recovery.py", "docs/sweeps.md", "docs/runs.md",
+                 "tests/test_ddp.py", "tests/runner/test_ddp.py", "tests/test_sweep_postgres.py",
+                 "docs/your_model.md", "README.md", "tests/runner/test_command_line.py", "tests/test_benchmark.py",
+                 "tests/test_mlp.py")  # fmt: skip
 
 
 def pytest_collection_modifyitems(config, items):

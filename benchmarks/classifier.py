@@ -48,6 +48,7 @@ def linear_pl_fit(epochs: int, accelerator: str, root: str) -> dict:
         run.trainer.fit(run.model, run.datamodule)
         val_acc = float(run.trainer.callback_metrics["val/acc"])  # waits for an accelerator's queued work
         seconds = time.perf_counter() - start
+    run.trainer.strategy.checkpoint_io.wait()  # its last write done before the run's folder is removed
     return {"seconds": seconds, "val_acc": val_acc, "epochs": run.trainer.current_epoch}
 
 

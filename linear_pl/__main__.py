@@ -21,8 +21,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return cli_main([command, *rest])
     if command == "sweep":
-        from linear_pl.sweep import main as sweep_main  # noqa: PLC0415
-
+        try:
+            from linear_pl.sweep import main as sweep_main  # noqa: PLC0415
+        except ModuleNotFoundError as error:  # a project `new` wrote without --sweep
+            if error.name != "linear_pl.sweep":
+                raise
+            print("error: sweep: this project has no sweep package; its README.md says how to add it", file=sys.stderr)
+            return 2
         return sweep_main(rest)
     if command == "new":  # writes a new project; new_project.py leaves this branch out of the copy it makes
         from linear_pl.new_project import new_main  # noqa: PLC0415

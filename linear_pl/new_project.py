@@ -1,10 +1,10 @@
 """``linear-pl new DIR --package NAME``: write a new project that owns a copy of the run machinery.
 
-The copy is this checkout's own ``runner/``, ``sweep/``, ``__main__.py``, ``scripts/`` and the runner's
-tests, with ``linear_pl`` renamed to NAME; the rest (starter model and data, registry, Makefile, ...) is
-rendered from ``project_template/``. Everything is written into a temporary folder beside DIR and renamed
-into place at the end, so a failure leaves nothing behind. docs/your_model.md says why this is plain
-code and not copier.
+The copy is this checkout's own ``runner/``, ``__main__.py``, ``scripts/`` and the runner's tests (with
+``--sweep``, also ``sweep/``, its script and its tests), with ``linear_pl`` renamed to NAME; the rest (starter
+model and data, registry, Makefile, ...) is rendered from ``project_template/``. Everything is written into a
+temporary folder beside DIR and renamed into place at the end, so a failure leaves nothing behind.
+docs/your_model.md says why this is plain code and not copier.
 """
 
 import keyword
@@ -23,8 +23,14 @@ CHECKOUT = PACKAGE.parent  # scripts/ and tests/ live here, outside the package
 TEMPLATE = PACKAGE / "project_template"
 
 # The run machinery, copied from the package (relative to linear_pl/).
-MACHINERY = ("runner", "sweep", "__main__.py")
-SCRIPTS = ("scripts/train.py", "scripts/predict.py", "scripts/sweep.py")
+MACHINERY = ("runner", "__main__.py")
+SCRIPTS = ("scripts/train.py", "scripts/predict.py")
+# The sweep, copied only with --sweep: the package (relative to linear_pl/), its script and its tests (relative
+# to the checkout). A project made without it can take it later (its README says how).
+SWEEP, SWEEP_SCRIPT, SWEEP_TESTS = "sweep", "scripts/sweep.py", "tests/runner/test_sweep.py"
+# The template's parts for a project with the sweep, and for one without: {{sweep:}}...{{:sweep}} and
+# {{nosweep:}}...{{:nosweep}}, each kept or dropped whole.
+SWEEP_PART = re.compile(r"\{\{(no)?sweep:\}\}(.*?)\{\{:(?:no)?sweep\}\}", re.DOTALL)
 # The runner's own tests, copied whole into every new project (relative to the checkout): each runs on any
 # model, as the new project has none of the example. project_template/dot-ci/run.tmpl names it too.
 RUNNER_TESTS = "tests/runner"
@@ -90,8 +96,8 @@ def without_new_command(text: str) -> str:
     return branch.sub("", text)
 
 
-def copy_machinery(into: Path, package: str) -> None:
-    for name in MACHINERY:
+def copy_machinery(into: Path, package: str, sweep: bool) -> None:
+    for name in (*MACHINERY, SWEEP) if sweep else MACHINERY:
         source, target = PACKAGE / name, into / package / name
         if source.is_dir():
             shutil.copytree(source, target, ignore=IGNORED)
@@ -100,17 +106,20 @@ def copy_machinery(into: Path, package: str) -> None:
             shutil.copy2(source, target)
     main = into / package / "__main__.py"
     main.write_text(without_new_command(main.read_text()))
-    for path in SCRIPTS:
+    for path in (*SCRIPTS, SWEEP_SCRIPT) if sweep else SCRIPTS:
         (into / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(CHECKOUT / path, into / path)
-    shutil.copytree(CHECKOUT / RUNNER_TESTS, into / RUNNER_TESTS, ignore=IGNORED)
+    without_sweep = () if sweep else (Path(SWEEP_TESTS).name,)
+    shutil.copytree(CHECKOUT / RUNNER_TESTS, into / RUNNER_TESTS, ignore=shutil.ignore_patterns(
+        "__pycache__", "*.pyc", *without_sweep))  # fmt: skip
     for path in into.rglob("*.py"):
         path.write_text(renamed(path.read_text(), package))
 
 
-def render_template(into: Path, package: str) -> None:
-    """project_template/ with its ``{{...}}`` placeholders filled in. A file's
-    path drops ``.tmpl``, a leading ``dot-`` becomes ``.`` and the folder ``package`` becomes NAME."""
+def render_template(into: Path, package: str, sweep: bool) -> None:
+    """project_template/ with its ``{{...}}`` placeholders filled in and its sweep parts kept or dropped (a file
+    left empty is not written). A file's path drops ``.tmpl``, a leading ``dot-`` becomes ``.`` and the folder
+    ``package`` becomes NAME."""
     values = {
         "{{package}}": package,
         "{{PACKAGE}}": package.upper(),
@@ -122,7 +131,9 @@ def render_template(into: Path, package: str) -> None:
         target = into.joinpath(*parts).with_suffix("")  # drops .tmpl
         if target.exists():  # a template file and a copied one at one path: which is meant?
             raise TemplateLeftover(f"{target.relative_to(into)}: both copied and in project_template/")
-        text = source.read_text()
+        text = SWEEP_PART.sub(lambda part: part[2] if sweep != bool(part[1]) else "", source.read_text())
+        if not text:
+            continue
         for placeholder, value in values.items():
             text = text.replace(placeholder, value)
         if "{{" in text:
@@ -173,7 +184,7 @@ def allow_long_lines(root: Path) -> None:
             )
 
 
-def write_project(target: Path, package: str) -> Path:
+def write_project(target: Path, package: str, sweep: bool = False) -> Path:
     """Write the new project into ``target`` (a new or empty folder); returns it. Raises UsageError before
     writing anything, and TemplateLeftover with nothing left behind."""
     check_package(package)
@@ -181,8 +192,8 @@ def write_project(target: Path, package: str) -> Path:
     target = Path(target).absolute()
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        copy_machinery(scratch, package)
-        render_template(scratch, package)
+        copy_machinery(scratch, package, sweep)
+        render_template(scratch, package, sweep)
         format_copy(scratch)
         allow_long_lines(scratch)
         found = leftovers(scratch, package)
@@ -210,9 +221,10 @@ def new_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("dir", type=Path, metavar="DIR", help="a new or empty folder")
     parser.add_argument("--package", required=True, metavar="NAME", help="the package's name, e.g. cancer_pl")
+    parser.add_argument("--sweep", action="store_true", help="with the hyperparameter sweep, its script and tests")
     try:
         options = parser.parse_args(sys.argv[1:] if argv is None else argv)
-        write_project(options.dir, options.package)
+        write_project(options.dir, options.package, options.sweep)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,10 +1,17 @@
 """The benchmark (benchmarks/, ``python -m benchmarks``) runs and reports what it measured, and writes it into its
-page (its speed goals are not tested: noisy). It runs in this process; its sections start the commands they time."""
+page (its speed goals are not tested: noisy). It runs in this process. Its sections time commands in processes of
+their own; here, but for scale's (which times processes and imports), those commands run in this process too
+(``in_process``): what a section makes of its measurements is what is tested, not the cost of a new process."""
 
+import io
 import json
 import os
+import runpy
 import subprocess
 import sys
+import time
+import warnings
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +20,10 @@ import torch
 
 from benchmarks.cli import main
 from benchmarks.flags import SECTIONS, parse_flags
+from benchmarks.measure import peak_rss_bytes
 from benchmarks.page import markers
+from linear_pl.runner.cli import cli_main
+from linear_pl.sweep import main as sweep_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,6 +45,50 @@ def benchmark(capsys):
         return Run(status, out, err)
 
     return run
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """The sections' commands in this process: ``run_command``'s scripts (train.py and sweep.py as their
+    functions, others by runpy) and ``python -c CODE`` (larger's ways, files' polars read), what they print
+    captured. Seconds and peak RSS are this process's."""
+    real_run = subprocess.run
+    mains = {"train.py": cli_main, "sweep.py": sweep_main}
+
+    def in_this_process(argv: list[str], cwd=None, env=None) -> str:
+        out, err = io.StringIO(), io.StringIO()
+        # A command's warnings went to its own stderr, which the section never shows.
+        with monkeypatch.context() as m, redirect_stdout(out), redirect_stderr(err), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m.chdir(cwd or os.getcwd())
+            for name, value in (env or {}).items():
+                m.setenv(name, value)
+            if argv[0] == "-c":
+                m.setattr(sys, "argv", argv[1:])
+                exec(argv[1], {"__name__": "__main__"})  # noqa: S102 -- the section's own code
+            elif Path(argv[0]).name in mains:
+                status = mains[Path(argv[0]).name](argv[1:])
+            else:
+                m.setattr(sys, "argv", argv)
+                runpy.run_path(argv[0], run_name="__main__")
+        assert argv[0] == "-c" or Path(argv[0]).name not in mains or status == 0, err.getvalue()
+        return out.getvalue()
+
+    def run_command(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, int]:
+        assert command[0] == sys.executable
+        start = time.perf_counter()
+        in_this_process(command[1:], cwd, env)
+        return time.perf_counter() - start, peak_rss_bytes()
+
+    def run(command, *args, **kwargs):
+        if command[:2] != [sys.executable, "-c"]:
+            return real_run(command, *args, **kwargs)
+        out = in_this_process(command[1:], kwargs.get("cwd"))
+        return subprocess.CompletedProcess(command, 0, out if kwargs.get("text") else out.encode(), "")
+
+    for section in ("answer", "files", "sweep"):
+        monkeypatch.setattr(f"benchmarks.{section}.run_command", run_command)
+    monkeypatch.setattr(subprocess, "run", run)
 
 
 def test_floor_reports_three_ways_on_a_custom_workload(benchmark, tmp_path, monkeypatch):
@@ -75,23 +129,24 @@ def test_classifier_trains_the_digits_example_both_ways(benchmark, tmp_path):
     assert set(row["val_acc"]) == {"bare", "linear_pl"} and all(0 <= v <= 1 for v in row["val_acc"].values())
     assert set(report) == {"machine", "threads", "threads_from", "classifier"}
     # Without --one_thread, the threads a user's command gets: torch's default, or OMP_NUM_THREADS if set.
-    expected = os.environ.get("OMP_NUM_THREADS")
-    assert report["threads_from"] == (f"OMP_NUM_THREADS={expected}" if expected else "the machine's default")
-    fresh = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
-                           capture_output=True, text=True, check=True)  # fmt: skip
-    assert report["threads"] == int(fresh.stdout)
+    # (The suite's conftest.py sets the variable, which a new process's torch follows.)
+    expected = os.environ["OMP_NUM_THREADS"]
+    assert report["threads_from"] == f"OMP_NUM_THREADS={expected}" and report["threads"] == int(expected)
     # One table row, and nothing else on stdout: linear_pl's progress lines are kept out of it.
     assert "DigitsCNN" in run.stdout and "bare/pl" in run.stdout and "Epoch [" not in run.stdout
     assert f"{row['bare_over_linear_pl']:.2f}" in run.stdout
 
 
-def test_answer_and_scale_run_the_commands(benchmark, tmp_path):
+def test_answer_runs_the_default_run_both_ways_and_tutorial1(benchmark, tmp_path, in_process):
     run = benchmark("--section", "answer", "--seeds", "1", "--train_flags", "--max_epochs 3",
                     "--repeats", "1", "--json", "a.json")  # fmt: skip
     assert run.status == 0, run.stderr
     answer = json.loads((tmp_path / "a.json").read_text())["answer"]
     assert [r["epochs"] for r in answer["runs"]["auto"]] == [3] and [r["epochs"] for r in answer["runs"]["none"]] == [3]
     assert answer["tutorial1_wall_seconds"] > 0 and "tutorial1" in run.stdout
+
+
+def test_scale_times_whole_commands_and_imports_in_new_processes(benchmark, tmp_path):
     run = benchmark("--section", "scale", "--size", "100,4,10,2", "--repeats", "1", "--json", "s.json")
     assert run.status == 0, run.stderr
     (row,) = json.loads((tmp_path / "s.json").read_text())["scale"]
@@ -102,7 +157,7 @@ def test_answer_and_scale_run_the_commands(benchmark, tmp_path):
     assert 0 < row["import_seconds"]["torch"] < row["import_seconds"]["lightning"]  # Lightning imports torch
 
 
-def test_files_times_a_generated_csv_and_parquet_against_a_small_one(benchmark, tmp_path):
+def test_files_times_a_generated_csv_and_parquet_against_a_small_one(benchmark, tmp_path, in_process):
     run = benchmark("--section", "files", "--file_rows", "3000", "--json", "f.json")
     assert run.status == 0, run.stderr
     rows = json.loads((tmp_path / "f.json").read_text())["files"]
@@ -113,20 +168,20 @@ def test_files_times_a_generated_csv_and_parquet_against_a_small_one(benchmark, 
     assert "load/polars" in run.stdout
 
 
-def test_sweep_runs_a_grid_and_tpe_with_and_without_pruning(benchmark, tmp_path):
-    run = benchmark("--section", "sweep", "--sweep_trials", "3", "--sweep_epochs", "2", "--json", "w.json")
+def test_sweep_runs_a_grid_and_tpe_with_and_without_pruning(benchmark, tmp_path, in_process):
+    run = benchmark("--section", "sweep", "--sweep_trials", "2", "--sweep_epochs", "2", "--json", "w.json")
     assert run.status == 0, run.stderr
     report = json.loads((tmp_path / "w.json").read_text())
     assert set(report) == {"machine", "threads", "threads_from", "sweep"}
     r = report["sweep"]
-    assert (r["preset"], r["epochs"], r["trials"], len(r["lrs"]), len(r["hidden_sizes"])) == ("mlp-sine", 2, 3, 10, 3)
+    assert (r["preset"], r["epochs"], r["trials"], len(r["lrs"]), len(r["hidden_sizes"])) == ("mlp-sine", 2, 2, 10, 3)
     assert r["lrs"][0] == 1e-4 and r["lrs"][-1] == 3e-3 and r["lrs"] == sorted(r["lrs"])
     sweeps = {row["name"]: row for row in r["sweeps"]}
     assert [(row["name"], row["sampler"], row["pruner"]) for row in r["sweeps"]] == [
         ("grid", "grid", "none"), ("tpe-median", "tpe", "median"), ("tpe-none", "tpe", "none")]  # fmt: skip
     for row in r["sweeps"]:
-        assert row["trials"] == sum(row["states"].values()) == 3 and 1 <= row["points"] <= 3
-        assert 0 < row["trial_epochs"] <= 3 * 2 and row["wall_seconds"] > 0
+        assert row["trials"] == sum(row["states"].values()) == 2 and 1 <= row["points"] <= 2
+        assert 0 < row["trial_epochs"] <= 2 * 2 and row["wall_seconds"] > 0
         assert row["best_value"] > 0 and r["lrs"][0] <= row["best_params"]["model.lr"] <= r["lrs"][-1]
         assert json.loads(row["best_params"]["model.hidden_sizes"]) in r["hidden_sizes"]
     assert sweeps["grid"]["best_params"]["model.lr"] in r["lrs"]  # a point of the grid
@@ -165,7 +220,7 @@ def test_bad_size_is_one_line_and_exit_2(benchmark, size):
     assert run.stderr.startswith(f"error: --size {size}:") and run.stderr.count("\n") == 1
 
 
-def test_larger_trains_a_model_three_ways_and_says_what_checkpoints_cost(benchmark, tmp_path):
+def test_larger_trains_a_model_three_ways_and_says_what_checkpoints_cost(benchmark, tmp_path, in_process):
     run = benchmark("--section", "larger", "--larger_size", "64,1,4,8", "--every_n_steps", "4",
                  "--repeats", "1", "--accelerator", "cpu", "--json", "l.json")  # fmt: skip
     assert run.status == 0, run.stderr

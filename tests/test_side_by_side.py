@@ -8,11 +8,13 @@ import subprocess
 import sys
 import time
 
+import lightning as L
 import pytest
 import torch
 import yaml
-from runner.commands import ROOT
+from runner.commands import ROOT, run_quietly
 
+from linear_pl.runner.cli import cli_main
 from linear_pl.runner.run_dir import RUN_DIR_ENV, choose_run_dir
 
 TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
@@ -64,18 +66,15 @@ def straight(tmp_path_factory) -> dict:
     """results.json of the run the interrupted ones must end as: the same flags, never interrupted (one
     run for both signals)."""
     root = tmp_path_factory.mktemp("straight")
-    done = subprocess.run([*TRAIN, *INTERRUPTED, "--default_root_dir", str(root)], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return json.loads((root / "lightning_logs" / "version_0" / "results.json").read_text())
+    done = run_quietly(cli_main, *INTERRUPTED, "--default_root_dir", str(root), root=root)
+    assert done.status == 0, done.stderr
+    return done.results
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_an_interrupted_run_saves_says_how_to_continue_and_resumes_bit_identically(tmp_path, straight, signum, status):
-    flags = [*INTERRUPTED, "--default_root_dir", str(tmp_path)]
-    code, out, err, checkpoint = start_and_interrupt(tmp_path, signum, flags)
-    assert code == status, err
+def assert_interrupted_and_resume(status, err, signum, checkpoint, straight, monkeypatch) -> None:
+    """The interrupted run's exit status, its one line, its results and checkpoint; the command that line prints,
+    run (in this process), ends as the run never interrupted, bit-identically."""
+    assert status == 128 + signum, err
     lines = [line for line in err.splitlines() if line.startswith("Interrupted")]
     assert len(lines) == 1 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
     results = json.loads((checkpoint.parent.parent / "results.json").read_text())
@@ -86,11 +85,35 @@ def test_an_interrupted_run_saves_says_how_to_continue_and_resumes_bit_identical
     command = shlex.split(lines[0].split("continue with: ", 1)[1])
     # As the run was started: the script's path as it was given.
     assert command[:2] == ["python", str(ROOT / "scripts" / "train.py")] and command[-2:] == ["--ckpt_path", "last"]
-    resumed = subprocess.run([sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    monkeypatch.chdir(ROOT)
+    resumed = run_quietly(cli_main, *command[2:], root=checkpoint.parents[3])
+    assert resumed.status == 0, resumed.stderr
     final = json.loads((checkpoint.parent.parent / "results.json").read_text())
     assert final["epochs"] == straight["epochs"] == 600
     assert final["learned_weights"] == straight["learned_weights"]  # bit-identical
+
+
+@pytest.mark.slow
+def test_ctrl_c_from_outside_saves_says_how_to_continue_and_resumes_bit_identically(tmp_path, straight, monkeypatch):
+    flags = [*INTERRUPTED, "--default_root_dir", str(tmp_path)]
+    status, _, err, checkpoint = start_and_interrupt(tmp_path, signal.SIGINT, flags)
+    assert_interrupted_and_resume(status, err, signal.SIGINT, checkpoint, straight, monkeypatch)
+
+
+class TermAtEpoch50(L.Callback):
+    """Sends this process SIGTERM at the end of epoch 50, as a scheduler would."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == 49:
+            signal.raise_signal(signal.SIGTERM)
+
+
+def test_sigterm_saves_says_how_to_continue_and_resumes_bit_identically(train, tmp_path, straight, monkeypatch):
+    # The same handling as Ctrl-C's, in this process (a signal from outside: the test above).
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "scripts" / "train.py")])  # as a user started it
+    run = train(*INTERRUPTED, "--trainer.callbacks+=test_side_by_side.TermAtEpoch50")
+    checkpoint = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert_interrupted_and_resume(run.status, run.stderr, signal.SIGTERM, checkpoint, straight, monkeypatch)
 
 
 def test_a_run_directory_under_a_file_fails_before_training(train, tmp_path):

@@ -10,10 +10,24 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import typeshed_client
 
 from linear_pl.runner.cli import cli_main
-from linear_pl.sweep import main as sweep_main
 from runner.commands import Run, free_port, process_env, script_command
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stub_search_in_this_process():
+    """jsonargparse's stub resolver (for a list of loggers, say) asks typeshed_client (jsonargparse[signatures])
+    where to look, whose default starts a new interpreter to print its sys.path: this process's path instead."""
+    search = typeshed_client.get_search_context
+
+    def here(**kwargs):
+        return search(**{"search_path": [Path(p) for p in sys.path if p], **kwargs})
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(typeshed_client, "get_search_context", here)
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +56,8 @@ def sweep(tmp_path, capsys):
     (TEXT, when given)."""
 
     def run(*flags: str, space: str | None = None) -> Run:
+        from linear_pl.sweep import main as sweep_main  # noqa: PLC0415 -- a project without the sweep has no such package
+
         if space is not None:
             (tmp_path / "space.yaml").write_text(space)
         status = sweep_main(["--space", "space.yaml", *flags])

@@ -94,6 +94,9 @@ def test_test_validate_and_predict_rebuild_the_checkpoints_run(train, capsys):
     tested = train("test", "--ckpt_path", "best", *root)
     assert tested.status == 0, tested.stderr
     assert tested.stdout.startswith(f"{best}: test_acc ") and "test_loss" in tested.stdout
+    # The same figure as the run's own test of best.ckpt (validate's: test_lightning_habits.py).
+    test_acc = float(tested.stdout.split("test_acc ")[1].split()[0])
+    assert test_acc == pytest.approx(fit.results["test"]["test/acc"], abs=1e-6)
     validated = train("validate", "--ckpt_path", "best", *root)
     assert validated.status == 0 and validated.stdout.startswith(f"{best}: val_acc ")
     # Rows given as --x reach predict_step as a TensorDataset's loader gives them, [x].

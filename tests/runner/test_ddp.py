@@ -24,8 +24,9 @@ DDP = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
 
 # Observed on the fixture classifier (not on the example): a user's DataLoader(shuffle=False) trains to other
 # weights under DDP than one process at the double batch, and shuffle=True and False to the same ones -- as if
-# each rank's sampler shuffled regardless. Reported to the runner's owners; strict: fixing it shows here.
-ORDER_NOT_KEPT = pytest.mark.xfail(strict=True, reason="runner: a user's loader order is not kept under DDP")
+# each rank's sampler shuffled regardless. Reported to the runner's owners: the test below says so as an expected
+# failure, where it finds it, and checks the rest once it is fixed.
+ORDER_NOT_KEPT = "runner: a user's loader order is not kept under DDP"
 
 
 class OrderedBlobs(Blobs):
@@ -43,38 +44,7 @@ def last_state(run) -> dict[str, torch.Tensor]:
     return torch.load(run.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
-@ORDER_NOT_KEPT
-def test_two_ranks_at_batch_b_match_one_process_at_batch_2b_and_shuffle_is_honoured(train, script):
-    one = train(*DATA, "--batch_size", "4", "--default_root_dir", "one")  # the reference, in this process
-    two = script("train", *DATA, *DDP, "--batch_size", "2", "--default_root_dir", "two")
-    assert one.status == 0, one.stderr
-    assert two.status == 0, two.stderr  # also: no gloo abort at exit
-
-    # Shuffle off is honoured (Lightning would inject shuffle=True), each rank takes its share of the
-    # batches, and the averaged gradients equal the double batch's: the same weights to float32 rounding.
-    single, ddp = one.results, two.results
-    assert single["world_size"] == 1 and ddp["world_size"] == 2
-    a, b = last_state(one), last_state(two)
-    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a)
-    assert ddp["final_train_loss"] == pytest.approx(single["final_train_loss"], rel=1e-4)
-    assert ddp["global_step"] == single["global_step"] == 10 * 6
-    # Every rank ends with identical weights (gathered from both ranks after fit).
-    assert ddp["rank_weight_spread"] == 0.0
-
-    # Only rank 0 reports: one line an epoch, one verdict, one test line, and one results.json.
-    assert two.stdout.count("Epoch [10/10]") == 1
-    assert two.stdout.count("After 10 epochs") == 1 and two.stdout.count("Test (best.ckpt)") == 1
-    assert "Seed set to" not in two.stderr
-    assert_clean(two)  # no warnings from either rank
-
-    # And shuffle on is honoured too: other batches, other weights.
-    shuffled = script("train", *DATA, *DDP, "--batch_size", "2", "--shuffle", "true", "--default_root_dir", "shuffled")
-    assert shuffled.status == 0, shuffled.stderr
-    c = last_state(shuffled)
-    assert not all(torch.allclose(b[k], c[k], rtol=1e-5) for k in b)
-
-
-def test_a_users_classifier_trains_under_ddp(script):
+def test_a_users_classifier_trains_under_ddp_and_its_loaders_order_is_honoured(train, script):
     # Lightning gives each rank its share of a user's DataLoader(shuffle=True) through its own sampler.
     run = script("train", *CLASSIFIER, *DDP, "--num_samples", "1000", "--batch_size", "30", "--monitor", "val/acc",
                  "--mode", "max", "--max_epochs", "2", "--log_every_n_epochs", "1", "--trainer.log_every_n_steps",
@@ -86,3 +56,31 @@ def test_a_users_classifier_trains_under_ddp(script):
     assert results["global_step"] == 2 * 10  # 20 batches an epoch, half on each rank
     assert results["test"]["test/acc"] > 0.5 and run.stdout.count("Test (best.ckpt)") == 1
     assert (run.run_dir / "checkpoints" / "last.ckpt").is_file()
+
+    # Two ranks at batch b, a loader without shuffling, against one process at batch 2b.
+    one = train(*DATA, "--batch_size", "4", "--default_root_dir", "one")  # the reference, in this process
+    two = script("train", *DATA, *DDP, "--batch_size", "2", "--default_root_dir", "two")
+    assert one.status == 0, one.stderr
+    assert two.status == 0, two.stderr  # also: no gloo abort at exit
+    single, ddp = one.results, two.results
+    assert single["world_size"] == 1 and ddp["world_size"] == 2
+    assert ddp["global_step"] == single["global_step"] == 10 * 6  # each rank takes its share of the batches
+    assert ddp["rank_weight_spread"] == 0.0  # every rank ends with identical weights (gathered after fit)
+    # Only rank 0 reports: one line an epoch, one verdict, one test line, and one results.json.
+    assert two.stdout.count("Epoch [10/10]") == 1
+    assert two.stdout.count("After 10 epochs") == 1 and two.stdout.count("Test (best.ckpt)") == 1
+    assert "Seed set to" not in two.stderr
+    assert_clean(two)  # no warnings from either rank
+
+    # Shuffle off is honoured (Lightning would inject shuffle=True), and the averaged gradients equal the double
+    # batch's: the same weights to float32 rounding.
+    a, b = last_state(one), last_state(two)
+    assert a.keys() == b.keys()
+    if not all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a):
+        pytest.xfail(ORDER_NOT_KEPT)
+    assert ddp["final_train_loss"] == pytest.approx(single["final_train_loss"], rel=1e-4)
+    # And shuffle on is honoured too: other batches, other weights.
+    shuffled = script("train", *DATA, *DDP, "--batch_size", "2", "--shuffle", "true", "--default_root_dir", "shuffled")
+    assert shuffled.status == 0, shuffled.stderr
+    c = last_state(shuffled)
+    assert not all(torch.allclose(b[k], c[k], rtol=1e-5) for k in b)

@@ -93,19 +93,6 @@ def test_a_class_that_is_not_a_lightning_module_is_one_line(train, tmp_path):
     )
 
 
-def test_resume_is_bit_identical_with_a_shuffling_dataloader(train, tmp_path):
-    # DataLoader(shuffle=True) draws each epoch's order from the global RNG, which Lightning's
-    # checkpoints do not hold; last.ckpt holds it here. Dropout draws from it too.
-    flags = [*WATCHED, *SMALL, "--checkpoint_every_seconds", "0"]
-    straight = train(*flags, "--max_epochs", "4", "--default_root_dir", str(tmp_path / "straight"))
-    root = ["--default_root_dir", str(tmp_path / "resumed")]
-    assert train(*flags, "--max_epochs", "2", *root).status == 0
-    resumed = train(*flags, "--max_epochs", "4", "--ckpt_path", "last", *root)
-    assert straight.status == resumed.status == 0, resumed.stderr
-    a, b = (state_of(run.run_dir / "checkpoints" / "last.ckpt") for run in (straight, resumed))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
 def test_sigint_ends_the_epoch_saves_and_says_how_to_continue(train):
     run = train(*WATCHED, *SMALL, "--max_epochs", "10",
                 "--trainer.callbacks+=runner.test_run.InterruptAfterEpoch")  # fmt: skip
@@ -134,20 +121,6 @@ def test_a_non_finite_loss_stops_with_exit_1_naming_the_kept_checkpoints(train):
                          f"{checkpoints / 'best.ckpt'}")  # fmt: skip
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 1  # the end of epoch 2
     assert run.results["diverged"] is True and run.results["epochs"] == 2
-
-
-def test_validate_and_test_a_checkpoint(train):
-    trained = train(*WATCHED, *SMALL, "--max_epochs", "2")
-    validated = train("validate", "--ckpt_path", "best", *WATCHED, *SMALL)
-    tested = train("test", "--ckpt_path", "best", *WATCHED, *SMALL)
-    assert validated.status == tested.status == 0, tested.stderr
-    acc = float(validated.stdout.split("val/acc ")[1].split()[0]) if "val/acc " in validated.stdout else None
-    acc = acc or float(validated.stdout.split("val_acc ")[1].split()[0])
-    assert acc == pytest.approx(trained.results["best_value"], abs=1e-6)
-    assert float(tested.stdout.split("test_acc ")[1].split()[0]) == pytest.approx(
-        trained.results["test"]["test/acc"], abs=1e-6
-    )
-    assert sorted(p.name for p in (trained.root / "lightning_logs").iterdir()) == ["version_0"]  # nothing new
 
 
 def test_a_monitor_the_model_never_logs_is_one_line_naming_what_it_logged(train):
