@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> dict:
         "files": lambda section: section.measure(args.file_rows),
         "sweep": lambda section: section.measure(args.sweep_trials, args.sweep_epochs, args.sweep_seed),
         "larger": lambda section: section.measure(args.larger_size, args.every_n_steps, args.accelerator, args.repeats),
+        "serving": lambda section: section.measure(args.serve_seconds),
     }
     with lightning_quiet():
         for name in args.sections:  # each section's module imported when it runs: classifier's needs scikit-learn
@@ -97,6 +98,6 @@ def report_lines(report: dict) -> dict[str, list[str]]:
     """Each measured section's printed lines."""
     return {
         name: importlib.import_module(f"benchmarks.{name}").lines(report[name])
-        for name in ("answer", "floor", "classifier", "files", "scale", "sweep", "larger")
+        for name in ("answer", "floor", "classifier", "files", "scale", "sweep", "larger", "serving")
         if name in report
     }

@@ -7,7 +7,7 @@ from pathlib import Path
 from benchmarks.page import check_page
 from linear_pl.runner.errors import OneLineArgumentParser, UsageError
 
-SECTIONS = ["answer", "floor", "classifier", "scale", "files", "sweep", "larger"]
+SECTIONS = ["answer", "floor", "classifier", "scale", "files", "sweep", "larger", "serving"]
 # The workloads of floor and scale: N, d, batch, epochs (benchmarks.measure.WORKLOADS).
 WORKLOAD_SIZES = {"seed": (10, 7, 1, 200), "medium": (100_000, 64, 256, 5), "large": (2_000_000, 256, 65536, 10)}
 CLASSIFIER_EPOCHS = 20
@@ -16,6 +16,7 @@ SWEEP_TRIALS, SWEEP_EPOCHS = 30, 60  # sweep: why these, beside benchmarks.sweep
 # larger: an MLP's width and hidden layers, the batch and the steps (4096 x 3: 50M parameters, a 576 MiB
 # checkpoint with Adam's state); Lightning's ModelCheckpoint saves every this many steps beside it.
 LARGER_SIZE, EVERY_N_STEPS = "4096,3,16,64", 16
+SERVE_SECONDS = 3.0  # serving: each cell's load, after a warm-up
 
 
 def parse_size(text: str) -> tuple[int, int, int, int]:
@@ -44,7 +45,7 @@ def parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(
         prog="python -m benchmarks",
         description="How fast is linear_pl? The answer, Lightning's floor, a classifier, a plain script's pace, "
-        "large files, sweeps, a larger model.",
+        "large files, sweeps, a larger model, a server under load.",
     )
     parser.add_argument("--section", choices=SECTIONS, help="run one section (default: all)")
     parser.add_argument("--workload", choices=sorted(WORKLOAD_SIZES), help="floor and scale on one workload")
@@ -67,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--every_n_steps", type=int, default=EVERY_N_STEPS, help="larger: ModelCheckpoint's every_n_train_steps"
     )
+    parser.add_argument("--serve_seconds", type=float, default=SERVE_SECONDS, help="serving: seconds of load a cell")
     parser.add_argument(
         "--accelerator", default="auto", help="floor, classifier, larger: cpu, gpu or auto (one device)"
     )
@@ -90,6 +92,8 @@ def parse_flags(argv: list[str] | None = None) -> argparse.Namespace:
     for flag in ("repeats", "seeds", "epochs", "sweep_trials", "sweep_epochs", "every_n_steps"):
         if getattr(args, flag) < 1:
             raise UsageError(f"--{flag} {getattr(args, flag)}: must be >= 1")
+    if args.serve_seconds <= 0:
+        raise UsageError(f"--serve_seconds {args.serve_seconds}: must be > 0")
     if args.file_rows <= SMALL_ROWS:
         raise UsageError(f"--file_rows {args.file_rows}: must be > {SMALL_ROWS}")
     args.size = parse_size(args.size) if args.size else None

@@ -203,6 +203,7 @@ def test_sweep_runs_a_grid_and_tpe_with_and_without_pruning(benchmark, tmp_path,
         (["--sweep_trials", "0"], "--sweep_trials 0: must be >= 1"),
         (["--sweep_epochs", "0"], "--sweep_epochs 0: must be >= 1"),
         (["--every_n_steps", "0"], "--every_n_steps 0: must be >= 1"),
+        (["--serve_seconds", "0"], "--serve_seconds 0.0: must be > 0"),
         (["--repeats", "x"], "argument --repeats: invalid int value: 'x'"),
         (["--sections", "floor"], "unrecognized arguments: --sections floor"),
     ],
@@ -276,4 +277,4 @@ def test_write_to_a_page_without_the_sections_block_is_one_line_and_exit_2(bench
 
 def test_the_benchmark_page_has_a_block_for_every_section():
     args = parse_flags(["--write", str(ROOT / "docs" / "benchmarks.md")])  # a UsageError if one is missing
-    assert args.sections == SECTIONS and len(SECTIONS) == 7
+    assert args.sections == SECTIONS and len(SECTIONS) == 8

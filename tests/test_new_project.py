@@ -241,7 +241,7 @@ def test_the_project_is_named_for_its_package(project):
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["name"] == "cancer_pl"
     assert pyproject["project"]["scripts"] == {"cancer-pl": "cancer_pl.__main__:main"}
-    assert {"cancer_pl[sweep]", "cancer_pl[export]"} <= set(pyproject["project"]["optional-dependencies"]["test"])
+    assert {"cancer_pl[sweep]", "cancer_pl[serve]"} <= set(pyproject["project"]["optional-dependencies"]["test"])
     assert pyproject["tool"]["setuptools"]["packages"]["find"]["include"] == ["cancer_pl*"]
     # The environment variables and the sweep's workers are the new package's.
     assert 'STORAGE_ENV = "CANCER_PL_STORAGE"' in (project / "cancer_pl/sweep/flags.py").read_text()

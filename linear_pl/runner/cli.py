@@ -33,7 +33,13 @@ from linear_pl.runner.flags import (
 from linear_pl.runner.internals import CLASS_PATH_KEY, one_line
 from linear_pl.runner.noise import silence_known_noise
 from linear_pl.runner.project import Project, registered_project
-from linear_pl.runner.run_flags import add_export_flags, add_predict_flags, add_run_flags, check_trainer_flags
+from linear_pl.runner.run_flags import (
+    add_export_flags,
+    add_predict_flags,
+    add_run_flags,
+    add_serve_flags,
+    check_trainer_flags,
+)
 
 HELP = {
     "fit": "fit: train (the default: `train.py` with no subcommand is `train.py fit`).",
@@ -42,6 +48,7 @@ HELP = {
     "predict": "predict --ckpt_path best|last|PATH (--x ROWS | --input FILE | its data): print predictions.",
     "export": "export --ckpt_path best|last|PATH: write export/ (model.pt2, model.onnx, export.json) beside its "
     "checkpoints, each format checked against the model (--rtol, --atol) on its test data or --x/--input rows.",
+    "serve": "serve --ckpt_path best|last|PATH [--format eager|pt2|onnx]: an HTTP server of its predictions.",
 }
 # The run prints its own plain progress lines (ProgressReport), and no model summary.
 TRAINER_DEFAULTS = {"enable_progress_bar": False, "enable_model_summary": False}
@@ -56,6 +63,11 @@ class RunTrainer(Trainer):
                ckpt_path: str | None = None, weights_only: bool | None = None) -> None:  # fmt: skip
         """Export the checkpoint's model: linear_pl.runner.export (``train.py export``)."""
         raise NotImplementedError("`train.py export` exports: linear_pl.runner.export.export(run)")
+
+    def serve(self, model: L.LightningModule, datamodule: L.LightningDataModule | None = None,
+              ckpt_path: str | None = None, weights_only: bool | None = None) -> None:  # fmt: skip
+        """Serve the checkpoint's model over HTTP: linear_pl.runner.serve (``train.py serve``)."""
+        raise NotImplementedError("`train.py serve` serves: linear_pl.runner.serve.serve(run)")
 
 
 class OneLineErrorParser(LightningArgumentParser):
@@ -123,6 +135,8 @@ class RunCLI(LightningCLI):
             add_predict_flags(parser)
         if not self.parse_only and parser.description.endswith(HELP["export"]):
             add_export_flags(parser)
+        if not self.parse_only and parser.description.endswith(HELP["serve"]):
+            add_serve_flags(parser)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: list[str]) -> None:
         try:
@@ -205,7 +219,7 @@ class RunCLI(LightningCLI):
     def fit(self, **kwargs) -> None:
         pass
 
-    validate = test = predict = export = fit
+    validate = test = predict = export = serve = fit
 
 
 def build_run(args: list[str], project: Project | None = None, **run) -> "runs.Run":
@@ -241,7 +255,7 @@ def parse_flags(args: list[str], project: Project | None = None) -> RunCLI:
 
 
 def cli_main(args: list[str] | None = None, project: Project | None = None) -> int:
-    """Run ``[fit|validate|test|predict|export] flags``; returns the exit status."""
+    """Run ``[fit|validate|test|predict|export|serve] flags``; returns the exit status."""
     importable_from_cwd()
     project = project or registered_project()
     silence_known_noise()

@@ -46,7 +46,7 @@ class Outcome:
 class Run:
     """One command's run, built: its parts, and the callbacks of ours that follow it."""
 
-    command: str  # fit, validate, test, predict or export
+    command: str  # fit, validate, test, predict, export or serve
     config: Namespace  # the subcommand's parsed flags
     args: list[str]  # the flags as given, for the continue command
     checkpoint: Path | None = None  # --ckpt_path, resolved
@@ -242,6 +242,15 @@ def execute(run: Run) -> int:
         from linear_pl.runner.export import export  # noqa: PLC0415 -- torch.onnx and the export extra: exports only
 
         return export(run)
+    if run.command == "serve":
+        try:
+            from linear_pl.runner.serve import serve  # noqa: PLC0415 -- LitServe only for `serve`
+        except ImportError as error:
+            if (error.name or "").split(".")[0] not in ("litserve", "fastapi", "uvicorn", "onnxruntime"):
+                raise
+            install = 'pip install -e ".[serve]"'
+            raise UsageError(f"serve needs the serve extra ({error.name} is missing): {install}") from None
+        return serve(run)
     if run.command == "predict":
         lines = predict(run)
         print("\n".join(lines))

@@ -80,6 +80,18 @@ def add_export_flags(parser: LightningArgumentParser) -> None:
     parser.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance of each format against eager")
 
 
+def add_serve_flags(parser: LightningArgumentParser) -> None:
+    """``serve``'s model, address, batching and request limits (linear_pl/runner/serve.py)."""
+    add = parser.add_argument
+    add("--format", type=Literal["eager", "pt2", "onnx"], default="eager", help="the checkpoint's model, or its export")
+    add("--host", type=str, default="127.0.0.1", help="127.0.0.1 (this machine only), 0.0.0.0 or ::")
+    add("--port", type=int, default=8000, help="the port the server listens on")
+    add("--max_batch_size", type=int, default=16, help="requests predicted together at most (1: no batching)")
+    add("--batch_timeout", type=float, default=0.005, help="seconds a batch waits to fill")
+    add("--max_request_mb", type=float, default=16.0, help="a larger request body is refused (413)")
+    add("--decode", type=str | None, default=None, help="MODULE.FUNCTION(body, content_type): a request's inputs")
+
+
 def check_accelerator(name: object) -> None:
     """Fail in one line, before anything starts, when the accelerator is unknown or absent here."""
     registry = AcceleratorRegistry.available_accelerators()
