@@ -1,6 +1,6 @@
 """The ``linear-pl`` command (also ``python -m linear_pl``): ``linear-pl COMMAND [flags]``.
 
-``fit``, ``validate``, ``test``, ``predict`` and ``export`` are ``scripts/train.py``'s (``predict`` is also
+``fit``, ``validate``, ``test``, ``predict``, ``export`` and ``serve`` are ``scripts/train.py``'s (``predict`` is also
 ``scripts/predict.py``), and ``sweep`` is ``scripts/sweep.py``: the same functions, the same flags.
 """
 
@@ -8,7 +8,8 @@ import gc
 import sys
 
 USAGE = (
-    "usage: linear-pl {fit,validate,test,predict,export,sweep} [flags]   (linear-pl fit --help, linear-pl sweep --help)"
+    "usage: linear-pl {fit,validate,test,predict,export,serve,sweep} [flags]"
+    "   (linear-pl fit --help, linear-pl sweep --help)"
 )
 
 
@@ -16,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the subcommand named by the first argument; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command, rest = (argv[0], argv[1:]) if argv else (None, [])
-    if command in ("fit", "validate", "test", "predict", "export"):
+    if command in ("fit", "validate", "test", "predict", "export", "serve"):
         from linear_pl.runner.cli import cli_main  # noqa: PLC0415 -- import Lightning only when needed
 
         return cli_main([command, *rest])
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     if command in ("-h", "--help"):
         print(USAGE)
         return 0
-    choices = "fit, validate, test, predict, export or sweep"
+    choices = "fit, validate, test, predict, export, serve or sweep"
     print(f"error: {command or 'no command'}: choose {choices}\n{USAGE}", file=sys.stderr)
     return 2
 

@@ -81,7 +81,8 @@ def test_linear_pl_command_fits_and_predicts(tmp_path, capsys):
     assert main(["predict", "--ckpt_path", "last", "--x", "[1, 0, 0, 0, 0, 0, 0]"]) == 0, capsys.readouterr().err
     assert len(capsys.readouterr().out.split()) == 1
     assert main(["train"]) == 2
-    assert capsys.readouterr().err.startswith("error: train: choose fit, validate, test, predict, export or sweep")
+    choices = "fit, validate, test, predict, export, serve or sweep"
+    assert capsys.readouterr().err.startswith(f"error: train: choose {choices}")
 
 
 def test_on_exactly_linear_data_the_verdict_says_so_instead_of_a_ratio(train):
