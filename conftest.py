@@ -30,8 +30,9 @@ LONGEST_FIRST = ("tests/runner/test_long_epochs.py", "tests/runner/test_reliabil
                  "docs/example.md", "tests/test_side_by_side.py", "tests/test_sweep_resume.py",
                  "tests/test_new_project.py", "tests/test_recovery.py", "docs/sweeps.md", "docs/runs.md",
                  "tests/test_ddp.py", "tests/runner/test_ddp.py", "tests/test_sweep_postgres.py",
-                 "docs/your_model.md", "README.md", "tests/runner/test_command_line.py", "tests/test_benchmark.py",
-                 "tests/test_mlp.py")  # fmt: skip
+                 "tests/test_serve_examples.py", "tests/runner/test_serve.py", "docs/your_model.md", "README.md",
+                 "tests/runner/test_command_line.py", "tests/test_benchmark.py", "tests/runner/test_export.py",
+                 "tests/test_export.py", "tests/test_mlp.py")  # fmt: skip
 
 
 def pytest_collection_modifyitems(config, items):
