@@ -51,13 +51,15 @@ def start_and_interrupt(tmp_path, signum, flags):
     while not checkpoint.exists():  # training is under way, its signal handlers installed
         assert time.monotonic() < deadline and proc.poll() is None, "no checkpoint: training never got under way"
         time.sleep(0.05)
-    time.sleep(0.3)  # not for the outcome: a signal in mid-epoch rather than at the first epoch's end
+    time.sleep(0.1)  # not for the outcome: a signal in mid-epoch rather than at the first epoch's end
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
     return proc.returncode, out, err, checkpoint
 
 
-INTERRUPTED = ["--max_epochs", "600", "--precondition", "none", "--shuffle", "--seed", "3",
+# The signal comes 0.1 s after the first epoch's checkpoint: a few epochs in, far from the last.
+EPOCHS = 200
+INTERRUPTED = ["--max_epochs", str(EPOCHS), "--precondition", "none", "--shuffle", "--seed", "3",
                "--checkpoint_every_seconds", "0"]  # fmt: skip
 
 
@@ -78,7 +80,7 @@ def assert_interrupted_and_resume(status, err, signum, checkpoint, straight, mon
     lines = [line for line in err.splitlines() if line.startswith("Interrupted")]
     assert len(lines) == 1 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
     results = json.loads((checkpoint.parent.parent / "results.json").read_text())
-    assert results["stopped_because"] == "interrupted" and 0 < results["epochs"] < 600
+    assert results["stopped_because"] == "interrupted" and 0 < results["epochs"] < EPOCHS
     assert f"Interrupted ({signal.Signals(signum).name}) after epoch {results['epochs']}:" in lines[0]
     assert torch.load(checkpoint, weights_only=True)["epoch"] == results["epochs"]  # saved at the end of fit
 
@@ -89,7 +91,7 @@ def assert_interrupted_and_resume(status, err, signum, checkpoint, straight, mon
     resumed = run_quietly(cli_main, *command[2:], root=checkpoint.parents[3])
     assert resumed.status == 0, resumed.stderr
     final = json.loads((checkpoint.parent.parent / "results.json").read_text())
-    assert final["epochs"] == straight["epochs"] == 600
+    assert final["epochs"] == straight["epochs"] == EPOCHS
     assert final["learned_weights"] == straight["learned_weights"]  # bit-identical
 
 

@@ -233,7 +233,8 @@ def test_a_compiled_run_exits_when_done_and_its_weights_keep_their_names(tmp_pat
     its results written, in a process of its own (the cache is the user's first compiled run's: empty). The
     weights keep their names: the checkpoint loads into the plain model. Without a compiler, one line says so."""
     env = process_env(TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor_cache"))
-    flags = ["--num_samples", "1000", "--batch_size", "30", "--max_epochs", "2", "--compile"]  # bare: --compile true
+    # 1500 samples: every split (900, 300, 300) whole batches of 30, so that no smaller last batch compiles again.
+    flags = ["--num_samples", "1500", "--batch_size", "30", "--max_epochs", "2", "--compile"]  # bare: --compile true
     try:
         done = subprocess.run(script_command("train", *CLASSIFIER, *flags), cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=600)  # fmt: skip

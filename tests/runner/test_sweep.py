@@ -106,7 +106,7 @@ def test_trials_leak_nothing_into_each_other(sweep, tmp_path, capsys):
 
 def test_hopeless_trials_are_pruned_and_still_end_as_runs(sweep, tmp_path):
     space = "model.lr: {type: float, low: 1.0e-7, high: 3.0e-2, log: true}\n"
-    run = sweep("--n_trials", "12", *FAST, "--max_epochs", "10", space=space)
+    run = sweep("--n_trials", "8", *FAST, "--max_epochs", "10", space=space)  # trials 5 and 7 draw an lr under 1e-5
     assert run.status == 0, run.stderr
     study_dir = tmp_path / "sweeps" / "space"
     pruned = [r for r in rows(study_dir) if r["state"] == "PRUNED"]
