@@ -119,6 +119,7 @@ def stored_rows(datamodule: L.LightningDataModule | None) -> torch.Tensor:
     for stage, loader in splits if datamodule is not None else ():
         if not is_overridden(loader, datamodule):
             continue
+        datamodule.prepare_data()  # as the Trainer does before setup: a download the data needs
         datamodule.setup(stage)
         batch = next(iter(getattr(datamodule, loader)()), None)
         x = batch[0] if isinstance(batch, list | tuple) else batch
