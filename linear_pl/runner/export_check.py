@@ -79,13 +79,16 @@ def check_format(
     return diffs
 
 
-def onnx_runner(path: Path, device: torch.device) -> Callable:
-    """The .onnx file in ONNX Runtime (its CPU provider), as a function of a tensor on ``device``."""
+def onnx_runner(path: Path, device: torch.device, on_device: bool = False) -> Callable:
+    """The .onnx file in ONNX Runtime, as a function of a tensor on ``device``: on its CPU provider (the export's
+    check), or with ``on_device`` on CUDA's where the device is a GPU and ONNX Runtime has it (serve)."""
     import onnxruntime  # noqa: PLC0415 -- the export extra, imported by an export only
 
+    cuda = on_device and device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only: ORT warns about the initializers it folds away
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    providers = ["CUDAExecutionProvider"] * cuda + ["CPUExecutionProvider"]
+    session = onnxruntime.InferenceSession(str(path), options, providers=providers)
     (given,) = session.get_inputs()
 
     def run(x: torch.Tensor):

@@ -28,6 +28,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from linear_pl.runner.errors import UsageError
 from linear_pl.runner.export import sha256
+from linear_pl.runner.export_check import onnx_runner
 from linear_pl.runner.serve_requests import Inputs, RequestCheck, decode_json, import_decode
 
 REPLAY_ROWS = 8  # the data's test rows sent through the HTTP path at start
@@ -42,17 +43,7 @@ def exported_forward(fmt: str, path: Path, device: torch.device) -> Callable[[to
     """The export's runner, in place of the model's forward: torch.export's program, or ONNX Runtime's session."""
     if fmt == "pt2":
         return torch.export.load(str(path)).module().to(device)
-    import onnxruntime  # noqa: PLC0415 -- only for --format onnx
-
-    cuda = device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-    providers = ["CUDAExecutionProvider"] * cuda + ["CPUExecutionProvider"]
-    session = onnxruntime.InferenceSession(str(path), providers=providers)
-    name = session.get_inputs()[0].name
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {name: x.cpu().numpy()})[0]).to(x.device)
-
-    return forward
+    return onnx_runner(path, device, on_device=True)
 
 
 class ModelAPI(ls.LitAPI):
