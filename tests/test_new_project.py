@@ -28,9 +28,9 @@ from linear_pl.new_project import TemplateLeftover, new_main, write_project
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the checks that read pyproject.toml need it
 
 NAME = "cancer_pl"
-# The tests to run in the generated project: its own (the starter's), and of the runner's, those of its command
-# line that are not `slow` (the whole of the runner's tests pass here, on the same runner).
-SUBSET = ("-k", "test_starter or test_command_line", "-m", "not slow")
+# The tests to run in the generated project: its own (the starter's), and of the runner's, predict's, through the
+# copied fixtures and classifier (the whole of the runner's tests pass here, on the same runner).
+SUBSET = ("-k", "test_starter or test_predict", "-m", "not slow")
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_linear_pl_new_writes_a_project_that_lints_passes_its_tests_and_runs_a_u
 
     # Its `make test`, in part, in one process (this suite's workers already use both cores): every test file
     # there imports and collects (one that does not fails the run), and the starter's tests (its run learns and
-    # predicts) and the runner's command-line tests pass. The runner's other tests pass here, from the same files
+    # predicts, its output clean) and the runner's predict tests pass. The runner's other tests pass here, from the same files
     # on the same runner: running them all again there would test the same code twice. No __pycache__ left in
     # the project the other tests read.
     done = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET, "tests", cwd=project,
@@ -218,8 +218,8 @@ def test_linear_pl_new_writes_a_project_that_lints_passes_its_tests_and_runs_a_u
     assert results["model"] == "SineFit" and results["epochs"] == 3
 
     assert torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)["hyper_parameters"]["width"] == 8
-    # (test and predict rebuild a checkpoint's model and data, no --model, no --data: runner/test_command_line.py,
-    # which passes in the generated project above.)
+    # (predict rebuilds a checkpoint's model and data, no --model, no --data: the starter's test, which passes in
+    # the generated project above; test and validate too: runner/test_command_line.py, here.)
 
     space = runs / "space.yaml"
     space.write_text("model.width: {type: categorical, choices: [4, 8]}\n")

@@ -21,16 +21,16 @@ TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
 
 
 @pytest.mark.slow
-def test_six_runs_started_at_once_each_get_their_own_directory(tmp_path):
+def test_four_runs_started_at_once_each_get_their_own_directory(tmp_path):
     procs = {
         seed: subprocess.Popen([*TRAIN, "--seed", str(seed), "--max_epochs", "30", "--precondition", "none",
                                 "--default_root_dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for seed in range(1, 7)
+        for seed in range(1, 5)
     }  # fmt: skip
     for proc in procs.values():
         assert proc.wait(timeout=300) == 0, proc.stderr.read()
     run_dirs = sorted((tmp_path / "lightning_logs").iterdir())
-    assert len(run_dirs) == 6
+    assert len(run_dirs) == 4
     seen_seeds, writers = set(), set()
     for run_dir in run_dirs:
         seed = yaml.safe_load((run_dir / "config.yaml").read_text())["seed_everything"]
@@ -41,7 +41,7 @@ def test_six_runs_started_at_once_each_get_their_own_directory(tmp_path):
         assert len(pids) == 1, pids
         seen_seeds.add(seed)
         writers |= pids
-    assert seen_seeds == set(range(1, 7)) and len(writers) == 6  # nothing overwritten, nothing shared
+    assert seen_seeds == set(range(1, 5)) and len(writers) == 4  # nothing overwritten, nothing shared
 
 
 def start_and_interrupt(tmp_path, signum, flags):
