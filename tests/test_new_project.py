@@ -186,9 +186,9 @@ def test_linear_pl_new_writes_a_project_that_lints_passes_its_tests_and_runs_a_u
 
     # Its `make test`, in part, in one process (this suite's workers already use both cores): every test file
     # there imports and collects (one that does not fails the run), and the starter's tests (its run learns and
-    # predicts, its output clean) and the runner's predict tests pass. The runner's other tests pass here, from the same files
-    # on the same runner: running them all again there would test the same code twice. No __pycache__ left in
-    # the project the other tests read.
+    # predicts, its output clean) and the runner's predict tests pass. The runner's other tests pass here, from
+    # the same files on the same runner: running them all again there would test the same code twice. No
+    # __pycache__ left in the project the other tests read.
     done = run_in(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET, "tests", cwd=project,
                   PYTHONDONTWRITEBYTECODE="1")  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:]
