@@ -169,12 +169,13 @@ class ManualSteps(Classifier):
 
 def test_a_trainer_flag_lightning_refuses_only_once_fit_starts_is_one_line(train):
     # Trainer(gradient_clip_val=1) is built; fit then refuses it for a model that optimizes by hand.
-    run = train(*CLASSIFIER, "--model", "runner.test_command_line.ManualSteps", "--trainer.gradient_clip_val", "1")
+    manual = ["--model", "runner.test_command_line.ManualSteps", "--max_epochs", "1"]
+    run = train(*CLASSIFIER, *manual, "--trainer.gradient_clip_val", "1")
     assert run.status == 2 and "Traceback" not in run.stderr
     assert run.stderr.startswith("error: --trainer.gradient_clip_val 1.0: Automatic gradient clipping is not supported")
     assert len(run.stderr.splitlines()) == 1
     # Lightning checks val_check_interval against the epoch's batches only once it has the data.
-    run = train(*CLASSIFIER, "--num_samples", "600", "--trainer.val_check_interval", "1000")
+    run = train(*CLASSIFIER, "--num_samples", "600", "--max_epochs", "1", "--trainer.val_check_interval", "1000")
     assert run.status == 2 and len(run.stderr.splitlines()) == 1, run.stderr
     assert run.stderr.startswith("error: `val_check_interval` (1000) must be less than or equal to the number of")
 
